@@ -1,0 +1,57 @@
+//! Training-throughput benchmark: dctk's model, loss and AdamW step in a loop on random
+//! token ids, timed after warm-up. `dctk bench train` runs this side by side with the
+//! PyTorch reference (`bench/train_ref.py`), which builds the same model in PyTorch eager.
+//!
+//! Random ids are fine for throughput: the cost of a step does not depend on the values.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::train::model::Gpt;
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::ModelConfig;
+
+#[derive(Clone, Debug)]
+pub struct TrainBench {
+    pub config: ModelConfig,
+    pub batch_size: i64,
+    pub seq_len: i64,
+    pub warmup_steps: usize,
+    pub steps: usize,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+/// Tokens per second of training steps (forward, backward, clip, AdamW), median over
+/// the timed steps.
+pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
+    tch::manual_seed(0);
+    let mut vs = nn::VarStore::new(b.device);
+    let model = Gpt::new(&vs, &b.config, 0.0);
+    if b.kind != Kind::Float {
+        vs.set_kind(b.kind);
+    }
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let mut opt = AdamW::new(vars, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 });
+    let vocab = crate::train::model::GPT2_VOCAB;
+    let mut times = Vec::new();
+    for i in 0..b.warmup_steps + b.steps {
+        let x = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
+        let y = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
+        let t0 = Instant::now();
+        opt.zero_grad();
+        let loss = Gpt::loss(&model.forward(&x, true), &y);
+        loss.backward();
+        opt.clip_grad_norm(1.0);
+        opt.step(1e-3);
+        let _ = loss.double_value(&[]); // synchronises CUDA, like the reference's .item()
+        if i >= b.warmup_steps {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(|a, c| a.partial_cmp(c).unwrap());
+    let median = times[times.len() / 2];
+    Ok((b.batch_size * b.seq_len) as f64 / median)
+}

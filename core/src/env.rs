@@ -1,0 +1,107 @@
+//! What dctk runs on: versions, libtorch location, devices and threads.
+//!
+//! `dctk doctor` prints this; every run manifest records it, because the same study
+//! must give the same numbers elsewhere and the first question is "on what?".
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tch::{Cuda, Device};
+
+pub const DCTK_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The tch version this binary was built with (from Cargo.lock, by build.rs).
+pub const TCH_VERSION: &str = env!("DCTK_TCH_VERSION");
+/// The libtorch version found at build time (the torch wheel's `version.py`).
+pub const LIBTORCH_BUILD_VERSION: &str = env!("DCTK_LIBTORCH_BUILD_VERSION");
+/// Whether this binary keeps `libtorch_cuda` linked (`--features cuda`).
+pub const CUDA_FEATURE: bool = cfg!(feature = "cuda");
+
+/// `dctk --version`'s long form.
+pub fn long_version() -> String {
+    format!(
+        "{DCTK_VERSION} (tch {TCH_VERSION}, libtorch {LIBTORCH_BUILD_VERSION}, cuda build: {})",
+        if CUDA_FEATURE { "yes" } else { "no" }
+    )
+}
+
+/// The versions that decide a run's numbers, recorded in every manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Versions {
+    pub dctk: String,
+    pub tch: String,
+    pub libtorch: String,
+    pub cuda_build: bool,
+}
+
+pub fn versions() -> Versions {
+    Versions {
+        dctk: DCTK_VERSION.into(),
+        tch: TCH_VERSION.into(),
+        libtorch: LIBTORCH_BUILD_VERSION.into(),
+        cuda_build: CUDA_FEATURE,
+    }
+}
+
+/// The libtorch shared library this process actually loaded, read from
+/// `/proc/self/maps` (the loader may have found another copy than the build's).
+pub fn loaded_libtorch() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .map(PathBuf::from)
+}
+
+/// The version of the libtorch that was loaded, from the `version.py` next to its
+/// `lib/` directory when it comes from a torch wheel.
+pub fn loaded_libtorch_version() -> Option<String> {
+    let lib = loaded_libtorch()?;
+    let text = std::fs::read_to_string(lib.parent()?.parent()?.join("version.py")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|v| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+}
+
+/// Resolves a device setting: `auto` takes CUDA when available, else the CPU.
+pub fn resolve_device(setting: &str) -> Result<Device, String> {
+    match setting {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        s => {
+            let index = match s {
+                "cuda" => 0,
+                _ => s.strip_prefix("cuda:").and_then(|n| n.parse().ok()).ok_or_else(|| {
+                    format!("device \"{s}\" is not one of auto, cpu, cuda, cuda:N")
+                })?,
+            };
+            if !Cuda::is_available() {
+                return Err(format!(
+                    "device \"{s}\" requested but CUDA is not available{}; see `dctk doctor`",
+                    if CUDA_FEATURE { "" } else { " (this binary was built without --features cuda)" }
+                ));
+            }
+            if index as i64 >= Cuda::device_count() {
+                return Err(format!("device \"{s}\": only {} CUDA device(s)", Cuda::device_count()));
+            }
+            Ok(Device::Cuda(index))
+        }
+    }
+}
+
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// GPU names from `nvidia-smi` (tch does not expose device properties).
+pub fn gpu_names() -> Vec<String> {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default()
+}

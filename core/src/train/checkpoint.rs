@@ -1,0 +1,105 @@
+//! Checkpoints: model weights, optimizer state and the data-order state, so a run
+//! interrupted at any moment resumes to the same losses, step for step (on CPU).
+//!
+//! ```text
+//! ckpt/model.safetensors   model variables by name
+//! ckpt/optim.safetensors   AdamW moments (and fp32 masters in bf16 runs)
+//! ckpt/state.ron           step, AdamW step, data fingerprint, run id
+//! ```
+//! The data order is a pure function of (seed, step) (see `data::EpochBatcher`) and
+//! dropout is reseeded from (seed, step) each step, so `step` is the whole RNG state.
+//!
+//! Writing is crash-safe: the new checkpoint is written to `ckpt.tmp/`, then swapped in
+//! by two renames; a reader falls back to `ckpt.old/` if a crash hit between them.
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Tensor};
+
+use super::optim::AdamW;
+use crate::study::write_ron_atomic;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointState {
+    /// Optimizer steps completed.
+    pub step: u64,
+    pub adam_step: i64,
+    pub run_id: String,
+    pub data_fingerprint: String,
+}
+
+fn ckpt_dirs(run_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (run_dir.join("ckpt"), run_dir.join("ckpt.tmp"), run_dir.join("ckpt.old"))
+}
+
+pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState) -> Result<()> {
+    let (live, tmp, old) = ckpt_dirs(run_dir);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let vars: Vec<(String, Tensor)> = vars.into_iter().collect();
+    Tensor::write_safetensors(&vars, tmp.join("model.safetensors")).context("writing model.safetensors")?;
+    Tensor::write_safetensors(&opt.state_tensors(), tmp.join("optim.safetensors")).context("writing optim.safetensors")?;
+    write_ron_atomic(&tmp.join("state.ron"), state)?;
+    for f in ["model.safetensors", "optim.safetensors"] {
+        fs::File::open(tmp.join(f))?.sync_all()?;
+    }
+    if live.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        fs::rename(&live, &old)?;
+    }
+    fs::rename(&tmp, &live)?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// The checkpoint directory to resume from, if any.
+pub fn find(run_dir: &Path) -> Option<PathBuf> {
+    let (live, _, old) = ckpt_dirs(run_dir);
+    [live, old].into_iter().find(|d| d.join("state.ron").exists())
+}
+
+pub fn read_state(dir: &Path) -> Result<CheckpointState> {
+    let path = dir.join("state.ron");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Loads weights and optimizer state into an already-built model and optimizer.
+pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut AdamW, state: &CheckpointState) -> Result<()> {
+    let model_path = dir.join("model.safetensors");
+    let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&model_path)
+        .with_context(|| format!("reading {}", model_path.display()))?
+        .into_iter()
+        .collect();
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vs.variables() {
+            let Some(src) = saved.get(&name) else {
+                bail!("{}: missing tensor `{name}`", model_path.display());
+            };
+            if src.size() != var.size() {
+                bail!("{}: tensor `{name}` has shape {:?}, the model wants {:?}", model_path.display(), src.size(), var.size());
+            }
+            let mut var = var;
+            var.copy_(src);
+        }
+        Ok(())
+    })?;
+    let optim_path = dir.join("optim.safetensors");
+    let optim: BTreeMap<String, Tensor> = Tensor::read_safetensors(&optim_path)
+        .with_context(|| format!("reading {}", optim_path.display()))?
+        .into_iter()
+        .collect();
+    opt.load_state_tensors(state.adam_step, &optim)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", optim_path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! The model: a decoder-only transformer, read top to bottom.
+//!
+//! Shape of one block (pre-norm, as in LLaMA and dc_pretrain):
+//!
+//! ```text
+//! x ─┬─ RMSNorm ─ q,k,v ─ RoPE(q,k) ─ causal SDPA ─ out-proj ─ dropout ─(+)─┬─ RMSNorm ─ SwiGLU ─ dropout ─(+)─▶
+//!    └───────────────────────────────────────────────────────────────────────┘└────────────────────────────────┘
+//! ```
+//!
+//! - Attention goes through libtorch's fused `scaled_dot_product_attention` with
+//!   `is_causal = true` (flash / memory-efficient kernels on CUDA, a fused kernel on CPU).
+//! - Rotary position embeddings (Su et al. 2021, "RoFormer"), rotate-half form.
+//! - RMSNorm (Zhang & Sennrich 2019) without bias.
+//! - SwiGLU feed-forward (Shazeer 2020) with hidden = 256·⌈(8d/3)/256⌉, as in dc_pretrain.
+//! - Untied input embedding and output head; no biases anywhere.
+//!
+//! Parameter names are stable (`wte`, `h.{i}.attn.qkv`, …): they are the keys of the
+//! checkpoint's safetensors file and decide the optimizer's no-decay group.
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// GPT-2's BPE has 50,257 tokens. We pad the embedding to a multiple of 64
+/// (50,304), as dc_pretrain and nanoGPT do: matmuls are faster, and the spare rows
+/// leave room for tokens that regularizers add (MIR's MASK is id 50,257).
+pub const GPT2_VOCAB: i64 = 50_257;
+pub const GPT2_PADDED_VOCAB: i64 = 50_304;
+
+/// The shape of a model. A plain serde struct: it is parsed from a script, hashed
+/// into the run id and written to the run manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Rows of the embedding and the output head (padded vocabulary).
+    pub vocab_size: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    /// Residual stream width.
+    pub d_model: i64,
+    /// SwiGLU hidden width.
+    pub d_ff: i64,
+    /// Longest sequence the RoPE tables cover.
+    pub max_seq_len: i64,
+    pub rope_theta: f64,
+    pub norm_eps: f64,
+}
+
+/// Named sizes. The dc_pretrain shapes (science.md §3.4) are named by their total
+/// parameter count with untied embeddings and vocabulary 50,304; the CPU sizes are for
+/// quickstarts and tests.
+pub const PRESETS: &[(&str, i64, i64, i64, &str)] = &[
+    // (name, layers, d_model, heads, what it is for)
+    ("micro", 1, 64, 2, "tests: a one-layer model that trains in seconds"),
+    ("tiny", 2, 128, 4, "CPU quickstarts: trains several epochs in minutes on 2 cores"),
+    ("mini", 4, 256, 4, "CPU studies: a step up from tiny"),
+    ("72m", 6, 512, 8, "dc_pretrain 72m"),
+    ("140m", 9, 768, 12, "dc_pretrain 140m"),
+    ("gpt2s", 12, 768, 12, "GPT-2-small shape (the 124M class) for GPU benchmarks"),
+    ("257m", 12, 1024, 16, "dc_pretrain 257m"),
+    ("664m", 18, 1536, 24, "dc_pretrain 664m"),
+    ("1p4b", 24, 2048, 32, "dc_pretrain 1p4b"),
+];
+
+impl ModelConfig {
+    /// A shape with dc_pretrain's conventions: SwiGLU hidden 256·⌈(8d/3)/256⌉, RoPE θ=10⁴.
+    pub fn new(n_layer: i64, d_model: i64, n_head: i64, vocab_size: i64, max_seq_len: i64) -> Self {
+        let d_ff = 256 * (((8 * d_model) as f64 / 3.0) / 256.0).ceil() as i64;
+        ModelConfig {
+            vocab_size,
+            n_layer,
+            n_head,
+            d_model,
+            d_ff,
+            max_seq_len,
+            rope_theta: 10_000.0,
+            norm_eps: 1e-6,
+        }
+    }
+
+    /// A named preset at the GPT-2 padded vocabulary.
+    pub fn preset(name: &str, max_seq_len: i64) -> Option<Self> {
+        PRESETS
+            .iter()
+            .find(|p| p.0 == name)
+            .map(|&(_, l, d, h, _)| Self::new(l, d, h, GPT2_PADDED_VOCAB, max_seq_len))
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.d_model / self.n_head
+    }
+
+    /// Checks that the shape can be built; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("d_model", self.d_model),
+            ("d_ff", self.d_ff),
+            ("max_seq_len", self.max_seq_len),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                return Err(format!("model.{name} must be positive, got {v}"));
+            }
+        }
+        if self.d_model % self.n_head != 0 {
+            return Err(format!(
+                "model.d_model ({}) must be divisible by model.n_head ({})",
+                self.d_model, self.n_head
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(format!("model head dimension d_model/n_head = {} must be even for RoPE", self.head_dim()));
+        }
+        Ok(())
+    }
+
+    /// Parameters of one block: qkv + out projections, SwiGLU (gate, up, down), two norms.
+    fn block_params(&self) -> i64 {
+        let d = self.d_model;
+        4 * d * d + 3 * d * self.d_ff + 2 * d
+    }
+
+    /// Exact total parameter count (embedding + blocks + final norm + head).
+    pub fn total_params(&self) -> i64 {
+        self.vocab_size * self.d_model * 2 + self.n_layer * self.block_params() + self.d_model
+    }
+
+    /// Non-embedding parameters: everything but the input embedding and the output
+    /// head, the convention of science.md §3.4 (72m → 20.5M).
+    pub fn non_embedding_params(&self) -> i64 {
+        self.n_layer * self.block_params() + self.d_model
+    }
+
+    /// Training FLOPs per token (forward + backward) at context `seq_len`:
+    /// 6·(non-embedding params + head) for the matmuls, plus 12·layers·d·seq_len for the
+    /// attention scores and weighted sums (Kaplan et al. 2020, Table 1; PaLM App. B).
+    /// The input embedding is a lookup and costs no FLOPs. Causal masking is not
+    /// discounted, as in the MFU convention of PaLM and nanoGPT.
+    pub fn flops_per_token(&self, seq_len: i64) -> f64 {
+        let matmul_params = (self.non_embedding_params() + self.vocab_size * self.d_model) as f64;
+        6.0 * matmul_params + 12.0 * (self.n_layer * self.d_model * seq_len) as f64
+    }
+}
+
+/// Root-mean-square layer norm (Zhang & Sennrich 2019): x · w / sqrt(mean(x²) + ε).
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(vs: nn::Path, d: i64, eps: f64) -> Self {
+        RmsNorm { weight: vs.ones("weight", &[d]), eps }
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.rms_norm(&[*x.size().last().unwrap()], Some(&self.weight), self.eps)
+    }
+}
+
+/// A bias-free linear layer whose weight is initialised N(0, std²).
+fn linear(vs: nn::Path, name: &str, d_in: i64, d_out: i64, std: f64) -> Tensor {
+    vs.var(name, &[d_out, d_in], nn::Init::Randn { mean: 0.0, stdev: std })
+}
+
+#[derive(Debug)]
+struct Block {
+    attn_norm: RmsNorm,
+    /// Fused q, k, v projection: [3·d, d].
+    qkv: Tensor,
+    /// Attention output projection: [d, d].
+    proj: Tensor,
+    mlp_norm: RmsNorm,
+    /// Fused SwiGLU gate and up projections: [2·d_ff, d].
+    gate_up: Tensor,
+    /// SwiGLU down projection: [d, d_ff].
+    down: Tensor,
+    n_head: i64,
+    d_ff: i64,
+}
+
+impl Block {
+    fn new(vs: nn::Path, cfg: &ModelConfig) -> Self {
+        let d = cfg.d_model;
+        let std = 0.02;
+        // GPT-2's scaled init of the projections that write into the residual stream.
+        let out_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        Block {
+            attn_norm: RmsNorm::new(&vs / "attn_norm", d, cfg.norm_eps),
+            qkv: linear(&vs / "attn", "qkv", d, 3 * d, std),
+            proj: linear(&vs / "attn", "proj", d, d, out_std),
+            mlp_norm: RmsNorm::new(&vs / "mlp_norm", d, cfg.norm_eps),
+            gate_up: linear(&vs / "mlp", "gate_up", d, 2 * cfg.d_ff, std),
+            down: linear(&vs / "mlp", "down", cfg.d_ff, d, out_std),
+            n_head: cfg.n_head,
+            d_ff: cfg.d_ff,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, rope: &Rope, dropout: f64, train: bool) -> Tensor {
+        let (b, t, d) = x.size3().unwrap();
+        let hd = d / self.n_head;
+        // Attention.
+        let h = self.attn_norm.forward(x).matmul(&self.qkv.tr());
+        let qkv = h.view([b, t, 3, self.n_head, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let (q, k) = (rope.apply(&q, t), rope.apply(&k, t));
+        let attn_dropout = if train { dropout } else { 0.0 };
+        let y = Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, attn_dropout, true, None, false);
+        let y = y.transpose(1, 2).contiguous().view([b, t, d]).matmul(&self.proj.tr());
+        let x = x + y.dropout(dropout, train);
+        // SwiGLU feed-forward: down(silu(gate(x)) ⊙ up(x)).
+        let gu = self.mlp_norm.forward(&x).matmul(&self.gate_up.tr());
+        let parts = gu.split(self.d_ff, -1);
+        let m = (parts[0].silu() * &parts[1]).matmul(&self.down.tr());
+        x + m.dropout(dropout, train)
+    }
+}
+
+/// Rotary embedding tables, cos and sin of shape [max_seq_len, head_dim/2].
+#[derive(Debug)]
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(cfg: &ModelConfig, device: Device) -> Self {
+        let half = cfg.head_dim() / 2;
+        let inv_freq = Tensor::arange(half, (Kind::Float, device))
+            .g_mul_scalar(-2.0 * cfg.rope_theta.ln() / cfg.head_dim() as f64)
+            .exp();
+        let pos = Tensor::arange(cfg.max_seq_len, (Kind::Float, device));
+        let angles = pos.outer(&inv_freq);
+        Rope { cos: angles.cos(), sin: angles.sin() }
+    }
+
+    /// Rotates pairs (x_i, x_{i+hd/2}) of a [B, H, T, hd] tensor by position-dependent angles.
+    fn apply(&self, x: &Tensor, t: i64) -> Tensor {
+        let half = x.size()[3] / 2;
+        let cos = self.cos.narrow(0, 0, t).to_kind(x.kind());
+        let sin = self.sin.narrow(0, 0, t).to_kind(x.kind());
+        let x1 = x.narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x1 * &sin + &x2 * &cos], 3)
+    }
+}
+
+/// The decoder-only language model. Owns its parameters through the `VarStore` it was
+/// built in.
+#[derive(Debug)]
+pub struct Gpt {
+    pub config: ModelConfig,
+    wte: Tensor,
+    blocks: Vec<Block>,
+    final_norm: RmsNorm,
+    lm_head: Tensor,
+    rope: Rope,
+    dropout: f64,
+}
+
+impl Gpt {
+    /// Builds the model's variables under `vs.root()`; initialisation draws from
+    /// libtorch's global generator, so seed it first (`tch::manual_seed`).
+    pub fn new(vs: &nn::VarStore, config: &ModelConfig, dropout: f64) -> Self {
+        let root = vs.root();
+        let d = config.d_model;
+        let wte = root.var("wte", &[config.vocab_size, d], nn::Init::Randn { mean: 0.0, stdev: 0.02 });
+        let blocks = (0..config.n_layer)
+            .map(|i| Block::new(&root / "h" / i, config))
+            .collect();
+        let final_norm = RmsNorm::new(&root / "final_norm", d, config.norm_eps);
+        let lm_head = linear(root.clone(), "lm_head", d, config.vocab_size, 0.02);
+        Gpt {
+            config: config.clone(),
+            wte,
+            blocks,
+            final_norm,
+            lm_head,
+            rope: Rope::new(config, vs.device()),
+            dropout,
+        }
+    }
+
+    /// Logits [B, T, vocab] for token ids [B, T] (int64). `train` turns dropout on.
+    pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        let mut x = self.wte.embedding_lookup(idx).dropout(self.dropout, train);
+        for block in &self.blocks {
+            x = block.forward(&x, &self.rope, self.dropout, train);
+        }
+        self.final_norm.forward(&x).matmul(&self.lm_head.tr())
+    }
+
+    /// Mean next-token cross-entropy of `logits` [B, T, V] against `targets` [B, T],
+    /// computed in fp32 whatever the model's precision.
+    pub fn loss(logits: &Tensor, targets: &Tensor) -> Tensor {
+        let v = logits.size()[2];
+        logits
+            .view([-1, v])
+            .to_kind(Kind::Float)
+            .cross_entropy_for_logits(&targets.view([-1]))
+    }
+}
+
+trait EmbeddingLookup {
+    fn embedding_lookup(&self, idx: &Tensor) -> Tensor;
+}
+
+impl EmbeddingLookup for Tensor {
+    fn embedding_lookup(&self, idx: &Tensor) -> Tensor {
+        Tensor::embedding(self, idx, -1, false, false)
+    }
+}
+
+/// True for parameters that must not be weight-decayed: the input embedding and the
+/// norm gains (dc_pretrain decays everything else, including the untied head).
+pub fn is_no_decay(name: &str) -> bool {
+    name == "wte" || name.ends_with("norm.weight")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dc_pretrain_param_counts_match_science_table() {
+        // science.md §3.4: total and non-embedding parameter counts, in millions.
+        let expected = [
+            ("72m", 72.0, 20.5),
+            ("140m", 141.0, 63.7),
+            ("257m", 257.2, 154.2),
+            ("664m", 664.2, 509.7),
+            ("1p4b", 1439.3, 1233.2),
+        ];
+        for (name, total_m, non_emb_m) in expected {
+            let cfg = ModelConfig::preset(name, 2048).unwrap();
+            let total = cfg.total_params() as f64 / 1e6;
+            let non_emb = cfg.non_embedding_params() as f64 / 1e6;
+            assert!((total - total_m).abs() < 0.051, "{name}: total {total:.2}M, expected {total_m}M");
+            assert!((non_emb - non_emb_m).abs() < 0.051, "{name}: non-emb {non_emb:.2}M, expected {non_emb_m}M");
+        }
+    }
+
+    #[test]
+    fn counted_params_equal_built_params() {
+        let cfg = ModelConfig::preset("tiny", 64).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _m = Gpt::new(&vs, &cfg, 0.0);
+        let built: i64 = vs.variables().values().map(|t| t.numel() as i64).sum();
+        assert_eq!(built, cfg.total_params());
+    }
+
+    #[test]
+    fn forward_shapes_and_causality() {
+        tch::manual_seed(0);
+        let cfg = ModelConfig::new(2, 32, 4, 97, 16);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = Gpt::new(&vs, &cfg, 0.0);
+        let idx = Tensor::randint(97, [2, 16], (Kind::Int64, Device::Cpu));
+        let logits = m.forward(&idx, false);
+        assert_eq!(logits.size(), vec![2, 16, 97]);
+        // Changing the last token must not change the logits of earlier positions.
+        let idx2 = idx.copy();
+        let _ = idx2.get(0).get(15).fill_(3);
+        let logits2 = m.forward(&idx2, false);
+        let diff = (logits.narrow(1, 0, 15) - logits2.narrow(1, 0, 15)).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "future token leaked into the past: {diff}");
+    }
+
+    #[test]
+    fn no_decay_group() {
+        assert!(is_no_decay("wte"));
+        assert!(is_no_decay("h.0.attn_norm.weight"));
+        assert!(is_no_decay("final_norm.weight"));
+        assert!(!is_no_decay("lm_head"));
+        assert!(!is_no_decay("h.3.mlp.down"));
+    }
+}

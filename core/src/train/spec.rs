@@ -1,0 +1,406 @@
+//! `TrainSpec`: everything one training run needs, as plain data.
+//!
+//! One definition, several uses: a script's `train(#{ ... })` map is parsed into it
+//! (unknown keys and wrong types are errors naming the key), it is hashed into the
+//! run's id, written to the run's `manifest.ron`, and read back on resume.
+//!
+//! Every field is documented here because this *is* the manual for `train(#{...})`.
+use serde::{Deserialize, Serialize};
+
+use super::model::{ModelConfig, PRESETS};
+use super::schedule::{Schedule, ScheduleKind};
+
+/// A model is a preset name (`"tiny"`, `"72m"`, …) or an explicit shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelChoice {
+    Preset(String),
+    Shape {
+        n_layer: i64,
+        d_model: i64,
+        n_head: i64,
+        /// SwiGLU hidden width; default 256·⌈(8d/3)/256⌉.
+        #[serde(default)]
+        d_ff: Option<i64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    /// A label for the run; it prefixes the run directory's name. Not part of the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Preset name or `#{n_layer, d_model, n_head}`.
+    #[serde(default = "d::model")]
+    pub model: ModelChoice,
+    /// A `.jsonl` file or a directory of them (one file per domain; documents are
+    /// taken round-robin across files). Relative paths are relative to the script.
+    pub corpus: String,
+    /// The JSON field holding each document's text.
+    #[serde(default = "d::text_field")]
+    pub text_field: String,
+    /// The unique-token budget: training tokens are exactly this many tokens of the
+    /// training split (documents in order, end-of-text separators included).
+    pub unique_tokens: u64,
+    /// Passes over the unique tokens (may be fractional).
+    pub epochs: f64,
+    /// Held-out tokens for validation (from held-out documents only).
+    #[serde(default = "d::val_tokens")]
+    pub val_tokens: u64,
+    /// Fraction of documents held out for validation, chosen by a hash of the document id.
+    #[serde(default = "d::val_fraction")]
+    pub val_fraction: f64,
+    /// Context length in tokens.
+    #[serde(default = "d::seq_len")]
+    pub seq_len: i64,
+    /// Sequences per optimizer step.
+    #[serde(default = "d::batch_size")]
+    pub batch_size: i64,
+    /// Sequences per forward pass; `batch_size / micro_batch` gradient-accumulation steps.
+    #[serde(default)]
+    pub micro_batch: Option<i64>,
+    /// Peak learning rate.
+    #[serde(default = "d::lr")]
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW), applied to all weights but embeddings and norms.
+    #[serde(default = "d::weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "d::beta1")]
+    pub beta1: f64,
+    #[serde(default = "d::beta2")]
+    pub beta2: f64,
+    #[serde(default = "d::adam_eps")]
+    pub adam_eps: f64,
+    /// Global-norm gradient clipping threshold (0 disables).
+    #[serde(default = "d::grad_clip")]
+    pub grad_clip: f64,
+    /// `"wsd"` (default), `"cosine"` or `"constant"`.
+    #[serde(default = "d::schedule")]
+    pub schedule: ScheduleKind,
+    #[serde(default = "d::warmup_frac")]
+    pub warmup_frac: f64,
+    /// Final linear-decay fraction of the run (`wsd`).
+    #[serde(default = "d::decay_frac")]
+    pub decay_frac: f64,
+    /// Last learning rate as a fraction of the peak (default 0.01 for wsd, 0.1 for cosine).
+    #[serde(default)]
+    pub final_lr_frac: Option<f64>,
+    /// Dropout on embeddings, attention weights and residual branches.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Seeds initialisation, data order (per epoch) and dropout (per step).
+    #[serde(default)]
+    pub seed: u64,
+    /// Validation evaluations per epoch (the run also evaluates at its last step).
+    #[serde(default = "d::evals_per_epoch")]
+    pub evals_per_epoch: u64,
+    /// Evaluate every this many steps instead of `evals_per_epoch`.
+    #[serde(default)]
+    pub eval_every: Option<u64>,
+    /// Checkpoint every this many steps (default: at every evaluation).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
+    /// `"auto"` (bf16 on CUDA, fp32 on CPU), `"fp32"` or `"bf16"`.
+    #[serde(default = "d::auto")]
+    pub precision: String,
+    /// `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
+    #[serde(default = "d::auto")]
+    pub device: String,
+    /// CPU threads for libtorch (default: what libtorch chose, usually all cores).
+    #[serde(default)]
+    pub threads: Option<i32>,
+}
+
+/// Defaults, one function per field (serde needs paths).
+mod d {
+    use super::*;
+    pub fn model() -> ModelChoice {
+        ModelChoice::Preset("tiny".into())
+    }
+    pub fn text_field() -> String {
+        "text".into()
+    }
+    pub fn val_tokens() -> u64 {
+        32_768
+    }
+    pub fn val_fraction() -> f64 {
+        0.05
+    }
+    pub fn seq_len() -> i64 {
+        256
+    }
+    pub fn batch_size() -> i64 {
+        16
+    }
+    pub fn lr() -> f64 {
+        3e-3
+    }
+    pub fn weight_decay() -> f64 {
+        0.1
+    }
+    pub fn beta1() -> f64 {
+        0.9
+    }
+    pub fn beta2() -> f64 {
+        0.95
+    }
+    pub fn adam_eps() -> f64 {
+        1e-8
+    }
+    pub fn grad_clip() -> f64 {
+        1.0
+    }
+    pub fn schedule() -> ScheduleKind {
+        ScheduleKind::Wsd
+    }
+    pub fn warmup_frac() -> f64 {
+        0.01
+    }
+    pub fn decay_frac() -> f64 {
+        0.1
+    }
+    pub fn evals_per_epoch() -> u64 {
+        2
+    }
+    pub fn auto() -> String {
+        "auto".into()
+    }
+}
+
+impl TrainSpec {
+    /// Parses a JSON value (from a script map or a manifest) into a spec. Errors name
+    /// the key: `unknown key "lrr"`, `key "epochs": invalid type: string "4", expected f64`.
+    pub fn from_json(value: serde_json::Value) -> Result<TrainSpec, String> {
+        let spec: TrainSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if let Some(rest) = inner.strip_prefix("unknown field ") {
+                // serde says: unknown field `lrr`, expected one of `name`, `model`, ...
+                let key = rest.split(',').next().unwrap_or(rest).trim_matches('`');
+                let key = key.trim_matches('`');
+                return match suggest(key) {
+                    Some(s) => format!("unknown key \"{key}\" (did you mean \"{s}\"?)"),
+                    None => format!("unknown key \"{key}\"; known keys: {}", KEYS.join(", ")),
+                };
+            }
+            if inner.starts_with("missing field ") {
+                let key = inner.trim_start_matches("missing field ").trim_matches('`');
+                return format!("missing required key \"{key}\"");
+            }
+            if path == "model" || path.starts_with("model.") {
+                return format!(
+                    "key \"model\": expected a preset name ({}) or a map #{{n_layer, d_model, n_head}}",
+                    preset_names()
+                );
+            }
+            format!("key \"{path}\": {inner}")
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Range checks that serde's types cannot express; messages name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos_f = [("epochs", self.epochs), ("lr", self.lr), ("beta1", self.beta1), ("beta2", self.beta2)];
+        for (k, v) in pos_f {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("key \"{k}\" must be a positive number, got {v}"));
+            }
+        }
+        for (k, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if v >= 1.0 {
+                return Err(format!("key \"{k}\" must be below 1, got {v}"));
+            }
+        }
+        let frac = [
+            ("val_fraction", self.val_fraction),
+            ("warmup_frac", self.warmup_frac),
+            ("decay_frac", self.decay_frac),
+            ("dropout", self.dropout),
+        ];
+        for (k, v) in frac {
+            if !(0.0..1.0).contains(&v) {
+                return Err(format!("key \"{k}\" must be in [0, 1), got {v}"));
+            }
+        }
+        if self.val_fraction <= 0.0 {
+            return Err("key \"val_fraction\" must be above 0: validation needs held-out documents".into());
+        }
+        for (k, v) in [("weight_decay", self.weight_decay), ("grad_clip", self.grad_clip), ("adam_eps", self.adam_eps)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("key \"{k}\" must be a non-negative number, got {v}"));
+            }
+        }
+        if let Some(f) = self.final_lr_frac {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("key \"final_lr_frac\" must be in [0, 1], got {f}"));
+            }
+        }
+        if self.seq_len < 2 {
+            return Err(format!("key \"seq_len\" must be at least 2, got {}", self.seq_len));
+        }
+        if self.batch_size < 1 {
+            return Err(format!("key \"batch_size\" must be at least 1, got {}", self.batch_size));
+        }
+        if let Some(mb) = self.micro_batch {
+            if mb < 1 || self.batch_size % mb != 0 {
+                return Err(format!(
+                    "key \"micro_batch\" ({mb}) must be positive and divide batch_size ({})",
+                    self.batch_size
+                ));
+            }
+        }
+        if self.unique_tokens < (self.seq_len as u64 + 1) {
+            return Err(format!(
+                "key \"unique_tokens\" ({}) must hold at least one sequence of seq_len + 1 = {} tokens",
+                self.unique_tokens,
+                self.seq_len + 1
+            ));
+        }
+        if self.val_tokens < (self.seq_len as u64 + 1) {
+            return Err(format!(
+                "key \"val_tokens\" ({}) must hold at least one sequence of seq_len + 1 = {} tokens",
+                self.val_tokens,
+                self.seq_len + 1
+            ));
+        }
+        if self.evals_per_epoch == 0 && self.eval_every.is_none() {
+            return Err("key \"evals_per_epoch\" must be at least 1 (or set eval_every)".into());
+        }
+        if self.eval_every == Some(0) || self.checkpoint_every == Some(0) {
+            return Err("keys \"eval_every\" and \"checkpoint_every\" must be at least 1".into());
+        }
+        if !["auto", "fp32", "bf16"].contains(&self.precision.as_str()) {
+            return Err(format!("key \"precision\" must be \"auto\", \"fp32\" or \"bf16\", got \"{}\"", self.precision));
+        }
+        let device_ok = ["auto", "cpu", "cuda"].contains(&self.device.as_str())
+            || self.device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+        if !device_ok {
+            return Err(format!("key \"device\" must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", self.device));
+        }
+        if let Some(t) = self.threads {
+            if t < 1 {
+                return Err(format!("key \"threads\" must be at least 1, got {t}"));
+            }
+        }
+        self.model_config().map(|_| ())
+    }
+
+    /// The model shape, with the GPT-2 padded vocabulary and this run's context.
+    pub fn model_config(&self) -> Result<ModelConfig, String> {
+        let cfg = match &self.model {
+            ModelChoice::Preset(name) => ModelConfig::preset(name, self.seq_len).ok_or_else(|| {
+                format!("key \"model\": unknown preset \"{name}\"; presets: {}", preset_names())
+            })?,
+            ModelChoice::Shape { n_layer, d_model, n_head, d_ff } => {
+                let mut cfg = ModelConfig::new(*n_layer, *d_model, *n_head, super::model::GPT2_PADDED_VOCAB, self.seq_len);
+                if let Some(ff) = d_ff {
+                    cfg.d_ff = *ff;
+                }
+                cfg
+            }
+        };
+        cfg.validate().map_err(|e| format!("key \"model\": {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn micro_batch(&self) -> i64 {
+        self.micro_batch.unwrap_or(self.batch_size)
+    }
+
+    pub fn schedule(&self, total_steps: u64) -> Schedule {
+        Schedule {
+            kind: self.schedule,
+            peak_lr: self.lr,
+            total_steps,
+            warmup_frac: self.warmup_frac,
+            decay_frac: self.decay_frac,
+            final_lr_frac: self.final_lr_frac.unwrap_or(Schedule::default_final_frac(self.schedule)),
+        }
+    }
+}
+
+/// The keys `train(#{...})` accepts, for error messages and docs.
+pub const KEYS: &[&str] = &[
+    "name", "model", "corpus", "text_field", "unique_tokens", "epochs", "val_tokens", "val_fraction",
+    "seq_len", "batch_size", "micro_batch", "lr", "weight_decay", "beta1", "beta2", "adam_eps",
+    "grad_clip", "schedule", "warmup_frac", "decay_frac", "final_lr_frac", "dropout", "seed",
+    "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads",
+];
+
+fn preset_names() -> String {
+    PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+}
+
+/// The closest known key by edit distance, if it is close enough to be a typo.
+fn suggest(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({"corpus": "c.jsonl", "unique_tokens": 10000, "epochs": 2})
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = TrainSpec::from_json(base()).unwrap();
+        assert_eq!(s.model, ModelChoice::Preset("tiny".into()));
+        assert_eq!(s.schedule, ScheduleKind::Wsd);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_suggestion() {
+        let mut v = base();
+        v["lrr"] = json!(0.1);
+        let e = TrainSpec::from_json(v).unwrap_err();
+        assert!(e.contains("\"lrr\"") && e.contains("did you mean \"lr\""), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let mut v = base();
+        v["epochs"] = json!("four");
+        let e = TrainSpec::from_json(v).unwrap_err();
+        assert!(e.starts_with("key \"epochs\""), "{e}");
+        let mut v = base();
+        v["model"] = json!(3);
+        let e = TrainSpec::from_json(v).unwrap_err();
+        assert!(e.contains("key \"model\""), "{e}");
+    }
+
+    #[test]
+    fn missing_and_range_errors() {
+        let e = TrainSpec::from_json(json!({"corpus": "c", "epochs": 1})).unwrap_err();
+        assert!(e.contains("missing required key \"unique_tokens\""), "{e}");
+        let mut v = base();
+        v["micro_batch"] = json!(5);
+        assert!(TrainSpec::from_json(v).unwrap_err().contains("micro_batch"));
+        let mut v = base();
+        v["model"] = json!("huge");
+        assert!(TrainSpec::from_json(v).unwrap_err().contains("unknown preset \"huge\""));
+    }
+}

@@ -1,0 +1,470 @@
+//! The training loop: many epochs over a fixed unique-token budget, with validation
+//! during training, streamed metrics, checkpoints and exact resume.
+//!
+//! The trainer takes a spec, token streams and a run directory; it knows nothing about
+//! scripts or files beyond its own run directory. One call of [`train`] either finishes
+//! the run, resumes it from its checkpoint and finishes it, or reports divergence.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::checkpoint::{self, CheckpointState};
+use super::model::Gpt;
+use super::optim::{AdamW, AdamWConfig};
+use super::spec::TrainSpec;
+use crate::data::{EpochBatcher, TokenStreams};
+use crate::env;
+use crate::study::{write_ron_atomic, Status};
+
+/// One validation measurement.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalPoint {
+    pub step: u64,
+    /// Training tokens seen so far (steps × batch_size × seq_len).
+    pub tokens: u64,
+    /// Passes over the unique tokens so far.
+    pub epoch: f64,
+    pub val_loss: f64,
+}
+
+/// What a run produced. Also what `train(#{...})` returns to a script.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    pub run_id: String,
+    pub run_dir: String,
+    /// "done" or "diverged".
+    pub status: String,
+    pub device: String,
+    pub precision: String,
+    pub threads: i64,
+    pub params: i64,
+    pub non_embedding_params: i64,
+    pub flops_per_token: f64,
+    pub unique_tokens: u64,
+    pub epochs: f64,
+    /// Epochs actually trained (whole batches only): train_tokens / (sequences_per_epoch × seq_len).
+    pub epochs_realized: f64,
+    pub steps: u64,
+    pub tokens_per_step: u64,
+    /// Training tokens processed: steps × batch_size × seq_len.
+    pub train_tokens: u64,
+    pub final_val_loss: f64,
+    pub best_val_loss: f64,
+    pub final_train_loss: f64,
+    /// Validation loss at every evaluation, step 0 included.
+    pub curve: Vec<EvalPoint>,
+    /// Validation loss at the end of each whole epoch (epoch 1, 2, …).
+    pub val_loss_by_epoch: Vec<EvalPoint>,
+    /// Training throughput of this process (excludes evaluation and checkpoints).
+    pub tokens_per_s: f64,
+    pub wall_s: f64,
+    /// The step this process resumed from, if it resumed.
+    pub resumed_from_step: Option<u64>,
+}
+
+/// How a run is laid out in steps: derived from the spec and the data, recorded in
+/// the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunPlan {
+    pub sequences_per_epoch: u64,
+    pub total_steps: u64,
+    pub accumulation_steps: i64,
+    pub tokens_per_step: u64,
+    pub eval_steps: Vec<u64>,
+    pub checkpoint_steps: Vec<u64>,
+    /// Steps at which each whole epoch ends.
+    pub epoch_end_steps: Vec<u64>,
+}
+
+impl RunPlan {
+    pub fn new(spec: &TrainSpec, train_tokens: usize) -> Result<RunPlan> {
+        let seqs = (train_tokens.saturating_sub(1) / spec.seq_len as usize) as u64;
+        let total_seqs = (seqs as f64 * spec.epochs).floor() as u64;
+        let total_steps = total_seqs / spec.batch_size as u64;
+        if total_steps == 0 {
+            bail!(
+                "unique_tokens × epochs gives {total_seqs} sequences of {} tokens, fewer than one batch of {}: raise unique_tokens or epochs, or lower batch_size",
+                spec.seq_len,
+                spec.batch_size
+            );
+        }
+        let steps_per_epoch = seqs as f64 / spec.batch_size as f64;
+        let at = |epochs: f64| ((epochs * steps_per_epoch).round() as u64).clamp(1, total_steps);
+        let epoch_end_steps: Vec<u64> = (1..=spec.epochs.floor() as u64)
+            .map(|e| at(e as f64))
+            .filter(|&s| (s as f64) <= total_steps as f64)
+            .collect();
+        let mut evals: BTreeSet<u64> = BTreeSet::new();
+        match spec.eval_every {
+            Some(every) => evals.extend((1..=total_steps).filter(|s| s % every == 0)),
+            None => {
+                let per = spec.evals_per_epoch as f64;
+                let n = (spec.epochs * per).ceil() as u64;
+                evals.extend((1..=n).map(|k| at(k as f64 / per)));
+            }
+        }
+        evals.extend(&epoch_end_steps);
+        evals.insert(total_steps);
+        let checkpoints: BTreeSet<u64> = match spec.checkpoint_every {
+            Some(every) => (1..=total_steps).filter(|s| s % every == 0).chain([total_steps]).collect(),
+            None => evals.clone(),
+        };
+        Ok(RunPlan {
+            sequences_per_epoch: seqs,
+            total_steps,
+            accumulation_steps: spec.batch_size / spec.micro_batch(),
+            tokens_per_step: (spec.batch_size * spec.seq_len) as u64,
+            eval_steps: evals.into_iter().collect(),
+            checkpoint_steps: checkpoints.into_iter().collect(),
+            epoch_end_steps,
+        })
+    }
+
+    fn epoch_at(&self, step: u64, batch_size: i64) -> f64 {
+        (step * batch_size as u64) as f64 / self.sequences_per_epoch as f64
+    }
+}
+
+/// Options that change how a run executes but not its numbers.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Stop (as if killed) after this many steps of this process: for tests and demos
+    /// of resume. The run is left resumable, not finished.
+    pub stop_after_steps: Option<u64>,
+}
+
+/// Dropout seed of one micro-batch: a pure function of (seed, step, micro), so a
+/// resumed run draws the same masks as an uninterrupted one.
+fn step_seed(seed: u64, step: u64, micro: i64) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"dctk/step-rng");
+    h.update(&seed.to_le_bytes());
+    h.update(&step.to_le_bytes());
+    h.update(&micro.to_le_bytes());
+    (u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap()) >> 1) as i64
+}
+
+/// Resolved device and precision for a spec.
+pub fn resolve_placement(spec: &TrainSpec) -> Result<(Device, Kind)> {
+    let device = env::resolve_device(&spec.device).map_err(anyhow::Error::msg)?;
+    let kind = match (spec.precision.as_str(), device) {
+        ("bf16", _) => Kind::BFloat16,
+        ("fp32", _) => Kind::Float,
+        (_, Device::Cuda(_)) => Kind::BFloat16,
+        _ => Kind::Float,
+    };
+    Ok((device, kind))
+}
+
+pub fn precision_name(kind: Kind) -> &'static str {
+    if kind == Kind::BFloat16 {
+        "bf16"
+    } else {
+        "fp32"
+    }
+}
+
+/// Mean validation loss over all windows of the validation stream.
+fn evaluate(model: &Gpt, val: &[u32], seq_len: usize, micro_batch: usize, device: Device) -> f64 {
+    let windows = (val.len().saturating_sub(1)) / seq_len;
+    let (mut total, mut count) = (0.0, 0usize);
+    tch::no_grad(|| {
+        for start in (0..windows).step_by(micro_batch) {
+            let n = micro_batch.min(windows - start);
+            let mut x = Vec::with_capacity(n * seq_len);
+            let mut y = Vec::with_capacity(n * seq_len);
+            for w in start..start + n {
+                let s = &val[w * seq_len..w * seq_len + seq_len + 1];
+                x.extend(s[..seq_len].iter().map(|&t| t as i64));
+                y.extend(s[1..].iter().map(|&t| t as i64));
+            }
+            let x = Tensor::from_slice(&x).view([n as i64, seq_len as i64]).to(device);
+            let y = Tensor::from_slice(&y).view([n as i64, seq_len as i64]).to(device);
+            let loss = Gpt::loss(&model.forward(&x, false), &y).double_value(&[]);
+            total += loss * n as f64;
+            count += n;
+        }
+    });
+    total / count as f64
+}
+
+/// Appends JSON lines to `metrics.jsonl`, flushing each so a killed run loses nothing
+/// it reported.
+struct MetricsLog {
+    file: fs::File,
+}
+
+impl MetricsLog {
+    /// Opens the log, first dropping every record past `keep_through_step` (records a
+    /// killed process wrote after its last checkpoint), so the file matches the state.
+    fn open(path: &Path, keep_through_step: Option<u64>) -> Result<MetricsLog> {
+        let keep = keep_through_step.unwrap_or(0);
+        if path.exists() {
+            let text = fs::read_to_string(path)?;
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    keep_through_step.is_some()
+                        && serde_json::from_str::<serde_json::Value>(l)
+                            .ok()
+                            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                            .is_some_and(|s| s <= keep)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            crate::study::write_atomic(path, kept.as_bytes())?;
+        }
+        let file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(MetricsLog { file })
+    }
+
+    fn write(&mut self, record: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{record}")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Reads the evaluation records of a run's `metrics.jsonl`.
+pub fn read_eval_curve(run_dir: &Path) -> Result<Vec<EvalPoint>> {
+    let path = run_dir.join("metrics.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: bad JSON", path.display(), i + 1))?;
+        if v.get("kind").and_then(|k| k.as_str()) == Some("eval") {
+            points.push(serde_json::from_value(v).with_context(|| format!("{}:{}", path.display(), i + 1))?);
+        }
+    }
+    Ok(points)
+}
+
+/// Trains (or resumes) the run in `run_dir`. The caller has written the manifest.
+pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let started = Instant::now();
+    if let Some(t) = spec.threads {
+        tch::set_num_threads(t);
+    }
+    let (device, kind) = resolve_placement(spec)?;
+    let cfg = spec.model_config().map_err(anyhow::Error::msg)?;
+    let plan = RunPlan::new(spec, data.train.len())?;
+    let seq_len = spec.seq_len as usize;
+    let micro = spec.micro_batch();
+
+    tch::manual_seed(spec.seed as i64);
+    let mut vs = nn::VarStore::new(device);
+    let model = Gpt::new(&vs, &cfg, spec.dropout);
+    if kind != Kind::Float {
+        vs.set_kind(kind);
+    }
+    let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let mut opt = AdamW::new(
+        variables,
+        AdamWConfig { beta1: spec.beta1, beta2: spec.beta2, eps: spec.adam_eps, weight_decay: spec.weight_decay },
+    );
+
+    // Resume from the latest checkpoint, if there is one for this run and this data.
+    let mut start_step = 0u64;
+    let mut resumed_from_step = None;
+    if let Some(dir) = checkpoint::find(run_dir) {
+        let state = checkpoint::read_state(&dir)?;
+        if state.run_id != run_id || state.data_fingerprint != data.manifest.fingerprint {
+            bail!(
+                "{}: checkpoint belongs to run {} with data {}, not this run ({run_id}); remove the directory to start over",
+                dir.display(),
+                state.run_id,
+                &state.data_fingerprint[..16.min(state.data_fingerprint.len())]
+            );
+        }
+        checkpoint::load(&dir, &mut vs, &mut opt, &state)?;
+        start_step = state.step;
+        resumed_from_step = Some(state.step);
+    }
+    Status::Running.write(run_dir)?;
+    let mut log = MetricsLog::open(&run_dir.join("metrics.jsonl"), resumed_from_step)?;
+    let mut batcher = EpochBatcher::new(&data.train, seq_len, spec.seed);
+    let schedule = spec.schedule(plan.total_steps);
+    let eval_steps: BTreeSet<u64> = plan.eval_steps.iter().copied().collect();
+    let ckpt_steps: BTreeSet<u64> = plan.checkpoint_steps.iter().copied().collect();
+    let eval = |model: &Gpt| evaluate(model, &data.val, seq_len, micro as usize, device);
+
+    let bar = if opts.progress {
+        let bar = ProgressBar::new(plan.total_steps);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}<{eta})")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(run_dir.file_name().unwrap().to_string_lossy().to_string());
+        bar.set_position(start_step);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    if start_step == 0 {
+        let val_loss = eval(&model);
+        log.write(serde_json::json!({"kind": "eval", "step": 0, "tokens": 0, "epoch": 0.0, "val_loss": val_loss}))?;
+    }
+
+    let (mut train_seconds, mut trained_tokens) = (0.0f64, 0u64);
+    let mut final_train_loss = f64::NAN;
+    let mut diverged = false;
+    let mut step = start_step;
+    while step < plan.total_steps {
+        if opts.stop_after_steps.is_some_and(|n| step - start_step >= n) {
+            bar.abandon();
+            bail!("stopped after {} steps as requested (--stop-after-steps); rerun to resume", step - start_step);
+        }
+        let t0 = Instant::now();
+        let lr = schedule.lr(step);
+        opt.zero_grad();
+        let mut loss_sum = 0.0;
+        for m in 0..plan.accumulation_steps {
+            let first = step * spec.batch_size as u64 + (m * micro) as u64;
+            let (x, y) = batcher.batch(first, micro as usize);
+            let x = Tensor::from_slice(&x).view([micro, spec.seq_len]).to(device);
+            let y = Tensor::from_slice(&y).view([micro, spec.seq_len]).to(device);
+            tch::manual_seed(step_seed(spec.seed, step, m));
+            let loss = Gpt::loss(&model.forward(&x, true), &y);
+            (&loss / plan.accumulation_steps as f64).backward();
+            loss_sum += loss.double_value(&[]);
+        }
+        let grad_norm = opt.clip_grad_norm(spec.grad_clip);
+        opt.step(lr);
+        step += 1;
+        let train_loss = loss_sum / plan.accumulation_steps as f64;
+        final_train_loss = train_loss;
+        let dt = t0.elapsed().as_secs_f64();
+        train_seconds += dt;
+        trained_tokens += plan.tokens_per_step;
+        let epoch = plan.epoch_at(step, spec.batch_size);
+        log.write(serde_json::json!({
+            "kind": "train", "step": step, "tokens": step * plan.tokens_per_step, "epoch": epoch,
+            "loss": train_loss, "lr": lr, "grad_norm": grad_norm,
+            "tokens_per_s": plan.tokens_per_step as f64 / dt,
+        }))?;
+        bar.set_position(step);
+        bar.set_message(format!("loss {train_loss:.3} lr {lr:.2e} {:.0} tok/s", trained_tokens as f64 / train_seconds));
+        if !train_loss.is_finite() || !grad_norm.is_finite() {
+            diverged = true;
+            bar.println(format!("run {run_id}: loss became {train_loss} at step {step}: marking the run diverged"));
+            break;
+        }
+        if eval_steps.contains(&step) {
+            let val_loss = eval(&model);
+            log.write(serde_json::json!({
+                "kind": "eval", "step": step, "tokens": step * plan.tokens_per_step, "epoch": epoch, "val_loss": val_loss,
+            }))?;
+            bar.println(format!("  step {step:>6}  epoch {epoch:>6.2}  val_loss {val_loss:.4}"));
+        }
+        if ckpt_steps.contains(&step) {
+            let state = CheckpointState {
+                step,
+                adam_step: opt.step,
+                run_id: run_id.to_string(),
+                data_fingerprint: data.manifest.fingerprint.clone(),
+            };
+            checkpoint::save(run_dir, &vs, &opt, &state)?;
+        }
+    }
+    bar.finish_and_clear();
+
+    let curve = read_eval_curve(run_dir)?;
+    if final_train_loss.is_nan() && !diverged {
+        // Resumed at the very end: take the last logged training loss.
+        final_train_loss = last_train_loss(run_dir).unwrap_or(f64::NAN);
+    }
+    let final_val_loss = if diverged { f64::NAN } else { curve.last().map_or(f64::NAN, |p| p.val_loss) };
+    let best_val_loss = curve.iter().map(|p| p.val_loss).fold(f64::INFINITY, f64::min);
+    let val_loss_by_epoch = curve.iter().filter(|p| plan.epoch_end_steps.contains(&p.step)).cloned().collect();
+    let train_tokens = step * plan.tokens_per_step;
+    let status = if diverged { Status::Diverged } else { Status::Done };
+    let result = RunResult {
+        run_id: run_id.to_string(),
+        run_dir: run_dir.display().to_string(),
+        status: status.as_str().into(),
+        device: env::device_name(device),
+        precision: precision_name(kind).into(),
+        threads: tch::get_num_threads() as i64,
+        params: cfg.total_params(),
+        non_embedding_params: cfg.non_embedding_params(),
+        flops_per_token: cfg.flops_per_token(spec.seq_len),
+        unique_tokens: spec.unique_tokens,
+        epochs: spec.epochs,
+        epochs_realized: train_tokens as f64 / (plan.sequences_per_epoch * spec.seq_len as u64) as f64,
+        steps: step,
+        tokens_per_step: plan.tokens_per_step,
+        train_tokens,
+        final_val_loss,
+        best_val_loss,
+        final_train_loss,
+        curve,
+        val_loss_by_epoch,
+        tokens_per_s: if train_seconds > 0.0 { trained_tokens as f64 / train_seconds } else { 0.0 },
+        wall_s: started.elapsed().as_secs_f64(),
+        resumed_from_step,
+    };
+    write_ron_atomic(&run_dir.join("result.ron"), &result)?;
+    status.write(run_dir)?;
+    Ok(result)
+}
+
+fn last_train_loss(run_dir: &Path) -> Option<f64> {
+    let text = fs::read_to_string(run_dir.join("metrics.jsonl")).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v.get("kind")?.as_str()? == "train").then(|| v.get("loss")?.as_f64())?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(extra: serde_json::Value) -> TrainSpec {
+        let mut v = json!({"corpus": "x", "unique_tokens": 100_000, "epochs": 4, "seq_len": 100, "batch_size": 10});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        TrainSpec::from_json(v).unwrap()
+    }
+
+    #[test]
+    fn plan_counts_steps_epochs_and_evals() {
+        // 100,000 tokens → 999 sequences of 100 → 99.9 steps per epoch of 10 sequences.
+        let p = RunPlan::new(&spec(json!({})), 100_000).unwrap();
+        assert_eq!(p.sequences_per_epoch, 999);
+        assert_eq!(p.total_steps, 399); // floor(999·4 / 10)
+        assert_eq!(p.epoch_end_steps, vec![100, 200, 300, 399]);
+        assert!(p.eval_steps.contains(&50) && p.eval_steps.contains(&399));
+        assert_eq!(p.checkpoint_steps, p.eval_steps);
+        let p = RunPlan::new(&spec(json!({"eval_every": 100, "checkpoint_every": 150})), 100_000).unwrap();
+        assert_eq!(p.eval_steps, vec![100, 200, 300, 399]);
+        assert_eq!(p.checkpoint_steps, vec![150, 300, 399]);
+    }
+
+    #[test]
+    fn plan_refuses_runs_shorter_than_one_batch() {
+        let e = RunPlan::new(&spec(json!({"epochs": 0.001})), 100_000).unwrap_err().to_string();
+        assert!(e.contains("fewer than one batch"), "{e}");
+    }
+
+    #[test]
+    fn step_seeds_differ() {
+        assert_ne!(step_seed(0, 1, 0), step_seed(0, 2, 0));
+        assert_ne!(step_seed(0, 1, 0), step_seed(0, 1, 1));
+        assert!(step_seed(5, 9, 0) >= 0);
+    }
+}

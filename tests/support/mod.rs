@@ -1,0 +1,81 @@
+//! Helpers for dctk's integration tests: find the built `dctk` binary, make scratch
+//! directories, run commands, read metrics.
+//!
+//! The tests drive the real binary (as a user would). It is built by `make test`
+//! (`cargo build --workspace` before `cargo test`), in the same profile as the tests.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root (this package's manifest directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>/dctk`, next to the test executable's `deps/` directory.
+pub fn dctk_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("dctk");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`make test` runs `cargo build --workspace` before the tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh scratch directory under the target dir, removed at drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().join(format!("scratch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// `dctk <args>` in `dir`, quiet, returning its output.
+pub fn dctk(dir: &Path, args: &[&str]) -> Output {
+    Command::new(dctk_bin()).args(args).current_dir(dir).output().expect("running dctk")
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The JSON records of a run's metrics.jsonl.
+pub fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The single run directory under a runs root.
+pub fn only_run(runs: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "expected one run in {}: {dirs:?}", runs.display());
+    dirs.into_iter().next().unwrap()
+}
