@@ -13,7 +13,9 @@ OUT="bench/laws/out"
 VENV="bench/.venv"
 mkdir -p "$OUT"
 QUICK=0
+REUSE=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
+[[ "${1:-}" == "--reuse-scipy" ]] && REUSE=1
 
 if [[ ! -x "$VENV/bin/python" ]]; then
   python3 -m venv "$VENV"
@@ -24,16 +26,28 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/laws}"
 cargo build -q --release -p dctk-laws --example bench_fit
 BIN="$CARGO_TARGET_DIR/release/examples/bench_fit"
 
+# On a shared machine other jobs steal cycles; as root, raise our priority
+# (both the Rust and the scipy runs get the same treatment).
+NICE=()
+[[ $(id -u) == 0 ]] && NICE=(nice -n -15)
+
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== dctk-laws (rayon, $(nproc) threads)"
-"$BIN" "$DATA" 5 | tee "$OUT/rust.txt" | grep -E "^(objective|starts|grid_fit|bootstrap_)"
+"${NICE[@]}" "$BIN" "$DATA" 7 | tee "$OUT/rust.txt" | grep -E "^(objective|starts|grid_fit|bootstrap_)"
 grep '^JSON ' "$OUT/rust.txt" | sed 's/^JSON //' > "$OUT/rust.json"
 
 SCIPY_ARGS=()
 [[ $QUICK == 1 ]] && SCIPY_ARGS=(--starts 450)
 for g in analytic numeric; do
+  if [[ $REUSE == 1 ]]; then
+    if [[ ! -s "$OUT/scipy_$g.json" ]]; then
+      cp "bench/laws/reference/scipy_$g.json" "$OUT/scipy_$g.json"
+    fi
+    echo "== scipy L-BFGS-B, gradient=$g: reusing $OUT/scipy_$g.json"
+    continue
+  fi
   echo "== scipy L-BFGS-B, gradient=$g ${SCIPY_ARGS[*]:-}"
-  "$VENV/bin/python" bench/laws/scipy_chinchilla.py "$DATA" --gradient "$g" "${SCIPY_ARGS[@]}" > "$OUT/scipy_$g.json"
+  "${NICE[@]}" "$VENV/bin/python" bench/laws/scipy_chinchilla.py "$DATA" --gradient "$g" "${SCIPY_ARGS[@]}" > "$OUT/scipy_$g.json"
   cat "$OUT/scipy_$g.json"
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -43,13 +57,15 @@ import json, sys
 out, quick = sys.argv[1], sys.argv[2] == "1"
 r = json.load(open(f"{out}/rust.json"))
 print("\n== summary")
-print(f"dctk-laws 4,500-start fit: {r['grid_wall_median_s']:.3f} s wall (median of 5, min {r['grid_wall_min_s']:.3f}), {r['grid_cpu_s']:.3f} CPU-s, objective {r['objective']:.10e}")
+print(f"dctk-laws 4,500-start fit: {r['grid_wall_median_s']:.3f} s wall (median of 7, min {r['grid_wall_min_s']:.3f}), {r['grid_cpu_s']:.3f} CPU-s, objective {r['objective']:.10e}, {r['starts_reaching_best']} starts reached the best")
 print(f"dctk-laws 4,000 bootstrap refits + grid fit: {r['bootstrap_plus_grid_wall_s']:.3f} s wall, {r['bootstrap_plus_grid_cpu_s']:.3f} CPU-s")
 for g in ("analytic", "numeric"):
     s = json.load(open(f"{out}/scipy_{g}.json"))
     scale = 4500 / s["starts"]
     tag = " (extrapolated from %d starts)" % s["starts"] if scale != 1 else ""
     wall, cpu = s["wall_s"] * scale, s["cpu_s"] * scale
+    # scipy is single-threaded: its wall time on an idle machine is at least
+    # its CPU time, so CPU-s / our wall is a conservative speed-up.
     print(f"scipy ({g} gradient): {wall:.1f} s wall, {cpu:.1f} CPU-s{tag}, objective {s['objective']:.10e}; "
-          f"ratio wall {wall / r['grid_wall_median_s']:.0f}x, CPU {cpu / r['grid_cpu_s']:.0f}x")
+          f"speed-up: {cpu / r['grid_wall_median_s']:.0f}x (scipy CPU-s / our wall), {cpu / r['grid_cpu_s']:.0f}x (CPU-s / CPU-s), {wall / r['grid_wall_median_s']:.0f}x (wall / wall)")
 PY

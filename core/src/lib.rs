@@ -10,11 +10,13 @@
 //! ```
 //!
 //! Modules: [`cmd`] (one file per subcommand), [`script`] (Rhai), [`study`] (runs on
-//! disk), [`train`] (libtorch), [`data`] (the corpus → tokens path), [`bench`], [`env`].
+//! disk), [`train`] (libtorch), [`data`] (the corpus → tokens path), [`fitting`] (scaling laws via `dctk-laws`),
+//! [`bench`], [`env`].
 pub mod bench;
 pub mod cmd;
 pub mod data;
 pub mod env;
+pub mod fitting;
 pub mod script;
 pub mod study;
 pub mod train;

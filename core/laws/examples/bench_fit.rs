@@ -63,7 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let json = serde_json::json!({
         "threads": rayon::current_num_threads(),
         "starts": r.n_starts,
-        "starts_within_1e-6_of_best": r.n_converged,
+        "starts_reaching_best": r.n_converged,
+        "converged_rtol": r.converged_rtol,
         "objective": r.objective_value,
         "A": f.get("A"), "B": f.get("B"), "E": f.get("E"), "alpha": f.get("alpha"), "beta": f.get("beta"),
         "grid_wall_median_s": times[times.len() / 2],

@@ -178,9 +178,9 @@ impl Points {
         // optional when headers already match the law's inputs).
         let mut names: Vec<String> = Vec::new();
         let mut columns: Vec<Vec<f64>> = Vec::new();
-        for j in 0..headers.len() {
+        for (j, header) in headers.iter().enumerate() {
             if let Ok(col) = parse_col(j) {
-                names.push(headers[j].clone());
+                names.push(header.clone());
                 columns.push(col);
             }
         }

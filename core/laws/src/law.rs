@@ -44,13 +44,41 @@ pub mod bound_serde {
                     }
                 }
                 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-                    Ok(Option::<f64>::deserialize(d)?.unwrap_or($inf))
+                    Ok(Option::<super::Num>::deserialize(d)?.map_or($inf, |n| n.0))
                 }
             }
         };
     }
     bound!(lower, f64::NEG_INFINITY);
     bound!(upper, f64::INFINITY);
+
+    /// A number that deserialises from an integer or a float: Rhai maps
+    /// hold `0` as an integer where a bound or value is meant as 0.0, and
+    /// Rhai's serde bridge does not convert by itself.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Num(pub f64);
+
+    impl<'de> serde::Deserialize<'de> for Num {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = Num;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a number")
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+                    Ok(Num(v))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+                    Ok(Num(v as f64))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+                    Ok(Num(v as f64))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
 }
 
 impl ParamSpec {

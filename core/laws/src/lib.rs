@@ -15,7 +15,7 @@
 //!   parameters; the Huber-likelihood MLE; seeded parallel bootstrap.
 //! - [`decide`]: held-out extrapolation error, model comparison (AIC/BIC),
 //!   compute-optimal allocation, effective-data multiplier;
-//!   [`hitchhiker`]: the fit-on-checkpoints protocol.
+//!   [`hitchhiker`](mod@hitchhiker): the fit-on-checkpoints protocol.
 //! - [`data::Points`] (CSV with column mapping, or in-memory rows),
 //!   [`report::FitReport`] (text, JSON, SVG plots), [`spec::FitSpec`] (the
 //!   shared request format of `dctk fit` and Rhai `fit()`).

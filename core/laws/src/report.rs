@@ -72,7 +72,8 @@ pub struct FitReport {
     pub derived: Vec<Estimate>,
     pub n_points: usize,
     pub n_starts: usize,
-    /// Starts whose objective is within `converged_rtol` of the best.
+    /// Starts whose objective is within `converged_rtol` of the best (for
+    /// the MLE: of the best start before the final simplex polish).
     pub n_converged: usize,
     pub converged_rtol: f64,
     /// Starts with a non-finite objective.

@@ -39,7 +39,7 @@ pub struct FitSpec {
     #[serde(default)]
     pub loss: Option<String>,
     /// Huber δ (default 1e-3).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "num::opt")]
     pub delta: Option<f64>,
     /// `log` or `linear` residuals.
     #[serde(default)]
@@ -48,13 +48,13 @@ pub struct FitSpec {
     #[serde(default)]
     pub mle: bool,
     /// Frozen parameters.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "num::map")]
     pub fixed: BTreeMap<String, f64>,
     /// Bound overrides: name -> [lower, upper].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "num::pairs")]
     pub bounds: BTreeMap<String, [f64; 2]>,
     /// Starting points (full parameter vectors).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "num::grid")]
     pub grid: Option<Vec<Vec<f64>>>,
     /// Bootstrap resamples (0 or absent: none).
     #[serde(default)]
@@ -62,7 +62,7 @@ pub struct FitSpec {
     #[serde(default)]
     pub seed: Option<u64>,
     /// Interval level (default 0.95).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "num::opt")]
     pub level: Option<f64>,
     /// Options of some built-in laws (tie_exponents, domains, mixture_columns).
     #[serde(default)]
@@ -140,5 +140,26 @@ impl FitSpec {
             Some(p) => fit(law, p, &opts),
             None => fit(law, &self.load_points()?, &opts),
         }
+    }
+}
+
+/// Lenient number fields: integers are accepted where floats are meant
+/// (Rhai writes `0`, not `0.0`, and its serde bridge does not convert).
+mod num {
+    use crate::law::bound_serde::Num;
+    use serde::{Deserialize, Deserializer};
+    use std::collections::BTreeMap;
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Option::<Num>::deserialize(d)?.map(|n| n.0))
+    }
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        Ok(BTreeMap::<String, Num>::deserialize(d)?.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+    pub fn pairs<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, [f64; 2]>, D::Error> {
+        Ok(BTreeMap::<String, [Num; 2]>::deserialize(d)?.into_iter().map(|(k, [a, b])| (k, [a.0, b.0])).collect())
+    }
+    pub fn grid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Vec<f64>>>, D::Error> {
+        Ok(Option::<Vec<Vec<Num>>>::deserialize(d)?.map(|g| g.into_iter().map(|r| r.into_iter().map(|n| n.0).collect()).collect()))
     }
 }

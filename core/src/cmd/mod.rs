@@ -1,19 +1,23 @@
 //! Subcommands, one file each, cargo-style: `cli()` builds the clap command and
 //! `exec()` runs it over the library layer, which does the work.
 pub mod bench;
+pub mod data;
 pub mod doctor;
+pub mod fit;
 pub mod run;
 
 use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), doctor::cli(), bench::cli()]
+    vec![run::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
     match name {
         "run" => run::exec(args),
+        "data" => data::exec(args),
+        "fit" => fit::exec(args),
         "doctor" => doctor::exec(args),
         "bench" => bench::exec(args),
         _ => unreachable!("clap only accepts known subcommands"),

@@ -9,6 +9,7 @@
 //! | function | what it does |
 //! |---|---|
 //! | `train(#{...})` | trains one model (or reuses/resumes it), returns a map of results |
+//! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
 //! | `table(rows)`, `table(rows, columns)` | renders an array of maps as an aligned text table |
 //! | `presets()` | the model presets with their sizes |
 //!
@@ -103,6 +104,18 @@ impl Study {
             let dynamic = rhai::serde::to_dynamic(&result).map_err(|e| runtime_error(&ctx, format!("train: {e}")))?;
             Ok(dynamic.cast::<Map>())
         });
+        let base_dir = self.cells.base_dir.clone();
+        engine.register_fn("ingest", move |ctx: NativeCallContext, settings: Map| -> Result<Map, Box<EvalAltResult>> {
+            let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(settings))
+                .map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
+            let summary = crate::data::ingest_from_script(json, &base_dir).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
+            let dynamic = rhai::serde::to_dynamic(&summary).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
+            Ok(dynamic.cast::<Map>())
+        });
+        let base_dir = self.cells.base_dir.clone();
+        engine.register_fn("fit", move |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
+            fit_from_script(&base_dir, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
+        });
         engine.register_fn("table", |ctx: NativeCallContext, rows: Array| -> Result<String, Box<EvalAltResult>> {
             table(&rows, None).map_err(|e| runtime_error(&ctx, e))
         });
@@ -183,4 +196,46 @@ pub fn table(rows: &Array, columns: Option<&[String]>) -> Result<String, String>
         out.push_str(&line(r));
     }
     Ok(out)
+}
+
+/// `fit(#{ law, data | runs, columns, ... })`: the keys of `dctk_laws::FitSpec`, plus
+/// `runs` (an array of `train` results, each one row of its numeric fields) and
+/// `plots` (a directory, relative to the script, for residual and curve SVGs).
+/// Returns the fit report as a map (parameters with intervals, objective, diagnostics).
+fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
+    let runs = request.remove("runs");
+    let plots = request.remove("plots").map(|p| p.to_string());
+    if let Some(data) = request.get_mut("data") {
+        let resolved = base_dir.join(data.to_string());
+        *data = resolved.display().to_string().into();
+    }
+    let spec: dctk_laws::FitSpec = rhai::serde::from_dynamic(&Dynamic::from_map(request))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rows: Option<Vec<Vec<(String, f64)>>> = match runs {
+        None => None,
+        Some(runs) => {
+            let runs = runs.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("key \"runs\" must be an array of train results"))?;
+            Some(
+                runs.into_iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let map = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}] is not a map"))?;
+                        Ok(map
+                            .into_iter()
+                            .filter_map(|(k, v)| {
+                                let x = v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))?;
+                                Some((k.to_string(), x))
+                            })
+                            .collect())
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            )
+        }
+    };
+    let fit = crate::fitting::fit_spec(&spec, rows.as_deref())?;
+    if let Some(dir) = plots {
+        crate::fitting::write_plots(&fit, &base_dir.join(dir), &spec.law)?;
+    }
+    let report = rhai::serde::to_dynamic(&fit.report).map_err(|e| anyhow::anyhow!("{e}"))?;
+    report.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))
 }

@@ -1,18 +1,23 @@
 //! One training cell: resolve a spec's data, give it an id and a directory, and then
 //! reuse its finished result, resume it from its checkpoint, or train it.
 //!
+//! Data resolution (raw input ingested into `.dctk/corpora/` beside the runs root, domains, budgets,
+//! validation batches) is [`crate::data`]'s; the cell records its [`DataManifest`] and, once
+//! the run is done, the sampler's exact [`MixAccounting`] in `manifest.ron`.
+//!
 //! The id hashes what decides the numbers: the resolved spec (minus its label `name`),
-//! the data fingerprint (a hash of the exact token streams), the resolved device and
+//! the data fingerprint (tokenizer, shard hashes, subsets, mixture), the resolved device and
 //! precision, and dctk's version.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use dctk_data::MixAccounting;
 use serde::{Deserialize, Serialize};
 
 use super::{content_id, run_dir, to_ron, write_ron_atomic, Status};
-use crate::data::{load_corpus, DataManifest, TokenStreams};
+use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache, DataManifest, ResolvedCorpus, RunData};
 use crate::env::{self, Versions};
 use crate::train::trainer::{self, precision_name, resolve_placement, RunPlan};
 use crate::train::{ExecOptions, ModelConfig, RunResult, TrainSpec};
@@ -22,7 +27,7 @@ use crate::train::{ExecOptions, ModelConfig, RunResult, TrainSpec};
 pub struct Manifest {
     pub run_id: String,
     pub spec: TrainSpec,
-    /// The corpus path as resolved on this machine.
+    /// The corpus path as resolved on this machine (as given: raw input or a corpus directory).
     pub corpus_path: String,
     pub model: ModelConfig,
     pub plan: RunPlan,
@@ -30,31 +35,34 @@ pub struct Manifest {
     pub device: String,
     pub precision: String,
     pub versions: Versions,
+    /// Per-domain unique tokens, tokens served and realized epochs: filled in when the run is done.
+    #[serde(default)]
+    pub accounting: Option<MixAccounting>,
 }
 
-/// Caches tokenized corpora within one process: a sweep over epochs or weight decay
-/// tokenizes its corpus once.
+/// Resolved and opened corpora within one process: a sweep over epochs or weight decay
+/// hashes, ingests and verifies its corpus once.
 #[derive(Clone, Default)]
 pub struct DataCache {
-    inner: Arc<Mutex<HashMap<String, Arc<TokenStreams>>>>,
+    resolved: Arc<Mutex<HashMap<String, ResolvedCorpus>>>,
+    corpora: CorpusCache,
 }
 
 impl DataCache {
-    fn get(&self, spec: &TrainSpec, corpus: &Path) -> Result<Arc<TokenStreams>> {
-        let key = format!(
-            "{}|{}|{}|{}|{}",
-            corpus.display(),
-            spec.text_field,
-            spec.unique_tokens,
-            spec.val_tokens,
-            spec.val_fraction
-        );
-        if let Some(s) = self.inner.lock().unwrap().get(&key) {
-            return Ok(s.clone());
-        }
-        let streams = Arc::new(load_corpus(corpus, &spec.text_field, spec.unique_tokens, spec.val_tokens, spec.val_fraction)?);
-        self.inner.lock().unwrap().insert(key, streams.clone());
-        Ok(streams)
+    fn get(&self, spec: &TrainSpec, corpus: &Path, ctx: &CellContext) -> Result<RunData> {
+        let auto = AutoIngest { text_field: spec.text_field.clone(), val_fraction: spec.val_fraction };
+        let key = format!("{}|{}|{}|{}", corpus.display(), ctx.runs_root.display(), auto.text_field, auto.val_fraction);
+        let cached = self.resolved.lock().unwrap().get(&key).cloned();
+        let resolved = match cached {
+            Some(r) => r,
+            None => {
+                let r = resolve_corpus(corpus, &ctx.runs_root, &auto, ctx.exec.progress).map_err(anyhow::Error::msg)?;
+                self.resolved.lock().unwrap().insert(key, r.clone());
+                r
+            }
+        };
+        let opened = self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)?;
+        plan_data(spec, opened, &resolved).map_err(anyhow::Error::msg)
     }
 }
 
@@ -82,7 +90,7 @@ impl CellContext {
 /// Runs (or reuses, or resumes) the training cell for `spec`.
 pub fn run_train_cell(spec: &TrainSpec, ctx: &CellContext) -> Result<RunResult> {
     let corpus = ctx.resolve(&spec.corpus);
-    let data = ctx.data.get(spec, &corpus)?;
+    let data = ctx.data.get(spec, &corpus, ctx)?;
     let (device, kind) = resolve_placement(spec)?;
     let mut id_spec = spec.clone();
     id_spec.name = None;
@@ -110,17 +118,24 @@ pub fn run_train_cell(spec: &TrainSpec, ctx: &CellContext) -> Result<RunResult> 
         spec: spec.clone(),
         corpus_path: corpus.display().to_string(),
         model: spec.model_config().map_err(anyhow::Error::msg)?,
-        plan: RunPlan::new(spec, data.train.len())?,
+        plan: RunPlan::new(spec, spec.unique_tokens)?,
         data: data.manifest.clone(),
         device: env::device_name(device),
         precision: precision_name(kind).into(),
         versions,
+        accounting: None,
     };
     write_ron_atomic(&dir.join("manifest.ron"), &manifest)?;
     let result = trainer::train(spec, &data, &id, &dir, &ctx.exec);
-    if let Err(e) = &result {
-        if !e.to_string().contains("--stop-after-steps") {
-            let _ = Status::Failed.write(&dir);
+    match &result {
+        Ok(r) => {
+            let manifest = Manifest { accounting: Some(r.accounting.clone()), ..manifest };
+            write_ron_atomic(&dir.join("manifest.ron"), &manifest)?;
+        }
+        Err(e) => {
+            if !e.to_string().contains("--stop-after-steps") {
+                let _ = Status::Failed.write(&dir);
+            }
         }
     }
     result

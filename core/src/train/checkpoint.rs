@@ -4,10 +4,12 @@
 //! ```text
 //! ckpt/model.safetensors   model variables by name
 //! ckpt/optim.safetensors   AdamW moments (and fp32 masters in bf16 runs)
-//! ckpt/state.ron           step, AdamW step, data fingerprint, run id
+//! ckpt/state.ron           step, AdamW step, data fingerprint, run id, sampler state
 //! ```
-//! The data order is a pure function of (seed, step) (see `data::EpochBatcher`) and
-//! dropout is reseeded from (seed, step) each step, so `step` is the whole RNG state.
+//! The data order is the `dctk_data::Sampler`'s: its [`SamplerState`] (per-domain stream
+//! positions, counters and round-robin credit; shuffles are re-derived from the seed) is saved
+//! with the weights and restored on resume. Dropout is reseeded from (seed, step) each step.
+//! So a resumed run sees exactly the token sequence of an uninterrupted one.
 //!
 //! Writing is crash-safe: the new checkpoint is written to `ckpt.tmp/`, then swapped in
 //! by two renames; a reader falls back to `ckpt.old/` if a crash hit between them.
@@ -16,6 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use dctk_data::SamplerState;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
@@ -29,6 +32,9 @@ pub struct CheckpointState {
     pub adam_step: i64,
     pub run_id: String,
     pub data_fingerprint: String,
+    /// Where the data sampler stands after `step` steps.
+    #[serde(default)]
+    pub sampler: Option<SamplerState>,
 }
 
 fn ckpt_dirs(run_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {

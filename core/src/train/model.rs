@@ -201,7 +201,7 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, dropout: f64, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, rope: &Rope, mask: Option<&Tensor>, dropout: f64, train: bool) -> Tensor {
         let (b, t, d) = x.size3().unwrap();
         let hd = d / self.n_head;
         // Attention.
@@ -210,7 +210,8 @@ impl Block {
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let (q, k) = (rope.apply(&q, t), rope.apply(&k, t));
         let attn_dropout = if train { dropout } else { 0.0 };
-        let y = Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, attn_dropout, true, None, false);
+        // Causal by the fused kernel, or by an explicit (block-diagonal causal) mask.
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, attn_dropout, mask.is_none(), None, false);
         let y = y.transpose(1, 2).contiguous().view([b, t, d]).matmul(&self.proj.tr());
         let x = x + y.dropout(dropout, train);
         // SwiGLU feed-forward: down(silu(gate(x)) ⊙ up(x)).
@@ -286,13 +287,30 @@ impl Gpt {
         }
     }
 
-    /// Logits [B, T, vocab] for token ids [B, T] (int64). `train` turns dropout on.
+    /// Logits [B, T, vocab] for token ids [B, T] (int64), causal attention. `train` turns
+    /// dropout on.
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.forward_masked(idx, None, train)
+    }
+
+    /// [`Gpt::forward`] with an optional boolean attention mask [B, 1, T, T] (true = may
+    /// attend), e.g. [`Gpt::document_mask`]; with a mask the kernel is not told `is_causal`,
+    /// so the mask must itself be causal.
+    pub fn forward_masked(&self, idx: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let mut x = self.wte.embedding_lookup(idx).dropout(self.dropout, train);
         for block in &self.blocks {
-            x = block.forward(&x, &self.rope, self.dropout, train);
+            x = block.forward(&x, &self.rope, mask, self.dropout, train);
         }
         self.final_norm.forward(&x).matmul(&self.lm_head.tr())
+    }
+
+    /// The block-diagonal causal mask [B, 1, T, T] of per-position document ids [B, T]:
+    /// position p may attend to q iff q ≤ p and both are in the same document.
+    pub fn document_mask(segment_ids: &Tensor) -> Tensor {
+        let t = segment_ids.size()[1];
+        let same = segment_ids.unsqueeze(2).eq_tensor(&segment_ids.unsqueeze(1));
+        let causal = Tensor::ones([t, t], (Kind::Bool, segment_ids.device())).tril(0);
+        same.logical_and(&causal).unsqueeze(1)
     }
 
     /// Mean next-token cross-entropy of `logits` [B, T, V] against `targets` [B, T],
@@ -369,6 +387,33 @@ mod tests {
         let logits2 = m.forward(&idx2, false);
         let diff = (logits.narrow(1, 0, 15) - logits2.narrow(1, 0, 15)).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "future token leaked into the past: {diff}");
+    }
+
+    #[test]
+    fn document_mask_blocks_attention_across_documents() {
+        tch::manual_seed(0);
+        let cfg = ModelConfig::new(2, 32, 4, 97, 8);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = Gpt::new(&vs, &cfg, 0.0);
+        let idx = Tensor::randint(97, [1, 8], (Kind::Int64, Device::Cpu));
+        // Two documents: positions 0..3 and 3..8.
+        let seg = Tensor::from_slice(&[0i64, 0, 0, 1, 1, 1, 1, 1]).view([1, 8]);
+        let mask = Gpt::document_mask(&seg);
+        assert_eq!(mask.size(), vec![1, 1, 8, 8]);
+        // One document everywhere: the mask is the causal one, logits match the fused kernel.
+        let all = Gpt::document_mask(&Tensor::zeros([1, 8], (Kind::Int64, Device::Cpu)));
+        let d = (m.forward_masked(&idx, Some(&all), false) - m.forward(&idx, false)).abs().max().double_value(&[]);
+        assert!(d < 1e-4, "causal mask differs from is_causal: {d}");
+        // Changing the first document must not change the second's logits under the mask.
+        let a = m.forward_masked(&idx, Some(&mask), false);
+        let idx2 = idx.copy();
+        let _ = idx2.get(0).get(1).fill_(5);
+        let b = m.forward_masked(&idx2, Some(&mask), false);
+        let d2 = (a.narrow(1, 3, 5) - b.narrow(1, 3, 5)).abs().max().double_value(&[]);
+        assert!(d2 < 1e-5, "attention crossed a document boundary: {d2}");
+        // Without the mask it does change (the test can fail).
+        let d3 = (m.forward(&idx, false).narrow(1, 3, 5) - m.forward(&idx2, false).narrow(1, 3, 5)).abs().max().double_value(&[]);
+        assert!(d3 > 1e-6);
     }
 
     #[test]

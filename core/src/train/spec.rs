@@ -5,6 +5,8 @@
 //! run's id, written to the run's `manifest.ron`, and read back on resume.
 //!
 //! Every field is documented here because this *is* the manual for `train(#{...})`.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::model::{ModelConfig, PRESETS};
@@ -34,21 +36,48 @@ pub struct TrainSpec {
     /// Preset name or `#{n_layer, d_model, n_head}`.
     #[serde(default = "d::model")]
     pub model: ModelChoice,
-    /// A `.jsonl` file or a directory of them (one file per domain; documents are
-    /// taken round-robin across files). Relative paths are relative to the script.
+    /// The data: an ingested corpus directory (it has `manifest.ron`; see `dctk data ingest`),
+    /// or raw input, a `.jsonl` file or a directory of `.jsonl` files (one domain per file, named
+    /// by its stem), which is ingested with GPT-2 into `.dctk/corpora/<id>/` beside the runs
+    /// root (content addressed: reused while the input files, `text_field` and `val_fraction`
+    /// are unchanged).
+    /// Relative paths are relative to the script.
     pub corpus: String,
-    /// The JSON field holding each document's text.
+    /// Raw input only: the JSON field holding each document's text.
     #[serde(default = "d::text_field")]
     pub text_field: String,
-    /// The unique-token budget: training tokens are exactly this many tokens of the
-    /// training split (documents in order, end-of-text separators included).
+    /// The unique-token budget, in total over the selected domains: each domain serves a
+    /// deterministic nested subset (a smaller budget is a prefix of a larger one) of its
+    /// training split. Split across domains by weight (largest remainder, so the parts sum to
+    /// exactly this), except for domains that set their own `unique_tokens`.
     pub unique_tokens: u64,
-    /// Passes over the unique tokens (may be fractional).
+    /// Passes over the unique tokens (may be fractional): the run takes
+    /// floor(unique_tokens × epochs / (batch_size × seq_len)) steps.
     pub epochs: f64,
-    /// Held-out tokens for validation (from held-out documents only).
+    /// Which domains to train on and how: `#{ code: #{weight: 3.0}, math: #{unique_tokens:
+    /// 50_000, epochs_limit: 4} }`. Per domain: `weight` (relative share of training sequences,
+    /// default 1), `unique_tokens` (this domain's own budget), `epochs_limit` (serve at most this
+    /// many epochs of its budget, then leave the mixture; the others' weights renormalise; the
+    /// run ends early if every domain is exhausted). Default: every domain of the corpus, equal
+    /// weights. Unknown names are errors listing the corpus's domains.
+    #[serde(default)]
+    pub domains: Option<BTreeMap<String, DomainChoice>>,
+    /// A proportion schedule replacing the constant weights: `[#{step: 0, weights: #{code: 1.0,
+    /// math: 3.0}}, #{step: 500, weights: #{code: 1.0, math: 1.0}}]`, interpolated linearly
+    /// between points, constant outside. Every point names every selected domain.
+    #[serde(default)]
+    pub schedule_mix: Option<Vec<MixPoint>>,
+    /// Let attention cross document boundaries inside a packed sequence (default true). With
+    /// false, each position attends only to earlier positions of its own document (a
+    /// block-diagonal causal mask); the token stream is the same either way.
+    #[serde(default = "d::yes")]
+    pub cross_doc_attention: bool,
+    /// Validation tokens scored per domain at every evaluation (held-out documents only):
+    /// floor((val_tokens − 1) / seq_len) windows of seq_len tokens.
     #[serde(default = "d::val_tokens")]
     pub val_tokens: u64,
-    /// Fraction of documents held out for validation, chosen by a hash of the document id.
+    /// Raw input only: fraction of documents held out for validation, chosen by a hash of the
+    /// document's text (an ingested corpus fixed its split at ingest).
     #[serde(default = "d::val_fraction")]
     pub val_fraction: f64,
     /// Context length in tokens.
@@ -112,6 +141,35 @@ pub struct TrainSpec {
     pub threads: Option<i32>,
 }
 
+/// One domain's settings in `domains` (see [`TrainSpec::domains`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainChoice {
+    /// Relative share of training sequences (default 1).
+    #[serde(default)]
+    pub weight: Option<f64>,
+    /// This domain's own unique-token budget (otherwise a weighted share of `unique_tokens`).
+    #[serde(default)]
+    pub unique_tokens: Option<u64>,
+    /// Serve at most this many epochs of the domain's budget.
+    #[serde(default)]
+    pub epochs_limit: Option<u32>,
+}
+
+impl DomainChoice {
+    pub fn weight(&self) -> f64 {
+        self.weight.unwrap_or(1.0)
+    }
+}
+
+/// A point of `schedule_mix`: the weights per domain name from `step` on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixPoint {
+    pub step: u64,
+    pub weights: BTreeMap<String, f64>,
+}
+
 /// Defaults, one function per field (serde needs paths).
 mod d {
     use super::*;
@@ -163,6 +221,9 @@ mod d {
     pub fn evals_per_epoch() -> u64 {
         2
     }
+    pub fn yes() -> bool {
+        true
+    }
     pub fn auto() -> String {
         "auto".into()
     }
@@ -175,6 +236,11 @@ impl TrainSpec {
         let spec: TrainSpec = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
+            if inner.starts_with("unknown field ") && path.contains('.') {
+                // Inside `domains` or `schedule_mix`: name the map it is in.
+                let parent = path.rsplit_once('.').map_or(path.as_str(), |p| p.0);
+                return format!("key \"{parent}\": {inner}");
+            }
             if let Some(rest) = inner.strip_prefix("unknown field ") {
                 // serde says: unknown field `lrr`, expected one of `name`, `model`, ...
                 let key = rest.split(',').next().unwrap_or(rest).trim_matches('`');
@@ -265,6 +331,32 @@ impl TrainSpec {
                 self.seq_len + 1
             ));
         }
+        for (name, d) in self.domains.iter().flatten() {
+            if let Some(w) = d.weight {
+                if !(w.is_finite() && w > 0.0) {
+                    return Err(format!("key \"domains.{name}.weight\" must be a positive number, got {w}"));
+                }
+            }
+            if d.unique_tokens == Some(0) {
+                return Err(format!("key \"domains.{name}.unique_tokens\" must be at least 1"));
+            }
+            if d.epochs_limit == Some(0) {
+                return Err(format!("key \"domains.{name}.epochs_limit\" must be at least 1 (0 would serve nothing)"));
+            }
+        }
+        if let Some(points) = &self.schedule_mix {
+            if points.is_empty() {
+                return Err("key \"schedule_mix\" needs at least one point".into());
+            }
+            if points.windows(2).any(|w| w[0].step >= w[1].step) {
+                return Err("key \"schedule_mix\": steps must increase strictly".into());
+            }
+            for (i, p) in points.iter().enumerate() {
+                if p.weights.values().any(|w| !w.is_finite() || *w < 0.0) || p.weights.values().sum::<f64>() <= 0.0 {
+                    return Err(format!("key \"schedule_mix\"[{i}].weights must be finite, ≥ 0 and not all 0"));
+                }
+            }
+        }
         if self.evals_per_epoch == 0 && self.eval_every.is_none() {
             return Err("key \"evals_per_epoch\" must be at least 1 (or set eval_every)".into());
         }
@@ -323,7 +415,8 @@ impl TrainSpec {
 
 /// The keys `train(#{...})` accepts, for error messages and docs.
 pub const KEYS: &[&str] = &[
-    "name", "model", "corpus", "text_field", "unique_tokens", "epochs", "val_tokens", "val_fraction",
+    "name", "model", "corpus", "text_field", "unique_tokens", "epochs", "domains", "schedule_mix",
+    "cross_doc_attention", "val_tokens", "val_fraction",
     "seq_len", "batch_size", "micro_batch", "lr", "weight_decay", "beta1", "beta2", "adam_eps",
     "grad_clip", "schedule", "warmup_frac", "decay_frac", "final_lr_frac", "dropout", "seed",
     "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads",
@@ -402,5 +495,29 @@ mod tests {
         let mut v = base();
         v["model"] = json!("huge");
         assert!(TrainSpec::from_json(v).unwrap_err().contains("unknown preset \"huge\""));
+    }
+
+    #[test]
+    fn domain_keys_parse_and_errors_name_the_key() {
+        let mut v = base();
+        v["domains"] = json!({"code": {"weight": 3.0}, "math": {"unique_tokens": 500, "epochs_limit": 2}});
+        v["cross_doc_attention"] = json!(false);
+        let s = TrainSpec::from_json(v.clone()).unwrap();
+        let d = s.domains.as_ref().unwrap();
+        assert_eq!(d["code"].weight(), 3.0);
+        assert_eq!(d["math"].weight(), 1.0);
+        assert_eq!(d["math"].epochs_limit, Some(2));
+        assert!(!s.cross_doc_attention);
+        v["domains"]["code"]["wieght"] = json!(1.0);
+        let e = TrainSpec::from_json(v.clone()).unwrap_err();
+        assert!(e.starts_with("key \"domains.code\": unknown field `wieght`"), "{e}");
+        v["domains"] = json!({"code": {"weight": -1.0}});
+        let e = TrainSpec::from_json(v.clone()).unwrap_err();
+        assert!(e.contains("key \"domains.code.weight\" must be a positive number"), "{e}");
+        v["domains"] = json!({"code": {"epochs_limit": 0}});
+        assert!(TrainSpec::from_json(v.clone()).unwrap_err().contains("domains.code.epochs_limit"));
+        v["domains"] = Default::default();
+        v["schedule_mix"] = json!([{"step": 5, "weights": {"a": 1.0}}, {"step": 5, "weights": {"a": 2.0}}]);
+        assert!(TrainSpec::from_json(v).unwrap_err().contains("schedule_mix"));
     }
 }

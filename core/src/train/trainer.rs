@@ -1,9 +1,13 @@
 //! The training loop: many epochs over a fixed unique-token budget, with validation
 //! during training, streamed metrics, checkpoints and exact resume.
 //!
-//! The trainer takes a spec, token streams and a run directory; it knows nothing about
-//! scripts or files beyond its own run directory. One call of [`train`] either finishes
-//! the run, resumes it from its checkpoint and finishes it, or reports divergence.
+//! The trainer takes a spec, the run's data (an open corpus and the mixture to sample, see
+//! [`crate::data`]) and a run directory; it knows nothing about scripts or files beyond its
+//! own run directory. Batches come from `dctk_data::Sampler::next_batch`, whose state is
+//! checkpointed with the weights; per-domain validation losses are logged at every
+//! evaluation; the sampler's exact per-domain accounting goes into the result and is checked
+//! against steps × batch_size × seq_len. One call of [`train`] either finishes the run,
+//! resumes it from its checkpoint and finishes it, or reports divergence.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
@@ -19,7 +23,8 @@ use super::checkpoint::{self, CheckpointState};
 use super::model::Gpt;
 use super::optim::{AdamW, AdamWConfig};
 use super::spec::TrainSpec;
-use crate::data::{EpochBatcher, TokenStreams};
+use crate::data::{describe, val_batches, RunData};
+use dctk_data::{Batch, DataError, MixAccounting};
 use crate::env;
 use crate::study::{write_ron_atomic, Status};
 
@@ -31,7 +36,11 @@ pub struct EvalPoint {
     pub tokens: u64,
     /// Passes over the unique tokens so far.
     pub epoch: f64,
+    /// Token-weighted mean over the domains' validation tokens.
     pub val_loss: f64,
+    /// Validation loss of each domain.
+    #[serde(default)]
+    pub val_loss_by_domain: BTreeMap<String, f64>,
 }
 
 /// What a run produced. Also what `train(#{...})` returns to a script.
@@ -49,13 +58,15 @@ pub struct RunResult {
     pub flops_per_token: f64,
     pub unique_tokens: u64,
     pub epochs: f64,
-    /// Epochs actually trained (whole batches only): train_tokens / (sequences_per_epoch × seq_len).
+    /// Epochs actually trained (whole batches only): train_tokens / unique_tokens.
     pub epochs_realized: f64,
     pub steps: u64,
     pub tokens_per_step: u64,
     /// Training tokens processed: steps × batch_size × seq_len.
     pub train_tokens: u64,
     pub final_val_loss: f64,
+    /// Validation loss of each domain at the last evaluation.
+    pub final_val_loss_by_domain: BTreeMap<String, f64>,
     pub best_val_loss: f64,
     pub final_train_loss: f64,
     /// Validation loss at every evaluation, step 0 included.
@@ -67,12 +78,22 @@ pub struct RunResult {
     pub wall_s: f64,
     /// The step this process resumed from, if it resumed.
     pub resumed_from_step: Option<u64>,
+    /// Set when every domain reached its `epochs_limit` before the planned steps: the run
+    /// stopped at this step.
+    pub exhausted_at_step: Option<u64>,
+    /// Exact data accounting: per domain its unique tokens, tokens served, realized epochs
+    /// (tokens served / (unique tokens + one separator per document)), …; the domains' tokens
+    /// served sum to steps × batch_size × seq_len.
+    pub accounting: MixAccounting,
 }
 
 /// How a run is laid out in steps: derived from the spec and the data, recorded in
 /// the manifest.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunPlan {
+    /// The unique-token budget one epoch passes over.
+    pub unique_tokens: u64,
+    /// Whole sequences of seq_len tokens in one epoch: unique_tokens / seq_len.
     pub sequences_per_epoch: u64,
     pub total_steps: u64,
     pub accumulation_steps: i64,
@@ -84,18 +105,20 @@ pub struct RunPlan {
 }
 
 impl RunPlan {
-    pub fn new(spec: &TrainSpec, train_tokens: usize) -> Result<RunPlan> {
-        let seqs = (train_tokens.saturating_sub(1) / spec.seq_len as usize) as u64;
-        let total_seqs = (seqs as f64 * spec.epochs).floor() as u64;
-        let total_steps = total_seqs / spec.batch_size as u64;
+    /// total_steps = floor(unique_tokens × epochs / (batch_size × seq_len)).
+    pub fn new(spec: &TrainSpec, unique_tokens: u64) -> Result<RunPlan> {
+        let tokens_per_step = (spec.batch_size * spec.seq_len) as u64;
+        let seqs = unique_tokens / spec.seq_len as u64;
+        let total_tokens = (unique_tokens as f64 * spec.epochs).floor() as u64;
+        let total_steps = total_tokens / tokens_per_step;
         if total_steps == 0 {
             bail!(
-                "unique_tokens × epochs gives {total_seqs} sequences of {} tokens, fewer than one batch of {}: raise unique_tokens or epochs, or lower batch_size",
-                spec.seq_len,
-                spec.batch_size
+                "unique_tokens × epochs gives {total_tokens} tokens, fewer than one batch of {} × {}: raise unique_tokens or epochs, or lower batch_size",
+                spec.batch_size,
+                spec.seq_len
             );
         }
-        let steps_per_epoch = seqs as f64 / spec.batch_size as f64;
+        let steps_per_epoch = unique_tokens as f64 / tokens_per_step as f64;
         let at = |epochs: f64| ((epochs * steps_per_epoch).round() as u64).clamp(1, total_steps);
         let epoch_end_steps: Vec<u64> = (1..=spec.epochs.floor() as u64)
             .map(|e| at(e as f64))
@@ -117,18 +140,19 @@ impl RunPlan {
             None => evals.clone(),
         };
         Ok(RunPlan {
+            unique_tokens,
             sequences_per_epoch: seqs,
             total_steps,
             accumulation_steps: spec.batch_size / spec.micro_batch(),
-            tokens_per_step: (spec.batch_size * spec.seq_len) as u64,
+            tokens_per_step,
             eval_steps: evals.into_iter().collect(),
             checkpoint_steps: checkpoints.into_iter().collect(),
             epoch_end_steps,
         })
     }
 
-    fn epoch_at(&self, step: u64, batch_size: i64) -> f64 {
-        (step * batch_size as u64) as f64 / self.sequences_per_epoch as f64
+    fn epoch_at(&self, step: u64) -> f64 {
+        (step * self.tokens_per_step) as f64 / self.unique_tokens as f64
     }
 }
 
@@ -173,28 +197,60 @@ pub fn precision_name(kind: Kind) -> &'static str {
     }
 }
 
-/// Mean validation loss over all windows of the validation stream.
-fn evaluate(model: &Gpt, val: &[u32], seq_len: usize, micro_batch: usize, device: Device) -> f64 {
-    let windows = (val.len().saturating_sub(1)) / seq_len;
-    let (mut total, mut count) = (0.0, 0usize);
+/// A batch as tensors: inputs and targets [rows, T] and, without cross-document attention,
+/// the block-diagonal causal mask [rows, 1, T, T].
+struct BatchTensors {
+    x: Tensor,
+    y: Tensor,
+    mask: Option<Tensor>,
+    rows: i64,
+}
+
+impl BatchTensors {
+    fn new(batch: &Batch, device: Device) -> BatchTensors {
+        let (rows, t) = (batch.batch_size as i64, batch.seq_len as i64);
+        let all = Tensor::from_slice(&batch.tokens_i64()).view([rows, t + 1]);
+        let x = all.narrow(1, 0, t).contiguous().to(device);
+        let y = all.narrow(1, 1, t).contiguous().to(device);
+        let mask = (!batch.cross_doc_attention).then(|| {
+            let seg: Vec<i64> = (0..batch.batch_size)
+                .flat_map(|i| batch.segment_ids(i).into_iter().take(batch.seq_len).map(i64::from))
+                .collect();
+            Gpt::document_mask(&Tensor::from_slice(&seg).view([rows, t])).to(device)
+        });
+        BatchTensors { x, y, mask, rows }
+    }
+
+    /// Rows `start .. start + n`.
+    fn rows(&self, start: i64, n: i64) -> BatchTensors {
+        BatchTensors {
+            x: self.x.narrow(0, start, n),
+            y: self.y.narrow(0, start, n).contiguous(),
+            mask: self.mask.as_ref().map(|m| m.narrow(0, start, n)),
+            rows: n,
+        }
+    }
+}
+
+/// Validation loss: per domain the mean over its fixed validation windows, and the
+/// token-weighted mean over all domains.
+fn evaluate(model: &Gpt, val: &[(String, Vec<BatchTensors>)]) -> (f64, BTreeMap<String, f64>) {
+    let (mut total, mut count) = (0.0, 0i64);
+    let mut by_domain = BTreeMap::new();
     tch::no_grad(|| {
-        for start in (0..windows).step_by(micro_batch) {
-            let n = micro_batch.min(windows - start);
-            let mut x = Vec::with_capacity(n * seq_len);
-            let mut y = Vec::with_capacity(n * seq_len);
-            for w in start..start + n {
-                let s = &val[w * seq_len..w * seq_len + seq_len + 1];
-                x.extend(s[..seq_len].iter().map(|&t| t as i64));
-                y.extend(s[1..].iter().map(|&t| t as i64));
+        for (name, batches) in val {
+            let (mut dt, mut dc) = (0.0, 0i64);
+            for b in batches {
+                let loss = Gpt::loss(&model.forward_masked(&b.x, b.mask.as_ref(), false), &b.y).double_value(&[]);
+                dt += loss * b.rows as f64;
+                dc += b.rows;
             }
-            let x = Tensor::from_slice(&x).view([n as i64, seq_len as i64]).to(device);
-            let y = Tensor::from_slice(&y).view([n as i64, seq_len as i64]).to(device);
-            let loss = Gpt::loss(&model.forward(&x, false), &y).double_value(&[]);
-            total += loss * n as f64;
-            count += n;
+            by_domain.insert(name.clone(), dt / dc as f64);
+            total += dt;
+            count += dc;
         }
     });
-    total / count as f64
+    (total / count as f64, by_domain)
 }
 
 /// Appends JSON lines to `metrics.jsonl`, flushing each so a killed run loses nothing
@@ -250,16 +306,22 @@ pub fn read_eval_curve(run_dir: &Path) -> Result<Vec<EvalPoint>> {
 }
 
 /// Trains (or resumes) the run in `run_dir`. The caller has written the manifest.
-pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     let started = Instant::now();
     if let Some(t) = spec.threads {
         tch::set_num_threads(t);
     }
     let (device, kind) = resolve_placement(spec)?;
     let cfg = spec.model_config().map_err(anyhow::Error::msg)?;
-    let plan = RunPlan::new(spec, data.train.len())?;
-    let seq_len = spec.seq_len as usize;
+    let plan = RunPlan::new(spec, spec.unique_tokens)?;
     let micro = spec.micro_batch();
+    let fingerprint = &data.manifest.fingerprint;
+    let mut sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", describe(&e)))?;
+    let val: Vec<(String, Vec<BatchTensors>)> = val_batches(data, spec, micro as usize)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .map(|(name, batches)| (name, batches.iter().map(|b| BatchTensors::new(b, device)).collect()))
+        .collect();
 
     tch::manual_seed(spec.seed as i64);
     let mut vs = nn::VarStore::new(device);
@@ -278,7 +340,7 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
     let mut resumed_from_step = None;
     if let Some(dir) = checkpoint::find(run_dir) {
         let state = checkpoint::read_state(&dir)?;
-        if state.run_id != run_id || state.data_fingerprint != data.manifest.fingerprint {
+        if state.run_id != run_id || &state.data_fingerprint != fingerprint {
             bail!(
                 "{}: checkpoint belongs to run {} with data {}, not this run ({run_id}); remove the directory to start over",
                 dir.display(),
@@ -286,17 +348,30 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
                 &state.data_fingerprint[..16.min(state.data_fingerprint.len())]
             );
         }
+        let Some(sampler_state) = state.sampler.clone() else {
+            bail!("{}: checkpoint has no sampler state (written by an older dctk); remove the directory to start over", dir.display());
+        };
+        sampler.restore(sampler_state).map_err(|e| anyhow::anyhow!("{}/state.ron: {}", dir.display(), describe(&e)))?;
+        if sampler.step() != state.step {
+            bail!("{}/state.ron: sampler is at step {} but the model at step {}", dir.display(), sampler.step(), state.step);
+        }
         checkpoint::load(&dir, &mut vs, &mut opt, &state)?;
         start_step = state.step;
         resumed_from_step = Some(state.step);
     }
     Status::Running.write(run_dir)?;
     let mut log = MetricsLog::open(&run_dir.join("metrics.jsonl"), resumed_from_step)?;
-    let mut batcher = EpochBatcher::new(&data.train, seq_len, spec.seed);
     let schedule = spec.schedule(plan.total_steps);
     let eval_steps: BTreeSet<u64> = plan.eval_steps.iter().copied().collect();
     let ckpt_steps: BTreeSet<u64> = plan.checkpoint_steps.iter().copied().collect();
-    let eval = |model: &Gpt| evaluate(model, &data.val, seq_len, micro as usize, device);
+    let eval_record = |log: &mut MetricsLog, model: &Gpt, step: u64| -> Result<f64> {
+        let (val_loss, by_domain) = evaluate(model, &val);
+        log.write(serde_json::json!({
+            "kind": "eval", "step": step, "tokens": step * plan.tokens_per_step, "epoch": plan.epoch_at(step),
+            "val_loss": val_loss, "val_loss_by_domain": by_domain,
+        }))?;
+        Ok(val_loss)
+    };
 
     let bar = if opts.progress {
         let bar = ProgressBar::new(plan.total_steps);
@@ -313,30 +388,54 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
     };
 
     if start_step == 0 {
-        let val_loss = eval(&model);
-        log.write(serde_json::json!({"kind": "eval", "step": 0, "tokens": 0, "epoch": 0.0, "val_loss": val_loss}))?;
+        eval_record(&mut log, &model, 0)?;
     }
 
     let (mut train_seconds, mut trained_tokens) = (0.0f64, 0u64);
     let mut final_train_loss = f64::NAN;
     let mut diverged = false;
+    let mut exhausted_at_step = None;
     let mut step = start_step;
+    let checkpoint_now = |step: u64, vs: &nn::VarStore, opt: &AdamW, sampler: &dctk_data::Sampler| -> Result<()> {
+        let state = CheckpointState {
+            step,
+            adam_step: opt.step,
+            run_id: run_id.to_string(),
+            data_fingerprint: fingerprint.clone(),
+            sampler: Some(sampler.state()),
+        };
+        checkpoint::save(run_dir, vs, opt, &state)
+    };
     while step < plan.total_steps {
         if opts.stop_after_steps.is_some_and(|n| step - start_step >= n) {
             bar.abandon();
             bail!("stopped after {} steps as requested (--stop-after-steps); rerun to resume", step - start_step);
         }
         let t0 = Instant::now();
+        let batch = match sampler.next_batch() {
+            Ok(b) => b,
+            Err(DataError::Exhausted { .. }) => {
+                // Every domain reached its epochs_limit: the run ends here, evaluated and saved.
+                exhausted_at_step = Some(step);
+                bar.println(format!("run {run_id}: every domain reached its epochs_limit at step {step}: stopping"));
+                if step > 0 && !eval_steps.contains(&step) {
+                    eval_record(&mut log, &model, step)?;
+                }
+                if step > 0 && !ckpt_steps.contains(&step) {
+                    checkpoint_now(step, &vs, &opt, &sampler)?;
+                }
+                break;
+            }
+            Err(e) => bail!("data sampler at step {step}: {}", describe(&e)),
+        };
+        let tensors = BatchTensors::new(&batch, device);
         let lr = schedule.lr(step);
         opt.zero_grad();
         let mut loss_sum = 0.0;
         for m in 0..plan.accumulation_steps {
-            let first = step * spec.batch_size as u64 + (m * micro) as u64;
-            let (x, y) = batcher.batch(first, micro as usize);
-            let x = Tensor::from_slice(&x).view([micro, spec.seq_len]).to(device);
-            let y = Tensor::from_slice(&y).view([micro, spec.seq_len]).to(device);
+            let mb = tensors.rows(m * micro, micro);
             tch::manual_seed(step_seed(spec.seed, step, m));
-            let loss = Gpt::loss(&model.forward(&x, true), &y);
+            let loss = Gpt::loss(&model.forward_masked(&mb.x, mb.mask.as_ref(), true), &mb.y);
             (&loss / plan.accumulation_steps as f64).backward();
             loss_sum += loss.double_value(&[]);
         }
@@ -348,7 +447,7 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
         let dt = t0.elapsed().as_secs_f64();
         train_seconds += dt;
         trained_tokens += plan.tokens_per_step;
-        let epoch = plan.epoch_at(step, spec.batch_size);
+        let epoch = plan.epoch_at(step);
         log.write(serde_json::json!({
             "kind": "train", "step": step, "tokens": step * plan.tokens_per_step, "epoch": epoch,
             "loss": train_loss, "lr": lr, "grad_norm": grad_norm,
@@ -362,30 +461,37 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
             break;
         }
         if eval_steps.contains(&step) {
-            let val_loss = eval(&model);
-            log.write(serde_json::json!({
-                "kind": "eval", "step": step, "tokens": step * plan.tokens_per_step, "epoch": epoch, "val_loss": val_loss,
-            }))?;
+            let val_loss = eval_record(&mut log, &model, step)?;
             bar.println(format!("  step {step:>6}  epoch {epoch:>6.2}  val_loss {val_loss:.4}"));
         }
         if ckpt_steps.contains(&step) {
-            let state = CheckpointState {
-                step,
-                adam_step: opt.step,
-                run_id: run_id.to_string(),
-                data_fingerprint: data.manifest.fingerprint.clone(),
-            };
-            checkpoint::save(run_dir, &vs, &opt, &state)?;
+            checkpoint_now(step, &vs, &opt, &sampler)?;
         }
     }
     bar.finish_and_clear();
+
+    // Exact accounting: every served token belongs to exactly one domain.
+    let accounting = sampler.accounting();
+    let want = step * plan.tokens_per_step;
+    let by_domain: u64 = accounting.domains.iter().map(|d| d.tokens_served).sum();
+    if accounting.steps != step || accounting.tokens_served != want || by_domain != want {
+        bail!(
+            "run {run_id}: data accounting is off: {} steps, {} tokens served ({by_domain} by domain), but {step} steps × {} × {} = {want}",
+            accounting.steps,
+            accounting.tokens_served,
+            spec.batch_size,
+            spec.seq_len
+        );
+    }
 
     let curve = read_eval_curve(run_dir)?;
     if final_train_loss.is_nan() && !diverged {
         // Resumed at the very end: take the last logged training loss.
         final_train_loss = last_train_loss(run_dir).unwrap_or(f64::NAN);
     }
-    let final_val_loss = if diverged { f64::NAN } else { curve.last().map_or(f64::NAN, |p| p.val_loss) };
+    let last = if diverged { None } else { curve.last() };
+    let final_val_loss = last.map_or(f64::NAN, |p| p.val_loss);
+    let final_val_loss_by_domain = last.map(|p| p.val_loss_by_domain.clone()).unwrap_or_default();
     let best_val_loss = curve.iter().map(|p| p.val_loss).fold(f64::INFINITY, f64::min);
     let val_loss_by_epoch = curve.iter().filter(|p| plan.epoch_end_steps.contains(&p.step)).cloned().collect();
     let train_tokens = step * plan.tokens_per_step;
@@ -402,11 +508,12 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
         flops_per_token: cfg.flops_per_token(spec.seq_len),
         unique_tokens: spec.unique_tokens,
         epochs: spec.epochs,
-        epochs_realized: train_tokens as f64 / (plan.sequences_per_epoch * spec.seq_len as u64) as f64,
+        epochs_realized: train_tokens as f64 / spec.unique_tokens as f64,
         steps: step,
         tokens_per_step: plan.tokens_per_step,
         train_tokens,
         final_val_loss,
+        final_val_loss_by_domain,
         best_val_loss,
         final_train_loss,
         curve,
@@ -414,6 +521,8 @@ pub fn train(spec: &TrainSpec, data: &TokenStreams, run_id: &str, run_dir: &Path
         tokens_per_s: if train_seconds > 0.0 { trained_tokens as f64 / train_seconds } else { 0.0 },
         wall_s: started.elapsed().as_secs_f64(),
         resumed_from_step,
+        exhausted_at_step,
+        accounting,
     };
     write_ron_atomic(&run_dir.join("result.ron"), &result)?;
     status.write(run_dir)?;
@@ -443,16 +552,17 @@ mod tests {
 
     #[test]
     fn plan_counts_steps_epochs_and_evals() {
-        // 100,000 tokens → 999 sequences of 100 → 99.9 steps per epoch of 10 sequences.
-        let p = RunPlan::new(&spec(json!({})), 100_000).unwrap();
+        // 99,950 tokens → 999 whole sequences of 100; 99.95 steps of 10 sequences per epoch.
+        let p = RunPlan::new(&spec(json!({})), 99_950).unwrap();
         assert_eq!(p.sequences_per_epoch, 999);
-        assert_eq!(p.total_steps, 399); // floor(999·4 / 10)
+        assert_eq!(p.total_steps, 399); // floor(99,950·4 / (10·100))
         assert_eq!(p.epoch_end_steps, vec![100, 200, 300, 399]);
         assert!(p.eval_steps.contains(&50) && p.eval_steps.contains(&399));
         assert_eq!(p.checkpoint_steps, p.eval_steps);
-        let p = RunPlan::new(&spec(json!({"eval_every": 100, "checkpoint_every": 150})), 100_000).unwrap();
+        let p = RunPlan::new(&spec(json!({"eval_every": 100, "checkpoint_every": 150})), 99_950).unwrap();
         assert_eq!(p.eval_steps, vec![100, 200, 300, 399]);
         assert_eq!(p.checkpoint_steps, vec![150, 300, 399]);
+        assert!((p.epoch_at(399) - 399_000.0 / 99_950.0).abs() < 1e-12);
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! `dctk data ingest|verify`: build and check token corpora with `dctk-data`.
+//!
+//! `ingest` turns documents (JSONL, JSONL.gz, text, Parquet) into a corpus directory of token
+//! shards and a `manifest.ron` (byte-identical when run again on the same inputs); a study then
+//! names that directory as `train(#{ corpus: DIR })`. Every flag maps onto a field of
+//! `dctk_data::IngestConfig`, so scripts reach the same thing with `ingest(#{...})`.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+use dctk_data::{Corpus, DomainInput, IngestConfig};
+
+use crate::data::{describe, ingest_summary, input_domains, tokenizer_spec};
+
+pub fn cli() -> Command {
+    Command::new("data")
+        .about("Build (ingest) and check token corpora")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("ingest")
+                .about("Tokenize documents into a corpus directory (token shards + manifest.ron)")
+                .arg(
+                    Arg::new("inputs")
+                        .num_args(0..)
+                        .value_parser(value_parser!(PathBuf))
+                        .help("JSONL files (one domain each, named by the file stem) or directories of them"),
+                )
+                .arg(Arg::new("out").long("out").required(true).value_parser(value_parser!(PathBuf)).help("Corpus directory to write"))
+                .arg(
+                    Arg::new("domain")
+                        .long("domain")
+                        .action(ArgAction::Append)
+                        .value_name("NAME=PATH[,PATH…]")
+                        .help("A named domain from files or directories (read recursively); repeatable"),
+                )
+                .arg(Arg::new("text-field").long("text-field").default_value("text").help("JSON field (or Parquet column) holding the text"))
+                .arg(
+                    Arg::new("tokenizer")
+                        .long("tokenizer")
+                        .default_value("gpt2")
+                        .help("gpt2, a tokenizer.json path, or bpe:VOCAB to train a byte-level BPE on the inputs"),
+                )
+                .arg(Arg::new("eot").long("eot").help("Separator token of a tokenizer.json"))
+                .arg(
+                    Arg::new("val-fraction")
+                        .long("val-fraction")
+                        .value_parser(value_parser!(f64))
+                        .default_value("0.01")
+                        .help("Fraction of documents held out for validation (by a hash of their text)"),
+                )
+                .arg(Arg::new("dedup").long("dedup").action(ArgAction::SetTrue).help("Drop exact duplicate documents"))
+                .arg(Arg::new("min-chars").long("min-chars").value_parser(value_parser!(usize)).default_value("1").help("Drop shorter documents"))
+                .arg(Arg::new("threads").long("threads").value_parser(value_parser!(usize)).default_value("0").help("Worker threads (0 = all cores)"))
+                .arg(Arg::new("overwrite").long("overwrite").action(ArgAction::SetTrue).help("Replace an existing corpus (once the new one is complete)"))
+                .arg(Arg::new("no-progress").long("no-progress").action(ArgAction::SetTrue).help("No progress bar")),
+        )
+        .subcommand(
+            Command::new("verify")
+                .about("Open a corpus, checking sizes, blake3 hashes and indexes; print its domains")
+                .arg(Arg::new("dir").required(true).value_parser(value_parser!(PathBuf))),
+        )
+}
+
+pub fn exec(args: &ArgMatches) -> Result<()> {
+    match args.subcommand() {
+        Some(("ingest", a)) => ingest(a),
+        Some(("verify", a)) => verify(a),
+        _ => unreachable!("clap requires a known subcommand"),
+    }
+}
+
+fn ingest(a: &ArgMatches) -> Result<()> {
+    let inputs: Vec<PathBuf> = a.get_many::<PathBuf>("inputs").map(|v| v.cloned().collect()).unwrap_or_default();
+    let mut domains = input_domains(&inputs).map_err(anyhow::Error::msg)?;
+    for spec in a.get_many::<String>("domain").into_iter().flatten() {
+        let Some((name, paths)) = spec.split_once('=') else {
+            bail!("--domain {spec}: expected NAME=PATH[,PATH…]");
+        };
+        let paths: Vec<PathBuf> = paths.split(',').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+        if name.is_empty() || paths.is_empty() {
+            bail!("--domain {spec}: expected NAME=PATH[,PATH…]");
+        }
+        domains.push(DomainInput::new(name, paths));
+    }
+    let val_fraction = *a.get_one::<f64>("val-fraction").unwrap();
+    if !(0.0..1.0).contains(&val_fraction) {
+        bail!("--val-fraction must be in [0, 1), got {val_fraction}");
+    }
+    let text_field = a.get_one::<String>("text-field").unwrap();
+    for d in &mut domains {
+        d.input.text_field = text_field.clone();
+        d.val_fraction = val_fraction;
+    }
+    let cfg = IngestConfig {
+        out: a.get_one::<PathBuf>("out").unwrap().clone(),
+        domains,
+        tokenizer: tokenizer_spec(a.get_one::<String>("tokenizer").unwrap(), a.get_one::<String>("eot").cloned())
+            .map_err(anyhow::Error::msg)?,
+        dedup: a.get_flag("dedup"),
+        min_chars: *a.get_one::<usize>("min-chars").unwrap(),
+        threads: *a.get_one::<usize>("threads").unwrap(),
+        progress: !a.get_flag("no-progress") && std::io::stderr().is_terminal(),
+        overwrite: a.get_flag("overwrite"),
+        ..Default::default()
+    };
+    let s = ingest_summary(&cfg).map_err(anyhow::Error::msg)?;
+    println!(
+        "{}: {} documents, {} tokens ({}, vocab {}) in {:.2} s: {:.1} MB/s, {:.0} tokens/s",
+        s["out"].as_str().unwrap_or_default(),
+        s["docs"],
+        s["tokens"],
+        s["tokenizer"].as_str().unwrap_or_default(),
+        s["vocab_size"],
+        s["seconds"].as_f64().unwrap_or(0.0),
+        s["mb_per_s"].as_f64().unwrap_or(0.0),
+        s["tokens_per_s"].as_f64().unwrap_or(0.0),
+    );
+    println!("{:<16} {:>9} {:>12} {:>12} {:>10} {:>9}", "domain", "docs", "tokens", "train", "val", "dropped");
+    for d in s["domains"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16} {:>9} {:>12} {:>12} {:>10} {:>9}",
+            d["name"].as_str().unwrap_or_default(),
+            d["docs"],
+            d["tokens"],
+            d["train_tokens"],
+            d["val_tokens"],
+            d["dropped_duplicates"].as_u64().unwrap_or(0) + d["dropped_empty"].as_u64().unwrap_or(0),
+        );
+    }
+    Ok(())
+}
+
+fn verify(a: &ArgMatches) -> Result<()> {
+    let dir = a.get_one::<PathBuf>("dir").unwrap();
+    let corpus = Corpus::open(dir).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let t = &corpus.manifest.tokenizer;
+    println!("{}: ok ({} tokenizer, vocab {}, {} tokens)", dir.display(), t.kind, t.vocab_size, corpus.manifest.total_tokens());
+    println!("{:<16} {:>9} {:>12} {:>12} {:>10}", "domain", "docs", "tokens", "train", "val");
+    for d in corpus.domains() {
+        let m = &d.manifest;
+        println!("{:<16} {:>9} {:>12} {:>12} {:>10}", d.name, m.docs, m.tokens, m.train_tokens, m.val_tokens);
+    }
+    Ok(())
+}

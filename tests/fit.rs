@@ -1,0 +1,83 @@
+//! `dctk fit` and Rhai `fit()` on real and synthetic data.
+use dctk_tests::*;
+
+/// Epoch AI's 245 Chinchilla points, the 5 highest losses dropped (as Epoch did).
+fn epoch_csv(s: &Scratch) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("core/laws/tests/data/chinchilla_epoch_svg_extracted.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let loss_col = header.split(',').position(|c| c == "loss").unwrap();
+    let mut rows: Vec<(f64, &str)> = lines.map(|l| (l.split(',').nth(loss_col).unwrap().parse().unwrap(), l)).collect();
+    rows.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    rows.truncate(rows.len() - 5);
+    let body: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    s.write("epoch.csv", &format!("{header}\n{}\n", body.join("\n")))
+}
+
+#[test]
+fn cli_reproduces_epoch_chinchilla_fit() {
+    let s = Scratch::new("fitcli");
+    let csv = epoch_csv(&s);
+    let out = dctk(
+        s.path(),
+        &["fit", "--law", "chinchilla", "--data", csv.to_str().unwrap(), "--columns", "N=Model Size,C=Training FLOP,D=C/(6*N),loss=loss", "--json", "--plots", "plots"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str| -> f64 {
+        let all = report["params"].as_array().unwrap().iter().chain(report["derived"].as_array().unwrap());
+        all.clone().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {report}"))["value"].as_f64().unwrap()
+    };
+    for (name, want) in [("A", 477.84), ("B", 2143.86), ("E", 1.8172), ("alpha", 0.3473), ("beta", 0.3672)] {
+        let got = find(name);
+        assert!((got / want - 1.0).abs() < 0.005, "{name}: {got} vs Epoch's {want}");
+    }
+    let objective = report["objective_value"].as_f64().unwrap();
+    assert!((objective / 1.01827e-3 - 1.0).abs() < 1e-4, "objective {objective}");
+    assert!(s.path().join("plots/chinchilla.residuals.svg").exists());
+    assert!(s.path().join("plots/chinchilla.curve.svg").exists());
+}
+
+#[test]
+fn cli_fit_errors_are_clear() {
+    let s = Scratch::new("fiterr");
+    let csv = epoch_csv(&s);
+    let out = dctk(s.path(), &["fit", "--law", "chinchilla", "--data", csv.to_str().unwrap(), "--columns", "N=Params,D=Training FLOP,loss=loss"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Params"), "{}", text(&out));
+    let out = dctk(s.path(), &["fit", "--law", "nope", "--data", "x.csv"]);
+    assert!(text(&out).contains("unknown law 'nope'"), "{}", text(&out));
+}
+
+#[test]
+fn script_fits_runs_and_user_formulas() {
+    let s = Scratch::new("fitscript");
+    // Points drawn exactly from L = 2 + 30 / x^0.5, given as run-like maps.
+    let script = r#"
+let runs = [];
+for x in [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0] {
+    runs.push(#{ tokens: x, final_val_loss: 2.0 + 30.0 / x ** 0.5 });
+}
+let f = fit(#{ law: "power_law", runs: runs, columns: "x=tokens,loss=final_val_loss", loss: "lsq" });
+let g = fit(#{ law: "mine", formula: "C + A / x ** B", inputs: ["x"],
+               params: [#{name: "A", lower: 0, upper: 100}, #{name: "B", lower: 0, upper: 2}, #{name: "C", lower: 0, upper: 10}],
+               runs: runs, columns: "x=tokens,loss=final_val_loss", loss: "lsq" });
+for p in f.params { print(`builtin ${p.name} ${p.value}`); }
+for p in g.params { print(`formula ${p.name} ${p.value}`); }
+"#;
+    let path = s.write("fit.rhai", script);
+    let out = dctk(s.path(), &["run", path.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    for prefix in ["builtin", "formula"] {
+        for (name, want) in [("A", 30.0), ("B", 0.5), ("C", 2.0)] {
+            let line = t.lines().find(|l| l.starts_with(&format!("{prefix} {name} "))).unwrap_or_else(|| panic!("{prefix} {name} in {t}"));
+            let got: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!((got - want).abs() < 1e-3 * want.max(1.0), "{prefix} {name}: {got} vs {want}");
+        }
+    }
+    let bad = s.write("bad.rhai", "let f = fit(#{ law: \"power_law\", runs: [#{x: 1.0}], columns: \"x=x,loss=loss\" });");
+    let out = dctk(s.path(), &["run", bad.to_str().unwrap(), "-q"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("bad.rhai:1:9: fit:"), "{}", text(&out));
+}
