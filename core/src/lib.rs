@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod data;
 pub mod env;
 pub mod fitting;
+pub mod plugin;
 pub mod script;
 pub mod study;
 pub mod train;

@@ -4,13 +4,15 @@ pub mod bench;
 pub mod data;
 pub mod doctor;
 pub mod fit;
+pub mod plugin_new;
+pub mod plugins;
 pub mod run;
 
 use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli()]
+    vec![run::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -20,6 +22,8 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "fit" => fit::exec(args),
         "doctor" => doctor::exec(args),
         "bench" => bench::exec(args),
+        "plugins" => plugins::exec(args),
+        "plugin" => plugin_new::exec(args),
         _ => unreachable!("clap only accepts known subcommands"),
     }
 }

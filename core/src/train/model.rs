@@ -8,7 +8,9 @@
 //! ```
 //!
 //! - Attention goes through libtorch's fused `scaled_dot_product_attention` with
-//!   `is_causal = true` (flash / memory-efficient kernels on CUDA, a fused kernel on CPU).
+//!   `is_causal = true` (flash / memory-efficient kernels on CUDA, a fused kernel on CPU), or,
+//!   when documents packed into one sequence must not see each other, with an explicit
+//!   block-diagonal causal mask ([`Gpt::forward_masked`], [`Gpt::document_mask`]).
 //! - Rotary position embeddings (Su et al. 2021, "RoFormer"), rotate-half form.
 //! - RMSNorm (Zhang & Sennrich 2019) without bias.
 //! - SwiGLU feed-forward (Shazeer 2020) with hidden = 256·⌈(8d/3)/256⌉, as in dc_pretrain.

@@ -216,7 +216,8 @@ impl BatchTensors {
             let seg: Vec<i64> = (0..batch.batch_size)
                 .flat_map(|i| batch.segment_ids(i).into_iter().take(batch.seq_len).map(i64::from))
                 .collect();
-            Gpt::document_mask(&Tensor::from_slice(&seg).view([rows, t])).to(device)
+            // Built on the device: a [rows, 1, T, T] mask is T times the size of the ids.
+            Gpt::document_mask(&Tensor::from_slice(&seg).view([rows, t]).to(device))
         });
         BatchTensors { x, y, mask, rows }
     }
@@ -569,6 +570,73 @@ mod tests {
     fn plan_refuses_runs_shorter_than_one_batch() {
         let e = RunPlan::new(&spec(json!({"epochs": 0.001})), 100_000).unwrap_err().to_string();
         assert!(e.contains("fewer than one batch"), "{e}");
+    }
+
+    /// Headroom of the data path: tokens/s the trainer's loader (sampler + tensors + mask)
+    /// serves, divided by tokens/s the CPU trainer consumes (forward, backward, AdamW), for the
+    /// tiny and 72m presets. Numbers go to bench/data/RESULTS.md.
+    #[test]
+    #[ignore = "benchmark: cargo test --release -p dctk -- --ignored --nocapture loader_headroom"]
+    fn loader_headroom() {
+        use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache};
+        let root = std::env::temp_dir().join(format!("dctk-headroom-{}", std::process::id()));
+        let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpora");
+        let auto = AutoIngest { text_field: "text".into(), val_fraction: 0.05 };
+        let resolved = resolve_corpus(&raw, &root.join("runs"), &auto, false).unwrap();
+        let corpus = CorpusCache::default().open(&resolved.dir).unwrap();
+        tch::set_num_threads(std::env::var("DCTK_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2));
+        let shapes: &[(&str, i64, i64, u64)] = &[("tiny", 256, 16, 6), ("72m", 512, 4, 2)];
+        for &(preset, seq_len, batch, steps) in shapes {
+            for cross in [true, false] {
+                let spec = TrainSpec::from_json(json!({
+                    "corpus": "x", "model": preset, "unique_tokens": 1_000_000, "epochs": 1,
+                    "seq_len": seq_len, "batch_size": batch, "cross_doc_attention": cross,
+                }))
+                .unwrap();
+                let data = plan_data(&spec, corpus.clone(), &resolved).unwrap();
+                let mut sampler = data.corpus.sampler(&data.mix).unwrap();
+                let tokens_per_step = (batch * seq_len) as f64;
+                let t0 = Instant::now();
+                let mut n = 0u64;
+                while t0.elapsed().as_secs_f64() < 2.0 {
+                    let b = sampler.next_batch().unwrap();
+                    let t = BatchTensors::new(&b, Device::Cpu);
+                    assert_eq!(t.rows, batch);
+                    n += 1;
+                }
+                let loader = n as f64 * tokens_per_step / t0.elapsed().as_secs_f64();
+                // The trainer: one warm-up step, then `steps` timed steps.
+                let cfg = spec.model_config().unwrap();
+                tch::manual_seed(0);
+                let vs = nn::VarStore::new(Device::Cpu);
+                let model = Gpt::new(&vs, &cfg, 0.0);
+                let mut opt = AdamW::new(
+                    vs.variables().into_iter().collect(),
+                    AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 },
+                );
+                let mut timed = 0.0;
+                for i in 0..=steps {
+                    let b = sampler.next_batch().unwrap();
+                    let t1 = Instant::now();
+                    let t = BatchTensors::new(&b, Device::Cpu);
+                    opt.zero_grad();
+                    Gpt::loss(&model.forward_masked(&t.x, t.mask.as_ref(), true), &t.y).backward();
+                    opt.clip_grad_norm(1.0);
+                    opt.step(1e-3);
+                    if i > 0 {
+                        timed += t1.elapsed().as_secs_f64();
+                    }
+                }
+                let trainer = steps as f64 * tokens_per_step / timed;
+                println!(
+                    "{{\"preset\":\"{preset}\",\"seq_len\":{seq_len},\"batch\":{batch},\"cross_doc_attention\":{cross},\"threads\":{},\"loader_tokens_per_s\":{loader:.0},\"trainer_tokens_per_s\":{trainer:.1},\"headroom\":{:.0}}}",
+                    tch::get_num_threads(),
+                    loader / trainer
+                );
+                assert!(loader / trainer >= 20.0, "{preset}: loader headroom below 20×");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

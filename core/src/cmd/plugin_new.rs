@@ -1,0 +1,321 @@
+//! `dctk plugin new NAME --kind regularizer|augmenter|law`: scaffold a plugin
+//! crate that builds and loads as is. The crate is its own workspace, depends on
+//! this dctk's `plugins/sdk` by path, copies this dctk's Cargo.lock (so tch and
+//! every shared dependency resolve to the exact versions the handshake expects),
+//! and points `LIBTORCH` at the libtorch this dctk was built with.
+use anyhow::{bail, Context, Result};
+use clap::{Arg, ArgMatches, Command};
+use std::path::{Path, PathBuf};
+
+pub fn cli() -> Command {
+    Command::new("plugin").about("Plugin authoring tools").subcommand_required(true).arg_required_else_help(true).subcommand(
+        Command::new("new")
+            .about("Scaffold a plugin crate (builds and loads as is, with a test)")
+            .arg(Arg::new("name").required(true).help("plugin name: lowercase letters, digits, _"))
+            .arg(Arg::new("kind").long("kind").required(true).value_parser(["regularizer", "augmenter", "law"]).help("plugin kind"))
+            .arg(Arg::new("path").long("path").help("directory to create (default: ./dctk-plugin-NAME)"))
+            .arg(Arg::new("sdk").long("sdk").help("path to dctk's plugins/sdk (default: the one this dctk was built from)")),
+    )
+}
+
+pub fn exec(args: &ArgMatches) -> Result<()> {
+    let Some(("new", a)) = args.subcommand() else { unreachable!("clap requires a known subcommand") };
+    let name = a.get_one::<String>("name").expect("required");
+    let kind = a.get_one::<String>("kind").expect("required");
+    let dir = a.get_one::<String>("path").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(format!("dctk-plugin-{name}")));
+    let sdk = match a.get_one::<String>("sdk") {
+        Some(s) => PathBuf::from(s),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk"),
+    };
+    scaffold(name, kind, &dir, &sdk)?;
+    println!("created {kind} plugin `{name}` in {}", dir.display());
+    println!("next:  cd {} && cargo test --release && cargo build --release", dir.display());
+    println!("then:  DCTK_PLUGIN_PATH={}/target/release dctk plugins info {name}", dir.display());
+    Ok(())
+}
+
+/// Write the crate. Refuses to overwrite an existing directory.
+pub fn scaffold(name: &str, kind: &str, dir: &Path, sdk: &Path) -> Result<()> {
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_ascii_lowercase())
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        bail!("plugin name `{name}` must start with a lowercase letter and hold only a-z, 0-9 and _");
+    }
+    if dir.exists() {
+        bail!("{} already exists: choose another --path", dir.display());
+    }
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("dctk-plugin-sdk not found at {} (pass --sdk PATH to dctk's plugins/sdk)", sdk.display()))?;
+    let build = sdk
+        .parent()
+        .map(|p| p.join("build"))
+        .filter(|p| p.join("Cargo.toml").exists())
+        .with_context(|| format!("dctk-plugin-build not found next to {} (expected plugins/build)", sdk.display()))?;
+    let body = match kind {
+        "regularizer" => REGULARIZER,
+        "augmenter" => AUGMENTER,
+        "law" => LAW,
+        other => bail!("unknown plugin kind `{other}` (regularizer, augmenter, law)"),
+    };
+    let ty: String = name
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut c = s.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect();
+    let ty = if ty.starts_with(|c: char| c.is_ascii_alphabetic()) { ty } else { format!("P{ty}") };
+    let fill = |t: &str| t.replace("{{name}}", name).replace("{{Type}}", &ty);
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join(".cargo"))?;
+    let cargo = format!(
+        r#"[package]
+name = "dctk-plugin-{dash}"
+version = "0.1.0"
+edition = "2021"
+publish = false
+description = "dctk {kind} plugin `{name}`"
+build = "build.rs"
+
+[lib]
+# dctk finds plugins by file name: lib<this name>.so
+name = "dctk_plugin_{name}"
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+dctk-plugin-sdk = {{ path = "{sdk}" }}
+
+[build-dependencies]
+dctk-plugin-build = {{ path = "{build}" }}
+
+[profile.release]
+# dctk turns plugin panics into errors; that needs unwinding panics.
+panic = "unwind"
+
+# A workspace of its own, so the crate builds wherever it lives.
+[workspace]
+"#,
+        dash = name.replace('_', "-"),
+        sdk = sdk.display(),
+        build = build.display(),
+    );
+    std::fs::write(dir.join("Cargo.toml"), cargo)?;
+    std::fs::write(
+        dir.join("build.rs"),
+        "//! rpath to libtorch for the plugin and its tests.\nfn main() {\n    dctk_plugin_build::link_libtorch();\n}\n",
+    )?;
+    std::fs::write(dir.join("src/lib.rs"), fill(body))?;
+    std::fs::write(dir.join(".gitignore"), "/target\n")?;
+    let libtorch = option_env!("DCTK_LIBTORCH_BUILD_DIR").unwrap_or("");
+    let config = if libtorch.is_empty() {
+        "# Set LIBTORCH to the libtorch dctk was built with (see `dctk doctor`).\n".to_string()
+    } else {
+        format!("# The libtorch this dctk was built with: the handshake requires the same version.\n[env]\nLIBTORCH = {{ value = \"{libtorch}\", force = false }}\n")
+    };
+    std::fs::write(dir.join(".cargo/config.toml"), config)?;
+    // Same dependency versions as dctk (tch must match exactly).
+    let lock = sdk.join("../../Cargo.lock");
+    if lock.exists() {
+        std::fs::copy(&lock, dir.join("Cargo.lock")).with_context(|| format!("copying {}", lock.display()))?;
+    }
+    std::fs::write(
+        dir.join("README.md"),
+        format!(
+            "# dctk {kind} plugin `{name}`\n\n```sh\ncargo test --release\ncargo build --release\nDCTK_PLUGIN_PATH=$PWD/target/release dctk plugins info {name}\nDCTK_PLUGIN_PATH=$PWD/target/release dctk plugins check {name}\n```\n\nEdit `src/lib.rs`; the SDK's crate docs (`cargo doc -p dctk-plugin-sdk --open`) describe the ABI.\n"
+        ),
+    )?;
+    Ok(())
+}
+
+const REGULARIZER: &str = r#"//! dctk regularizer plugin `{{name}}`: adds `weight · mean(logits²)` to the loss
+//! (a logit-magnitude penalty; replace it with your own regularizer).
+use dctk_plugin_sdk::tch::{Kind, Tensor};
+use dctk_plugin_sdk::{export_plugin, Batch, Metrics, Model, Regularizer, Result, Setting, SettingValues, StepInfo};
+
+pub struct {{Type}} {
+    weight: f64,
+}
+
+impl {{Type}} {
+    /// The unweighted penalty: mean of the squared logits, in fp32.
+    pub fn penalty(logits: &Tensor) -> Tensor {
+        logits.to_kind(Kind::Float).square().mean(Kind::Float)
+    }
+}
+
+impl Regularizer for {{Type}} {
+    fn settings() -> Vec<Setting> {
+        vec![Setting::float("weight", 1e-4, "weight of mean(logits²)").range(0.0, 1.0)]
+    }
+
+    fn new(s: &SettingValues) -> Result<Self> {
+        Ok({{Type}} { weight: s.f64("weight")? })
+    }
+
+    fn aux_loss(&mut self, _info: &StepInfo, model: &mut Model, batch: &Batch, metrics: &mut Metrics) -> Result<Option<Tensor>> {
+        // Reuse the main pass's logits when the host lends them; else run the model.
+        let p = match &batch.logits {
+            Some(l) => Self::penalty(l),
+            None => Self::penalty(&model.forward(&batch.inputs)?),
+        };
+        metrics.log("penalty", p.double_value(&[]));
+        Ok(Some(p * self.weight))
+    }
+}
+
+export_plugin! {
+    name: "{{name}}",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "logit-magnitude penalty (scaffolded by dctk plugin new)",
+    regularizer: {{Type}},
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dctk_plugin_sdk::settings::validate;
+
+    #[test]
+    fn defaults_validate_and_penalty_is_mean_square() {
+        let s = validate("{{name}}", &{{Type}}::settings(), &dctk_plugin_sdk::serde_json::Value::Null).unwrap();
+        let r = {{Type}}::new(&SettingValues(s)).unwrap();
+        assert_eq!(r.weight, 1e-4);
+        let logits = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 0.0]).view([1, 2, 2]);
+        assert!(({{Type}}::penalty(&logits).double_value(&[]) - 3.5).abs() < 1e-6);
+    }
+}
+"#;
+
+const AUGMENTER: &str = r#"//! dctk augmenter plugin `{{name}}`: emits each document `copies` times and,
+//! with `paraphrase = true`, one paraphrase from the host's text generator.
+use dctk_plugin_sdk::{export_plugin, Augmenter, GenOptions, Generator, PluginError, Result, Setting, SettingValues};
+
+pub struct {{Type}} {
+    copies: i64,
+    paraphrase: bool,
+    seen: u64,
+}
+
+impl Augmenter for {{Type}} {
+    fn settings() -> Vec<Setting> {
+        vec![
+            Setting::int("copies", 1, "how many times each document is emitted").range(0.0, 100.0),
+            Setting::bool("paraphrase", false, "also emit a paraphrase from the host's text generator"),
+        ]
+    }
+
+    fn new(s: &SettingValues) -> Result<Self> {
+        Ok({{Type}} { copies: s.i64("copies")?, paraphrase: s.bool("paraphrase")?, seen: 0 })
+    }
+
+    fn augment(&mut self, docs: Vec<String>, generator: &mut Generator, out: &mut Vec<String>) -> Result<()> {
+        for doc in docs {
+            self.seen += 1;
+            if self.paraphrase {
+                let prompt = format!("Paraphrase the following text.\n\n{doc}\n\nParaphrase:");
+                let opts = GenOptions { max_new_tokens: 256, temperature: 0.8, seed: self.seen };
+                let text = generator.generate(&prompt, opts)?;
+                if text.trim().is_empty() {
+                    return Err(PluginError::msg("the generator returned an empty paraphrase"));
+                }
+                out.push(text);
+            }
+            for _ in 0..self.copies {
+                out.push(doc.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{{name}}",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "document copier/paraphraser (scaffolded by dctk plugin new)",
+    augmenter: {{Type}},
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dctk_plugin_sdk::settings::validate;
+
+    #[test]
+    fn copies_documents() {
+        let s = validate("{{name}}", &{{Type}}::settings(), &dctk_plugin_sdk::serde_json::json!({"copies": 2})).unwrap();
+        let mut a = {{Type}}::new(&SettingValues(s)).unwrap();
+        let mut out = Vec::new();
+        a.augment(vec!["a".into(), "b".into()], &mut Generator::none(), &mut out).unwrap();
+        assert_eq!(out, ["a", "a", "b", "b"]);
+    }
+}
+"#;
+
+const LAW: &str = r#"//! dctk law-form plugin `{{name}}`: L(N) = E + A / N^alpha (replace with your form).
+use dctk_plugin_sdk::{export_plugin, LawForm, LawParam, PluginError, Result};
+
+pub struct {{Type}};
+
+impl LawForm for {{Type}} {
+    fn params() -> Vec<LawParam> {
+        vec![
+            LawParam::new("E", Some(0.0), None),
+            LawParam::new("A", Some(0.0), None),
+            LawParam::new("alpha", Some(0.0), Some(2.0)),
+        ]
+    }
+
+    fn inputs() -> Vec<String> {
+        vec!["N".into()]
+    }
+
+    fn equation() -> String {
+        "L = E + A / N^alpha".into()
+    }
+
+    fn default_grid() -> Vec<Vec<f64>> {
+        let mut g = Vec::new();
+        for e in [1.0, 2.0] {
+            for a in [10.0, 100.0, 1000.0] {
+                for alpha in [0.1, 0.3, 0.5] {
+                    g.push(vec![e, a, alpha]);
+                }
+            }
+        }
+        g
+    }
+
+    fn predict(params: &[f64], inputs: &[&[f64]], out: &mut [f64]) -> Result<()> {
+        let [e, a, alpha] = params else {
+            return Err(PluginError::msg(format!("expected 3 parameters, got {}", params.len())));
+        };
+        for (o, n) in out.iter_mut().zip(inputs[0]) {
+            *o = e + a / n.powf(*alpha);
+        }
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{{name}}",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "power law in N (scaffolded by dctk plugin new)",
+    law: {{Type}},
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicts_the_equation() {
+        let mut out = [0.0; 2];
+        {{Type}}::predict(&[1.5, 100.0, 0.5], &[&[100.0, 10_000.0]], &mut out).unwrap();
+        assert!((out[0] - 11.5).abs() < 1e-12 && (out[1] - 2.5).abs() < 1e-12);
+        assert!({{Type}}::default_grid().iter().all(|p| p.len() == {{Type}}::params().len()));
+    }
+}
+"#;

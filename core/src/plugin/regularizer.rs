@@ -1,0 +1,302 @@
+//! Host side of regularizer plugins: [`load_regularizers`] turns a script's
+//! `regularizers` list into a [`RegularizerSet`] (settings validated against each
+//! descriptor before any run), and the set's per-micro-batch calls wrap the C ABI:
+//! the model's forward is lent as a callback, metrics come back prefixed with the
+//! plugin's name, and any plugin error or panic becomes an `Err` naming the plugin.
+use super::loader::{find, Plugin};
+use super::PluginRecord;
+use anyhow::{bail, Result};
+use dctk_plugin_sdk::abi::{self, ErrorSink, ForwardFn, MetricSink, RegularizerVTable, StepInfo, Str, TensorHandle};
+use dctk_plugin_sdk::guest::{borrow, error_sink, into_handle, panic_message};
+use dctk_plugin_sdk::settings::validate;
+use serde::{Deserialize, Serialize};
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use tch::Tensor;
+
+/// One entry of a script's `regularizers`: a plugin name and its settings
+/// (a JSON object; `null` or missing = all defaults). Deserializes from either
+/// a bare name (`"mir"`) or a map (`#{ name: "mir", settings: #{ lambda: 0.4 } }`);
+/// serializes as the map, so a run id covers the settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegularizerRequest {
+    pub name: String,
+    pub settings: serde_json::Value,
+}
+
+impl<'de> Deserialize<'de> for RegularizerRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            name: String,
+            #[serde(default)]
+            settings: serde_json::Value,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Full(Full),
+        }
+        match Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a regularizer is a plugin name (\"mir\") or a map { name: \"mir\", settings: { .. } }")
+        })? {
+            Form::Name(name) => Ok(RegularizerRequest { name, settings: serde_json::Value::Null }),
+            Form::Full(f) => Ok(RegularizerRequest { name: f.name, settings: f.settings }),
+        }
+    }
+}
+
+impl RegularizerRequest {
+    pub fn new(name: &str, settings: serde_json::Value) -> RegularizerRequest {
+        RegularizerRequest { name: name.into(), settings }
+    }
+}
+
+/// One micro-batch, as the trainer hands it to the regularizers.
+pub struct MicroBatch<'a> {
+    pub step: u64,
+    /// Index of the micro-batch within the step (gradient accumulation).
+    pub micro: u64,
+    /// Tokenizer vocabulary size (GPT-2: 50,257); extra tokens are numbered from it.
+    pub base_vocab: i64,
+    /// Token ids [B, T] (int64).
+    pub inputs: &'a Tensor,
+    /// Next-token targets [B, T] (int64).
+    pub targets: &'a Tensor,
+    /// Logits of the main forward pass [B, T, V] with their graph, if available
+    /// (z-loss uses them; MIR does not need them).
+    pub logits: Option<&'a Tensor>,
+}
+
+/// What the regularizers add for one micro-batch.
+pub struct AuxLoss {
+    /// Sum of the plugins' weighted auxiliary losses (scalar, autograd), to add to
+    /// the main loss before backward; `None` if no plugin added a term.
+    pub loss: Option<Tensor>,
+    /// Metrics as `<plugin>/<name>` (e.g. `mir/aux_loss`) for metrics.jsonl.
+    pub metrics: Vec<(String, f64)>,
+}
+
+struct Instance {
+    plugin: Arc<Plugin>,
+    vt: &'static RegularizerVTable,
+    inst: *mut c_void,
+    first_extra_id_offset: i64,
+    extra: i64,
+    settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        unsafe { (self.vt.destroy)(self.inst) }
+    }
+}
+
+/// The regularizers of one run, instantiated. Not `Send`: use it on the training thread.
+pub struct RegularizerSet {
+    seed: u64,
+    items: Vec<Instance>,
+}
+
+/// Check requests without instantiating anything (for validating a whole study
+/// before its first run): each plugin exists, is a regularizer, and accepts the
+/// settings. Returns what the manifest will record.
+pub fn validate_regularizers(requests: &[RegularizerRequest]) -> Result<Vec<PluginRecord>> {
+    let mut out: Vec<PluginRecord> = Vec::new();
+    for req in requests {
+        if out.iter().any(|r| r.name == req.name) {
+            bail!("regularizer `{}` is listed twice", req.name);
+        }
+        let plugin = find(&req.name)?;
+        plugin.require("regularizer")?;
+        let settings = validate(&plugin.name, &plugin.settings("regularizer")?, &req.settings).map_err(anyhow::Error::msg)?;
+        out.push(PluginRecord::new(&plugin, "regularizer", Some(settings)));
+    }
+    Ok(out)
+}
+
+/// Load, validate and instantiate the requested regularizers. Fails before any
+/// training on an unknown plugin, a plugin that is not a regularizer, a bad
+/// setting (the error names the plugin and the key) or a failing constructor.
+/// `seed` is the run seed: plugins derive their randomness from (seed, step, micro).
+pub fn load_regularizers(requests: &[RegularizerRequest], seed: u64) -> Result<RegularizerSet> {
+    let mut items: Vec<Instance> = Vec::new();
+    let mut offset = 0;
+    for req in requests {
+        if items.iter().any(|i| i.plugin.name == req.name) {
+            bail!("regularizer `{}` is listed twice", req.name);
+        }
+        let plugin = find(&req.name)?;
+        plugin.require("regularizer")?;
+        let vt = plugin.regularizer().expect("checked by require");
+        let accepted = plugin.settings("regularizer")?;
+        let settings = validate(&plugin.name, &accepted, &req.settings).map_err(anyhow::Error::msg)?;
+        let json = serde_json::Value::Object(settings.clone()).to_string();
+        let mut msg = String::new();
+        let inst = unsafe { (vt.create)(Str::new(&json), error_sink(&mut msg)) };
+        if inst.is_null() {
+            bail!("plugin `{}` ({}): could not create the regularizer: {msg}", plugin.name, plugin.file.display());
+        }
+        let extra = unsafe { (vt.extra_vocab_tokens)(inst) };
+        let item = Instance { plugin, vt, inst, first_extra_id_offset: offset, extra, settings };
+        if extra < 0 {
+            bail!("plugin `{}` ({}): extra_vocab_tokens failed (returned {extra})", item.plugin.name, item.plugin.file.display());
+        }
+        offset += extra;
+        items.push(item);
+    }
+    Ok(RegularizerSet { seed, items })
+}
+
+impl RegularizerSet {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.items.iter().map(|i| i.plugin.name.clone()).collect()
+    }
+
+    /// Token ids the plugins need past the tokenizer's vocabulary (MIR: 1, its MASK).
+    pub fn extra_vocab_tokens(&self) -> i64 {
+        self.items.iter().map(|i| i.extra).sum()
+    }
+
+    /// Check that `base_vocab + extra_vocab_tokens() <= model_vocab` (dctk pads GPT-2's
+    /// 50,257 to 50,304, so MIR's MASK = 50,257 needs no resizing).
+    pub fn check_vocab(&self, base_vocab: i64, model_vocab: i64) -> Result<()> {
+        let need = base_vocab + self.extra_vocab_tokens();
+        if need > model_vocab {
+            bail!(
+                "regularizers {} need {} extra token ids past the vocabulary of {base_vocab}, but the model has only {model_vocab} rows",
+                self.names().join(", "),
+                self.extra_vocab_tokens()
+            );
+        }
+        Ok(())
+    }
+
+    /// What goes into the run manifest: name, version, file, hash and settings of each plugin.
+    pub fn manifest(&self) -> Vec<PluginRecord> {
+        self.items.iter().map(|i| PluginRecord::new(&i.plugin, "regularizer", Some(i.settings.clone()))).collect()
+    }
+
+    fn info(&self, item: &Instance, step: u64, micro: u64, base_vocab: i64) -> StepInfo {
+        StepInfo { seed: self.seed, step, micro, base_vocab, first_extra_id: base_vocab + item.first_extra_id_offset }
+    }
+
+    /// Let each plugin rewrite the batch the main loss sees (in list order).
+    pub fn transform_batch(
+        &mut self,
+        step: u64,
+        micro: u64,
+        base_vocab: i64,
+        inputs: &Tensor,
+        targets: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut x = inputs.shallow_clone();
+        let mut y = targets.shallow_clone();
+        for item in &self.items {
+            let info = self.info(item, step, micro, base_vocab);
+            let mut msg = String::new();
+            let (mut ox, mut oy): (TensorHandle, TensorHandle) = (std::ptr::null_mut(), std::ptr::null_mut());
+            let status = unsafe {
+                (item.vt.transform_batch)(
+                    item.inst,
+                    &info,
+                    x.as_ptr() as TensorHandle,
+                    y.as_ptr() as TensorHandle,
+                    &mut ox,
+                    &mut oy,
+                    error_sink(&mut msg),
+                )
+            };
+            if status != abi::STATUS_OK {
+                bail!("regularizer `{}` ({}) at step {step}: transform_batch: {msg}", item.plugin.name, item.plugin.file.display());
+            }
+            if !ox.is_null() && !oy.is_null() {
+                x = unsafe { Tensor::from_ptr(ox as *mut _) };
+                y = unsafe { Tensor::from_ptr(oy as *mut _) };
+            }
+        }
+        Ok((x, y))
+    }
+
+    /// The regularizers' loss terms for one micro-batch. `forward` is the model in
+    /// training mode (same dropout/attention mask as the main pass); it is called
+    /// by plugins that need extra passes (MIR: one, on the masked input).
+    pub fn aux_loss(&mut self, mb: &MicroBatch, forward: &mut dyn FnMut(&Tensor) -> Tensor) -> Result<AuxLoss> {
+        let mut total: Option<Tensor> = None;
+        let mut metrics = Vec::new();
+        for item in &self.items {
+            let info = self.info(item, mb.step, mb.micro, mb.base_vocab);
+            let mut msg = String::new();
+            let mut out: TensorHandle = std::ptr::null_mut();
+            let mut fctx = ForwardCtx { f: &mut *forward };
+            let fwd = ForwardFn { ctx: &mut fctx as *mut ForwardCtx as *mut c_void, call: forward_trampoline };
+            let mut sink = MetricCtx { prefix: &item.plugin.name, out: &mut metrics };
+            let msink = MetricSink { ctx: &mut sink as *mut MetricCtx as *mut c_void, emit: emit_metric };
+            let status = unsafe {
+                (item.vt.aux_loss)(
+                    item.inst,
+                    &info,
+                    fwd,
+                    mb.inputs.as_ptr() as TensorHandle,
+                    mb.targets.as_ptr() as TensorHandle,
+                    mb.logits.map_or(std::ptr::null_mut(), |l| l.as_ptr() as TensorHandle),
+                    &mut out,
+                    msink,
+                    error_sink(&mut msg),
+                )
+            };
+            if status != abi::STATUS_OK {
+                bail!("regularizer `{}` ({}) at step {}: {msg}", item.plugin.name, item.plugin.file.display(), mb.step);
+            }
+            if !out.is_null() {
+                let t = unsafe { Tensor::from_ptr(out as *mut _) };
+                if t.numel() != 1 {
+                    bail!("regularizer `{}` returned a loss of shape {:?}, expected a scalar", item.plugin.name, t.size());
+                }
+                total = Some(match total {
+                    None => t,
+                    Some(acc) => acc + t,
+                });
+            }
+        }
+        Ok(AuxLoss { loss: total, metrics })
+    }
+}
+
+struct ForwardCtx<'a> {
+    f: &'a mut dyn FnMut(&Tensor) -> Tensor,
+}
+
+unsafe extern "C" fn forward_trampoline(ctx: *mut c_void, input: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32 {
+    *out = std::ptr::null_mut();
+    let c = &mut *(ctx as *mut ForwardCtx);
+    let x = borrow(input);
+    match catch_unwind(AssertUnwindSafe(|| (c.f)(&x))) {
+        Ok(t) => {
+            *out = into_handle(t);
+            abi::STATUS_OK
+        }
+        Err(p) => {
+            let m = format!("the model's forward panicked: {}", panic_message(&*p));
+            (err.set)(err.ctx, Str::new(&m));
+            abi::STATUS_PANIC
+        }
+    }
+}
+
+struct MetricCtx<'a> {
+    prefix: &'a str,
+    out: &'a mut Vec<(String, f64)>,
+}
+
+unsafe extern "C" fn emit_metric(ctx: *mut c_void, name: Str, value: f64) {
+    let c = &mut *(ctx as *mut MetricCtx);
+    c.out.push((format!("{}/{}", c.prefix, name.to_string_lossy()), value));
+}

@@ -1,0 +1,172 @@
+//! Plugin system, end to end through the `dctk` binary: listing and describing
+//! plugins, the loader's refusals (wrong ABI version, missing symbol) and a panic
+//! inside a plugin call all give a clear error while dctk keeps going, and a crate
+//! made by `dctk plugin new` builds, passes its test and loads.
+//!
+//! Needs the workspace built first (`cargo build --release --workspace`): the
+//! plugins and fixtures are workspace members.
+use dctk_tests::{dctk_bin, text, Scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `target/<profile>/`, where the dctk binary and the plugin libraries are.
+fn built_dir() -> PathBuf {
+    dctk_bin().parent().unwrap().to_path_buf()
+}
+
+fn built(file: &str) -> PathBuf {
+    let p = built_dir().join(file);
+    assert!(p.exists(), "{} is missing: run `cargo build --release --workspace` first", p.display());
+    p
+}
+
+/// `dctk <args>` with a private user directory and the given DCTK_PLUGIN_PATH.
+fn dctk_with(dir: &Path, plugin_path: Option<&Path>, args: &[&str]) -> Output {
+    let mut c = Command::new(dctk_bin());
+    c.args(args).current_dir(dir).env("DCTK_HOME", dir.join("home")).env_remove("DCTK_PLUGIN_PATH");
+    if let Some(p) = plugin_path {
+        c.env("DCTK_PLUGIN_PATH", p);
+    }
+    c.output().expect("running dctk")
+}
+
+#[test]
+fn list_shows_mir_zloss_and_builtin_laws() {
+    let s = Scratch::new("plugins-list");
+    let out = dctk_with(s.path(), None, &["plugins", "list"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for line in ["mir", "zloss"] {
+        let row = t.lines().find(|l| l.starts_with(&format!("{line} "))).unwrap_or_else(|| panic!("no {line} row:\n{t}"));
+        assert!(row.contains("regularizer") && row.contains(&format!("libdctk_plugin_{line}.so")), "{row}");
+    }
+    for law in ["chinchilla", "kaplan", "muennighoff", "bimix", "mixing_law", "power_law"] {
+        let row = t.lines().find(|l| l.starts_with(&format!("{law} "))).unwrap_or_else(|| panic!("no {law} row:\n{t}"));
+        assert!(row.contains("law") && row.contains("built-in"), "{row}");
+    }
+    assert!(!t.contains("did not load"), "{t}");
+}
+
+#[test]
+fn info_describes_settings_file_and_hash() {
+    let s = Scratch::new("plugins-info");
+    let out = dctk_with(s.path(), None, &["plugins", "info", "mir"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("kind         regularizer") && t.contains("Xu, Wu, Cho, Hu, Wang 2026"), "{t}");
+    let setting = |k: &str| t.lines().find(|l| l.trim_start().starts_with(k)).unwrap_or_else(|| panic!("no {k}:\n{t}")).to_string();
+    assert!(setting("lambda ").contains("float") && setting("lambda ").contains("default 0.4"), "{t}");
+    assert!(setting("r_max ").contains("default 0.5"), "{t}");
+    assert!(setting("ltr_length ").contains("int") && setting("ltr_length ").contains("default 8"), "{t}");
+    let hash = t.lines().find_map(|l| l.strip_prefix("blake3")).unwrap().trim();
+    assert!(hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()), "{hash}");
+    assert!(t.contains(&built("libdctk_plugin_mir.so").canonicalize().unwrap().display().to_string()), "{t}");
+    assert!(t.contains("tch 0.24.0") && t.contains("rustc "), "{t}");
+    // A built-in law form: equation and parameters.
+    let out = dctk_with(s.path(), None, &["plugins", "info", "chinchilla"]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("equation") && t.contains("built-in"), "{t}");
+    // Unknown names are an error listing what exists.
+    let out = dctk_with(s.path(), None, &["plugins", "info", "nope"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("no plugin named `nope`") && t.contains("mir"), "{t}");
+}
+
+/// Fixture libraries copied under plugin file names into a scratch plugin directory.
+fn fixture_dir(s: &Scratch) -> PathBuf {
+    let dir = s.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (from, to) in [
+        ("libdctk_fixture_bad_abi.so", "libdctk_plugin_badabi.so"),
+        ("libdctk_fixture_no_symbol.so", "libdctk_plugin_nosym.so"),
+        ("libdctk_fixture_panicky.so", "libdctk_plugin_panicky.so"),
+    ] {
+        std::fs::copy(built(from), dir.join(to)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn bad_libraries_are_reported_and_dctk_keeps_going() {
+    let s = Scratch::new("plugins-bad");
+    let dir = fixture_dir(&s);
+    let out = dctk_with(s.path(), Some(&dir), &["plugins", "list"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    // Good plugins are still listed, including the well-formed panicky one.
+    for name in ["mir ", "zloss ", "panicky "] {
+        assert!(t.lines().any(|l| l.starts_with(name)), "{name}:\n{t}");
+    }
+    let bad = t.lines().find(|l| l.contains("libdctk_plugin_badabi.so:")).unwrap_or_else(|| panic!("{t}"));
+    assert!(bad.contains("plugin ABI version 999") && bad.contains("ABI version 1") && bad.contains("rebuild the plugin"), "{bad}");
+    let nosym = t.lines().find(|l| l.contains("libdctk_plugin_nosym.so:")).unwrap_or_else(|| panic!("{t}"));
+    assert!(nosym.contains("missing symbol `dctk_plugin_descriptor`"), "{nosym}");
+
+    let out = dctk_with(s.path(), Some(&dir), &["plugins", "info", "badabi"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("plugin `badabi`") && t.contains("ABI version 999"), "{t}");
+}
+
+#[test]
+fn a_panicking_plugin_is_an_error_and_dctk_keeps_going() {
+    let s = Scratch::new("plugins-panic");
+    let dir = fixture_dir(&s);
+    // panicky first, then mir: the panic is reported and mir is still checked.
+    let out = dctk_with(s.path(), Some(&dir), &["plugins", "check", "panicky", "mir", "zloss"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "exit status must be an ordinary failure, not a crash:\n{t}");
+    let failed = t.lines().find(|l| l.starts_with("FAILED")).unwrap_or_else(|| panic!("{t}"));
+    assert!(failed.contains("regularizer `panicky`") && failed.contains("plugin panicked: fixture panic in aux_loss"), "{failed}");
+    assert!(t.lines().any(|l| l.starts_with("ok      mir: regularizer ok (mir/aux_loss=")), "{t}");
+    assert!(t.lines().any(|l| l.starts_with("ok      zloss: regularizer ok (zloss/z2=")), "{t}");
+    assert!(t.contains("1 plugin check(s) failed"), "{t}");
+}
+
+fn cargo(dir: &Path, target: &Path, args: &[&str]) {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .arg("--offline")
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("running cargo");
+    assert!(out.status.success(), "cargo {args:?} in {} failed:\n{}", dir.display(), text(&out));
+}
+
+#[test]
+fn plugin_new_scaffolds_crates_that_build_test_and_load() {
+    let s = Scratch::new("plugin-new");
+    // A target dir of its own (kept between runs, so tch is compiled once), so the
+    // scaffolded libraries never land in the project's plugin directory.
+    let target = built_dir().parent().unwrap().join("plugin-new-test");
+    for (name, kind, expect) in [
+        ("my_reg", "regularizer", "regularizer ok (my_reg/penalty="),
+        ("my_aug", "augmenter", "augmenter ok (2 documents in, 2 out)"),
+        ("my_law", "law", "law ok (prediction at the first grid point"),
+    ] {
+        let crate_dir = s.path().join(name);
+        let out = dctk_with(s.path(), None, &["plugin", "new", name, "--kind", kind, "--path", crate_dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        cargo(&crate_dir, &target, &["test", "--release"]);
+        cargo(&crate_dir, &target, &["build", "--release"]);
+        // Load only this library: a directory holding just its file.
+        let lib_dir = s.path().join(format!("{name}-lib"));
+        std::fs::create_dir_all(&lib_dir).unwrap();
+        std::fs::copy(target.join(format!("release/libdctk_plugin_{name}.so")), lib_dir.join(format!("libdctk_plugin_{name}.so"))).unwrap();
+        let out = dctk_with(s.path(), Some(&lib_dir), &["plugins", "info", name]);
+        let t = text(&out);
+        assert!(out.status.success() && t.contains(&format!("kind         {kind}")), "{t}");
+        let out = dctk_with(s.path(), Some(&lib_dir), &["plugins", "check", name]);
+        let t = text(&out);
+        assert!(out.status.success() && t.contains(expect), "{t}");
+    }
+    // Refuses to overwrite.
+    let out = dctk_with(
+        s.path(),
+        None,
+        &["plugin", "new", "my_reg", "--kind", "regularizer", "--path", s.path().join("my_reg").to_str().unwrap()],
+    );
+    assert!(!out.status.success() && text(&out).contains("already exists"), "{}", text(&out));
+}
