@@ -46,7 +46,7 @@ fn cli_fit_errors_are_clear() {
     assert!(!out.status.success());
     assert!(text(&out).contains("Params"), "{}", text(&out));
     let out = dctk(s.path(), &["fit", "--law", "nope", "--data", "x.csv"]);
-    assert!(text(&out).contains("unknown law 'nope'"), "{}", text(&out));
+    assert!(text(&out).contains("law \"nope\" is not built in"), "{}", text(&out));
 }
 
 #[test]

@@ -105,3 +105,20 @@ pub fn gpu_names() -> Vec<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).collect())
         .unwrap_or_default()
 }
+
+/// Keeps large freed blocks in the process heap instead of returning them to the OS.
+///
+/// Why: a training step allocates and frees the same few very large buffers (for
+/// `tiny`, the [16·128, 50304] logits and their gradients are ~400 MB each). glibc
+/// serves blocks above its mmap threshold (at most 32 MB) with `mmap` and unmaps them
+/// on free, so every step page-faults ~2 GB of fresh zeroed memory: measured on the
+/// quickstart, 118 s of system time in a 179 s run. With mmap disabled for the heap
+/// and trimming off, the blocks are reused across steps. Peak memory is unchanged
+/// (the same buffers are live at the same time); the heap just does not shrink.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

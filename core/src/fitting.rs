@@ -9,42 +9,50 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use dctk_laws::{ColumnMap, Fit, FitSpec, Points};
+use std::sync::Arc;
+
+use dctk_laws::{ColumnMap, Fit, FitSpec, LawForm, Points, BUILTIN_LAWS};
 
 /// Fits `spec` to the CSV it names, or to `rows` (one map of numeric fields per run)
-/// when given.
+/// when given. A law name that is neither built in nor a formula is looked up among
+/// the law plugins on the search path.
 pub fn fit_spec(spec: &FitSpec, rows: Option<&[Vec<(String, f64)>]>) -> Result<Fit> {
-    match rows {
-        None => Ok(spec.run(None)?),
+    let law: Arc<dyn LawForm> = if spec.formula.is_some() || BUILTIN_LAWS.contains(&spec.law.as_str()) {
+        spec.build_law()?
+    } else {
+        crate::plugin::law::load_law(&spec.law).with_context(|| {
+            format!("law \"{}\" is not built in ({}) and no law plugin of that name loaded", spec.law, BUILTIN_LAWS.join(", "))
+        })?
+    };
+    let points = match rows {
+        None => spec.load_points()?,
         Some(rows) => {
             let csv = rows_to_csv(rows)?;
             let map = ColumnMap::parse(spec.columns.as_deref().unwrap_or(""))?;
-            let points = Points::from_csv_reader(csv.as_bytes(), "the runs passed to fit", &map)?;
-            Ok(spec.run(Some(&points))?)
+            Points::from_csv_reader(csv.as_bytes(), "the runs passed to fit", &map)?
         }
-    }
+    };
+    let opts = spec.fit_options(law.as_ref())?;
+    Ok(dctk_laws::fit(law, &points, &opts)?)
 }
 
-/// A CSV whose columns are the union of the rows' keys (sorted); a key missing from a
-/// row is an error naming both.
+/// A CSV whose columns are the numeric fields every row has (sorted). Fields only
+/// some runs carry (e.g. `resumed_from_step`) are left out; a mapping that asks for
+/// one gets the column-mapping error listing the columns that exist.
 fn rows_to_csv(rows: &[Vec<(String, f64)>]) -> Result<String> {
     if rows.is_empty() {
-        anyhow::bail!("fit: no runs to fit");
+        anyhow::bail!("no runs to fit");
     }
-    let keys: BTreeSet<&str> = rows.iter().flat_map(|r| r.iter().map(|(k, _)| k.as_str())).collect();
+    let mut keys: BTreeSet<&str> = rows[0].iter().map(|(k, _)| k.as_str()).collect();
+    for row in &rows[1..] {
+        let here: BTreeSet<&str> = row.iter().map(|(k, _)| k.as_str()).collect();
+        keys = keys.intersection(&here).copied().collect();
+    }
     let mut out = keys.iter().copied().collect::<Vec<_>>().join(",");
-    for (i, row) in rows.iter().enumerate() {
+    for row in rows {
         out.push('\n');
-        let cells: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                row.iter()
-                    .find(|(name, _)| name == k)
-                    .map(|(_, v)| format!("{v:?}"))
-                    .with_context(|| format!("fit: run {i} has no numeric field \"{k}\""))
-            })
-            .collect::<Result<_>>()?;
-        out.push_str(&cells.join(","));
+        let value = |k: &str| row.iter().find(|(name, _)| name == k).map(|(_, v)| format!("{v:?}")).unwrap();
+        out.push_str(&keys.iter().map(|k| value(k)).collect::<Vec<_>>().join(","));
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    dctk::env::tune_allocator();
     let cli = clap::Command::new("dctk")
         .about("dctk: the Data-Constrained pretraining ToolKit")
         .version(dctk::env::DCTK_VERSION)

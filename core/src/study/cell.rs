@@ -35,6 +35,9 @@ pub struct Manifest {
     pub device: String,
     pub precision: String,
     pub versions: Versions,
+    /// The plugins this run loads, with the blake3 of each library file.
+    #[serde(default)]
+    pub plugins: Vec<crate::plugin::PluginRecord>,
     /// Per-domain unique tokens, tokens served and realized epochs: filled in when the run is done.
     #[serde(default)]
     pub accounting: Option<MixAccounting>,
@@ -96,8 +99,12 @@ pub fn run_train_cell(spec: &TrainSpec, ctx: &CellContext) -> Result<RunResult> 
     id_spec.name = None;
     id_spec.threads = None;
     let versions = env::versions();
+    // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.
+    let plugins = crate::plugin::regularizer::validate_regularizers(&spec.regularizers)?;
+    let plugin_hashes: String = plugins.iter().map(|p| format!("{}={};", p.name, p.blake3)).collect();
     let id = content_id(&[
         to_ron(&id_spec)?.as_bytes(),
+        plugin_hashes.as_bytes(),
         data.manifest.fingerprint.as_bytes(),
         env::device_name(device).split(':').next().unwrap().as_bytes(),
         precision_name(kind).as_bytes(),
@@ -123,6 +130,7 @@ pub fn run_train_cell(spec: &TrainSpec, ctx: &CellContext) -> Result<RunResult> 
         device: env::device_name(device),
         precision: precision_name(kind).into(),
         versions,
+        plugins,
         accounting: None,
     };
     write_ron_atomic(&dir.join("manifest.ron"), &manifest)?;

@@ -137,6 +137,10 @@ pub struct TrainSpec {
     /// `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
     #[serde(default = "d::auto")]
     pub device: String,
+    /// Regularizer plugins, in order: `["mir"]` or `[#{name: "mir", settings: #{lambda: 0.4}}]`.
+    /// Settings are checked against each plugin's declared settings before any step.
+    #[serde(default)]
+    pub regularizers: Vec<crate::plugin::regularizer::RegularizerRequest>,
     /// CPU threads for libtorch (default: what libtorch chose, usually all cores).
     #[serde(default)]
     pub threads: Option<i32>,
@@ -420,7 +424,7 @@ pub const KEYS: &[&str] = &[
     "cross_doc_attention", "val_tokens", "val_fraction",
     "seq_len", "batch_size", "micro_batch", "lr", "weight_decay", "beta1", "beta2", "adam_eps",
     "grad_clip", "schedule", "warmup_frac", "decay_frac", "final_lr_frac", "dropout", "seed",
-    "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads",
+    "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads", "regularizers",
 ];
 
 fn preset_names() -> String {

@@ -20,12 +20,13 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointState};
-use super::model::Gpt;
+use super::model::{Gpt, GPT2_VOCAB};
 use super::optim::{AdamW, AdamWConfig};
 use super::spec::TrainSpec;
 use crate::data::{describe, val_batches, RunData};
 use dctk_data::{Batch, DataError, MixAccounting};
 use crate::env;
+use crate::plugin::regularizer::MicroBatch;
 use crate::study::{write_ron_atomic, Status};
 
 /// One validation measurement.
@@ -330,6 +331,10 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     if kind != Kind::Float {
         vs.set_kind(kind);
     }
+    // Regularizer plugins (MIR, z-loss, ...): loaded once, seeded from the run's seed;
+    // any tokens they add (MIR's MASK) must fit in the padded vocabulary.
+    let mut regs = crate::plugin::regularizer::load_regularizers(&spec.regularizers, spec.seed)?;
+    regs.check_vocab(GPT2_VOCAB, cfg.vocab_size)?;
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut opt = AdamW::new(
         variables,
@@ -433,12 +438,34 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         let lr = schedule.lr(step);
         opt.zero_grad();
         let mut loss_sum = 0.0;
+        let mut reg_metrics: BTreeMap<String, f64> = BTreeMap::new();
         for m in 0..plan.accumulation_steps {
             let mb = tensors.rows(m * micro, micro);
             tch::manual_seed(step_seed(spec.seed, step, m));
-            let loss = Gpt::loss(&model.forward_masked(&mb.x, mb.mask.as_ref(), true), &mb.y);
-            (&loss / plan.accumulation_steps as f64).backward();
+            let (x, y) = if regs.is_empty() {
+                (mb.x.shallow_clone(), mb.y.shallow_clone())
+            } else {
+                regs.transform_batch(step, m as u64, GPT2_VOCAB, &mb.x, &mb.y)?
+            };
+            let logits = model.forward_masked(&x, mb.mask.as_ref(), true);
+            let loss = Gpt::loss(&logits, &y);
             loss_sum += loss.double_value(&[]);
+            // The regularizers' terms (MIR: λ·CE of a second forward on masked inputs
+            // against the same targets) join the loss before backward.
+            let total = if regs.is_empty() {
+                loss
+            } else {
+                let mb_view = MicroBatch { step, micro: m as u64, base_vocab: GPT2_VOCAB, inputs: &x, targets: &y, logits: Some(&logits) };
+                let aux = regs.aux_loss(&mb_view, &mut |ids| model.forward_masked(ids, mb.mask.as_ref(), true))?;
+                for (k, v) in aux.metrics {
+                    *reg_metrics.entry(k).or_default() += v / plan.accumulation_steps as f64;
+                }
+                match aux.loss {
+                    Some(a) => loss + a,
+                    None => loss,
+                }
+            };
+            (&total / plan.accumulation_steps as f64).backward();
         }
         let grad_norm = opt.clip_grad_norm(spec.grad_clip);
         opt.step(lr);
@@ -449,11 +476,15 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         train_seconds += dt;
         trained_tokens += plan.tokens_per_step;
         let epoch = plan.epoch_at(step);
-        log.write(serde_json::json!({
+        let mut record = serde_json::json!({
             "kind": "train", "step": step, "tokens": step * plan.tokens_per_step, "epoch": epoch,
             "loss": train_loss, "lr": lr, "grad_norm": grad_norm,
             "tokens_per_s": plan.tokens_per_step as f64 / dt,
-        }))?;
+        });
+        for (k, v) in reg_metrics {
+            record[k] = serde_json::json!(v);
+        }
+        log.write(record)?;
         bar.set_position(step);
         bar.set_message(format!("loss {train_loss:.3} lr {lr:.2e} {:.0} tok/s", trained_tokens as f64 / train_seconds));
         if !train_loss.is_finite() || !grad_norm.is_finite() {
