@@ -11,6 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::train::model::Gpt;
 use crate::train::optim::{AdamW, AdamWConfig};
+use crate::plugin::regularizer::MicroBatch;
 use crate::train::ModelConfig;
 
 #[derive(Clone, Debug)]
@@ -22,6 +23,8 @@ pub struct TrainBench {
     pub steps: usize,
     pub device: Device,
     pub kind: Kind,
+    /// Regularizer plugins applied each step (e.g. MIR), as in a training run.
+    pub regularizers: Vec<crate::plugin::regularizer::RegularizerRequest>,
 }
 
 /// Tokens per second of training steps (forward, backward, clip, AdamW), median over
@@ -33,6 +36,7 @@ pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
     if b.kind != Kind::Float {
         vs.set_kind(b.kind);
     }
+    let mut regs = crate::plugin::regularizer::load_regularizers(&b.regularizers, 0)?;
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut opt = AdamW::new(vars, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 });
     let vocab = crate::train::model::GPT2_VOCAB;
@@ -42,7 +46,14 @@ pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
         let y = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
         let t0 = Instant::now();
         opt.zero_grad();
-        let loss = Gpt::loss(&model.forward(&x, true), &y);
+        let logits = model.forward(&x, true);
+        let mut loss = Gpt::loss(&logits, &y);
+        if !regs.is_empty() {
+            let mb = MicroBatch { step: i as u64, micro: 0, base_vocab: vocab, inputs: &x, targets: &y, logits: Some(&logits) };
+            if let Some(aux) = regs.aux_loss(&mb, &mut |ids| model.forward(ids, true))?.loss {
+                loss = loss + aux;
+            }
+        }
         loss.backward();
         opt.clip_grad_norm(1.0);
         opt.step(1e-3);

@@ -34,16 +34,78 @@ pub fn cli() -> Command {
             )
             .arg(Arg::new("reference").long("reference").value_parser(value_parser!(PathBuf)).default_value("bench/train_ref.py"))
             .arg(
+                Arg::new("tuned-reference")
+                    .long("tuned-reference")
+                    .action(clap::ArgAction::SetTrue)
+                    .help("Give the PyTorch reference dctk's glibc allocator setting too (GLIBC_TUNABLES)"),
+            )
+            .arg(
                 Arg::new("peak-tflops")
                     .long("peak-tflops")
                     .value_parser(value_parser!(f64))
                     .help("Peak dense TFLOP/s of the device for MFU (default: 989 for H100/H200 bf16)"),
             ),
     )
+    .subcommand(
+        Command::new("regularizer")
+            .about("Step-time overhead of a regularizer plugin (e.g. MIR) vs none")
+            .arg(Arg::new("name").long("name").default_value("mir"))
+            .arg(Arg::new("preset").long("preset").default_value("tiny"))
+            .arg(Arg::new("seq-len").long("seq-len").value_parser(value_parser!(i64)).default_value("128"))
+            .arg(Arg::new("batch").long("batch").value_parser(value_parser!(i64)).default_value("16"))
+            .arg(Arg::new("steps").long("steps").value_parser(value_parser!(usize)).default_value("8"))
+            .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("3"))
+            .arg(Arg::new("threads").long("threads").value_parser(value_parser!(i32)))
+            .arg(Arg::new("device").long("device").default_value("auto")),
+    )
 }
 
+/// The same allocator setting as `env::tune_allocator`, for a process we do not control.
+const TUNED_GLIBC: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
+
 pub fn exec(args: &ArgMatches) -> Result<()> {
-    let (_, args) = args.subcommand().unwrap();
+    match args.subcommand() {
+        Some(("train", a)) => exec_train(a),
+        Some(("regularizer", a)) => exec_regularizer(a),
+        _ => unreachable!("clap requires a known subcommand"),
+    }
+}
+
+/// Step time with a regularizer plugin vs without, same model and batch, alternating.
+fn exec_regularizer(args: &ArgMatches) -> Result<()> {
+    let name = args.get_one::<String>("name").unwrap();
+    let preset = args.get_one::<String>("preset").unwrap();
+    let seq_len = *args.get_one::<i64>("seq-len").unwrap();
+    let config = ModelConfig::preset(preset, seq_len).with_context(|| format!("unknown preset \"{preset}\""))?;
+    if let Some(&t) = args.get_one::<i32>("threads") {
+        tch::set_num_threads(t);
+    }
+    let mut bench = TrainBench {
+        config,
+        batch_size: *args.get_one::<i64>("batch").unwrap(),
+        seq_len,
+        warmup_steps: 2,
+        steps: *args.get_one::<usize>("steps").unwrap(),
+        device: env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(anyhow::Error::msg)?,
+        kind: tch::Kind::Float,
+        regularizers: vec![],
+    };
+    println!("{:>5}  {:>12}  {:>12}  {:>9}", "round", "none tok/s", format!("{name} tok/s"), "overhead");
+    let mut ratios = Vec::new();
+    for round in 1..=*args.get_one::<usize>("rounds").unwrap() {
+        bench.regularizers = vec![];
+        let base = train_tokens_per_s(&bench)?;
+        bench.regularizers = vec![crate::plugin::regularizer::RegularizerRequest::new(name, serde_json::Value::Null)];
+        let with = train_tokens_per_s(&bench)?;
+        ratios.push(base / with);
+        println!("{round:>5}  {base:>12.0}  {with:>12.0}  {:>8.2}×", base / with);
+    }
+    ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!("median step-time overhead of {name}: {:.2}× (step time with / without)", ratios[ratios.len() / 2]);
+    Ok(())
+}
+
+fn exec_train(args: &ArgMatches) -> Result<()> {
     let preset = args.get_one::<String>("preset").unwrap();
     let seq_len = *args.get_one::<i64>("seq-len").unwrap();
     let batch = *args.get_one::<i64>("batch").unwrap();
@@ -66,6 +128,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         steps: *args.get_one::<usize>("steps").unwrap(),
         device,
         kind,
+        regularizers: vec![],
     };
     let python = args.get_one::<PathBuf>("python").unwrap();
     let reference = args.get_one::<PathBuf>("reference").unwrap();
@@ -90,6 +153,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
             .args(["--batch", &batch.to_string(), "--steps", &bench.steps.to_string()])
             .args(["--warmup", &bench.warmup_steps.to_string(), "--threads", &threads.to_string()])
             .args(["--device", &env::device_name(device), "--precision", precision])
+            .envs(args.get_flag("tuned-reference").then_some(("GLIBC_TUNABLES", TUNED_GLIBC)))
             .output()
             .with_context(|| format!("running {} {}", python.display(), reference.display()))?;
         if !out.status.success() {
