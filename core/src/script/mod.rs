@@ -9,6 +9,7 @@
 //! | function | what it does |
 //! |---|---|
 //! | `train(#{...})` | trains one model (or reuses/resumes it), returns a map of results |
+//! | `fit(#{...})` | fits a scaling law to a CSV or to `runs` (train results), returns the report |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
 //! | `table(rows)`, `table(rows, columns)` | renders an array of maps as an aligned text table |
 //! | `presets()` | the model presets with their sizes |
