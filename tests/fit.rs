@@ -81,3 +81,52 @@ for p in g.params { print(`formula ${p.name} ${p.value}`); }
     assert!(!out.status.success());
     assert!(text(&out).contains("bad.rhai:1:9: fit:"), "{}", text(&out));
 }
+
+#[test]
+fn script_decisions_predict_allocate_multiply_and_hitchhike() {
+    let s = Scratch::new("decide");
+    let csv = epoch_csv(&s);
+    let script = format!(
+        r#"
+let f = fit(#{{ law: "chinchilla", data: "{}", columns: "N=Model Size,C=Training FLOP,D=C/(6*N),loss=loss",
+               predict: [#{{N: 7e10, D: 1.4e12}}], compute_optimal: 5.76e23,
+               effective_data: #{{ input: "D", loss: 2.0, at: 1e11, fixed: #{{N: 1e10}} }} }});
+let p = f.predictions[0];
+print(`predict ${{p.loss}}`);
+let c = f.compute_optimal[0];
+print(`optimal ${{c.params}} ${{c.tokens}} ${{c.flops}}`);
+print(`multiplier ${{f.effective_data.multiplier}}`);
+
+// Runs drawn exactly from L = 1.5 + 400/N^0.3 + 900/D^0.3, logged at several token counts.
+let runs = [];
+for n in [1e6, 2e6, 4e6, 8e6, 1.6e7] {{
+    let curve = [];
+    for d in [1e6, 2e6, 4e6, 8e6, 1.6e7, 3.2e7, 6.4e7, 1.28e8] {{
+        curve.push(#{{ tokens: d, val_loss: 1.5 + 400.0 / n ** 0.3 + 900.0 / d ** 0.3 }});
+    }}
+    runs.push(#{{ params: n, curve: curve, run_id: `n${{n}}` }});
+}}
+let h = hitchhiker(#{{ law: "chinchilla", runs: runs, cut_beginning_tokens: 0 }});
+print(`hitchhiker ${{h.held_out.are}}`);
+"#,
+        csv.display()
+    );
+    let path = s.write("d.rhai", &script);
+    let out = dctk(s.path(), &["run", path.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let val = |key: &str| -> Vec<f64> {
+        let line = t.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key} in {t}"));
+        line.split(' ').skip(1).map(|x| x.parse().unwrap()).collect()
+    };
+    // Chinchilla-70B at 1.4T tokens: Epoch's fit predicts ≈ 1.94.
+    let p = val("predict")[0];
+    assert!((p - 1.94).abs() < 0.05, "prediction {p}");
+    let c = val("optimal");
+    assert!((6.0 * c[0] * c[1] / c[2] - 1.0).abs() < 1e-6, "C = 6ND must hold: {c:?}");
+    assert!(c[0] > 1e10 && c[0] < 1e12, "N_opt {}", c[0]);
+    let m = val("multiplier")[0];
+    assert!(m.is_finite() && m > 0.0, "multiplier {m}");
+    let are = val("hitchhiker")[0];
+    assert!(are < 1e-3, "exact synthetic law must extrapolate: ARE {are}");
+}

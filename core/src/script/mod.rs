@@ -9,7 +9,8 @@
 //! | function | what it does |
 //! |---|---|
 //! | `train(#{...})` | trains one model (or reuses/resumes it), returns a map of results |
-//! | `fit(#{...})` | fits a scaling law to a CSV or to `runs` (train results), returns the report |
+//! | `fit(#{...})` | fits a scaling law to a CSV or to `runs` (train results), returns the report; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
+//! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
 //! | `table(rows)`, `table(rows, columns)` | renders an array of maps as an aligned text table |
 //! | `presets()` | the model presets with their sizes |
@@ -117,6 +118,9 @@ impl Study {
         engine.register_fn("fit", move |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
             fit_from_script(&base_dir, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
         });
+        engine.register_fn("hitchhiker", |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
+            hitchhiker_from_script(request).map_err(|e| runtime_error(&ctx, format!("hitchhiker: {e:#}")))
+        });
         engine.register_fn("table", |ctx: NativeCallContext, rows: Array| -> Result<String, Box<EvalAltResult>> {
             table(&rows, None).map_err(|e| runtime_error(&ctx, e))
         });
@@ -206,6 +210,9 @@ pub fn table(rows: &Array, columns: Option<&[String]>) -> Result<String, String>
 fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
     let runs = request.remove("runs");
     let plots = request.remove("plots").map(|p| p.to_string());
+    let predict = request.remove("predict");
+    let compute_optimal = request.remove("compute_optimal");
+    let effective_data = request.remove("effective_data");
     if let Some(data) = request.get_mut("data") {
         let resolved = base_dir.join(data.to_string());
         *data = resolved.display().to_string().into();
@@ -238,5 +245,127 @@ fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
         crate::fitting::write_plots(&fit, &base_dir.join(dir), &spec.law)?;
     }
     let report = rhai::serde::to_dynamic(&fit.report).map_err(|e| anyhow::anyhow!("{e}"))?;
-    report.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))
+    let mut report = report.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
+    if let Some(points) = predict {
+        let rows = number_maps(points, "predict")?;
+        let inputs = &fit.report.inputs;
+        let columns = inputs
+            .iter()
+            .map(|name| {
+                let col = rows.iter().enumerate().map(|(i, r)| {
+                    r.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+                        .ok_or_else(|| anyhow::anyhow!("predict[{i}] lacks input \"{name}\" (the law's inputs: {})", inputs.join(", ")))
+                });
+                Ok((name.clone(), col.collect::<anyhow::Result<Vec<f64>>>()?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let predictions = fit.predict(&dctk_laws::Points::for_prediction(columns)?)?;
+        let out: Array = rows
+            .iter()
+            .zip(&predictions)
+            .map(|(row, p)| {
+                let mut m: Map = row.iter().map(|(k, v)| (k.as_str().into(), Dynamic::from_float(*v))).collect();
+                m.insert("loss".into(), Dynamic::from_float(p.value));
+                if let Some(iv) = p.interval {
+                    m.insert("lower".into(), Dynamic::from_float(iv.lower));
+                    m.insert("upper".into(), Dynamic::from_float(iv.upper));
+                }
+                Dynamic::from_map(m)
+            })
+            .collect();
+        report.insert("predictions".into(), out.into());
+    }
+    if let Some(flops) = compute_optimal {
+        let budgets: Vec<f64> = match flops.clone().try_cast::<Array>() {
+            Some(a) => a.iter().map(|x| number(x, "compute_optimal")).collect::<anyhow::Result<_>>()?,
+            None => vec![number(&flops, "compute_optimal")?],
+        };
+        let out: Array = budgets
+            .iter()
+            .map(|&c| to_dyn(&dctk_laws::compute_optimal_from_fit(&fit, c)?))
+            .collect::<anyhow::Result<_>>()?;
+        report.insert("compute_optimal".into(), out.into());
+    }
+    if let Some(request) = effective_data {
+        // #{ input: "D", loss: <the method's loss>, at: <the method's data>, fixed: #{N: ...} }
+        let m = request.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("key \"effective_data\" must be a map #{{input, loss, at, fixed}}"))?;
+        let get = |k: &str| m.get(k).ok_or_else(|| anyhow::anyhow!("effective_data: missing key \"{k}\""));
+        let input = get("input")?.to_string();
+        let fixed: Vec<(String, f64)> = match m.get("fixed") {
+            Some(f) => number_maps(Dynamic::from_array(vec![f.clone()]), "effective_data.fixed")?.remove(0),
+            None => vec![],
+        };
+        let mult = dctk_laws::effective_data_multiplier(&fit, &input, &fixed, number(get("loss")?, "effective_data.loss")?, number(get("at")?, "effective_data.at")?)?;
+        report.insert("effective_data".into(), to_dyn(&mult)?);
+    }
+    Ok(report)
+}
+
+/// A Rhai number (int or float) as f64, or an error naming `what`.
+fn number(v: &Dynamic, what: &str) -> anyhow::Result<f64> {
+    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64)).ok_or_else(|| anyhow::anyhow!("key \"{what}\" must be a number, got {}", v.type_name()))
+}
+
+/// An array of maps of numbers (e.g. `[#{N: 1e9, D: 2e10}]`) as name/value rows.
+fn number_maps(v: Dynamic, what: &str) -> anyhow::Result<Vec<Vec<(String, f64)>>> {
+    let arr = v.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("key \"{what}\" must be an array of maps"))?;
+    arr.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let m = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("{what}[{i}] is not a map"))?;
+            m.iter().map(|(k, v)| Ok((k.to_string(), number(v, &format!("{what}[{i}].{k}"))?))).collect()
+        })
+        .collect()
+}
+
+/// `hitchhiker(#{ law, runs, ... })`: Choshen et al.'s protocol on a study's runs. Each run
+/// contributes its logged validation curve (`curve`: tokens, val_loss) and size
+/// (`params`); the largest run is the target. The law is fitted on the smaller runs'
+/// checkpoints (dropping those before `cut_beginning_tokens`, default 1e10 as in the
+/// paper; lower it for small studies) and scored on the target's last 30%.
+fn hitchhiker_from_script(request: Map) -> anyhow::Result<Map> {
+    let mut request = request;
+    let runs = request.remove("runs").ok_or_else(|| anyhow::anyhow!("missing key \"runs\" (train results)"))?;
+    let mut opts = dctk_laws::HitchhikerOptions::default();
+    for (key, slot) in [
+        ("cut_beginning_tokens", &mut opts.cut_beginning_tokens),
+        ("train_fraction", &mut opts.train_fraction),
+        ("test_from_fraction", &mut opts.test_from_fraction),
+    ] {
+        if let Some(v) = request.remove(key) {
+            *slot = number(&v, key)?;
+        }
+    }
+    let runs = runs.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("key \"runs\" must be an array of train results"))?;
+    let curves = runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let m = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}] is not a map"))?;
+            let params = number(m.get("params").ok_or_else(|| anyhow::anyhow!("runs[{i}] has no \"params\""))?, "params")?;
+            let curve = m.get("curve").cloned().ok_or_else(|| anyhow::anyhow!("runs[{i}] has no \"curve\""))?;
+            let points = curve.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("runs[{i}].curve is not an array"))?;
+            let (mut tokens, mut loss) = (Vec::new(), Vec::new());
+            for p in points {
+                let p = p.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}].curve has a non-map point"))?;
+                let t = number(p.get("tokens").unwrap_or(&Dynamic::UNIT), "curve.tokens")?;
+                if t > 0.0 {
+                    tokens.push(t);
+                    loss.push(number(p.get("val_loss").unwrap_or(&Dynamic::UNIT), "curve.val_loss")?);
+                }
+            }
+            let name = m.get("run_id").map(|v| v.to_string()).unwrap_or_else(|| format!("run {i}"));
+            Ok(dctk_laws::Curve { name, params, tokens, loss })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let spec: dctk_laws::FitSpec = rhai::serde::from_dynamic(&Dynamic::from_map(request)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let law = spec.build_law()?;
+    let fit_opts = spec.fit_options(law.as_ref())?;
+    let result = dctk_laws::hitchhiker(law, &curves, &opts, &fit_opts)?;
+    rhai::serde::to_dynamic(&result).map_err(|e| anyhow::anyhow!("{e}"))?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("not a map"))
+}
+
+/// Any serde value (a decision result) as a Rhai value.
+fn to_dyn<T: serde::Serialize>(value: &T) -> anyhow::Result<Dynamic> {
+    rhai::serde::to_dynamic(value).map_err(|e| anyhow::anyhow!("{e}"))
 }
