@@ -230,10 +230,7 @@ fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
                         let map = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}] is not a map"))?;
                         Ok(map
                             .into_iter()
-                            .filter_map(|(k, v)| {
-                                let x = v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))?;
-                                Some((k.to_string(), x))
-                            })
+                            .filter_map(|(k, v)| Some((k.to_string(), as_number(&v)?)))
                             .collect())
                     })
                     .collect::<anyhow::Result<_>>()?,
@@ -244,8 +241,7 @@ fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
     if let Some(dir) = plots {
         crate::fitting::write_plots(&fit, &base_dir.join(dir), &spec.law)?;
     }
-    let report = rhai::serde::to_dynamic(&fit.report).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut report = report.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
+    let mut report = to_dyn(&fit.report)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
     if let Some(points) = predict {
         let rows = number_maps(points, "predict")?;
         let inputs = &fit.report.inputs;
@@ -301,9 +297,14 @@ fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
     Ok(report)
 }
 
-/// A Rhai number (int or float) as f64, or an error naming `what`.
+/// A Rhai number (int or float) as f64; `None` for anything else.
+fn as_number(v: &Dynamic) -> Option<f64> {
+    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))
+}
+
+/// A Rhai number as f64, or an error naming `what`.
 fn number(v: &Dynamic, what: &str) -> anyhow::Result<f64> {
-    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64)).ok_or_else(|| anyhow::anyhow!("key \"{what}\" must be a number, got {}", v.type_name()))
+    as_number(v).ok_or_else(|| anyhow::anyhow!("key \"{what}\" must be a number, got {}", v.type_name()))
 }
 
 /// An array of maps of numbers (e.g. `[#{N: 1e9, D: 2e10}]`) as name/value rows.
@@ -362,7 +363,7 @@ fn hitchhiker_from_script(request: Map) -> anyhow::Result<Map> {
     let law = spec.build_law()?;
     let fit_opts = spec.fit_options(law.as_ref())?;
     let result = dctk_laws::hitchhiker(law, &curves, &opts, &fit_opts)?;
-    rhai::serde::to_dynamic(&result).map_err(|e| anyhow::anyhow!("{e}"))?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("not a map"))
+    to_dyn(&result)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("not a map"))
 }
 
 /// Any serde value (a decision result) as a Rhai value.
