@@ -141,7 +141,7 @@ pub fn run_train_cell(spec: &TrainSpec, ctx: &CellContext) -> Result<RunResult> 
             write_ron_atomic(&dir.join("manifest.ron"), &manifest)?;
         }
         Err(e) => {
-            if !e.to_string().contains("--stop-after-steps") {
+            if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
                 let _ = Status::Failed.write(&dir);
             }
         }

@@ -167,6 +167,21 @@ pub struct ExecOptions {
     pub stop_after_steps: Option<u64>,
 }
 
+/// The run stopped because `ExecOptions::stop_after_steps` asked it to: it is left
+/// resumable, not failed.
+#[derive(Debug)]
+pub struct StoppedEarly {
+    pub steps: u64,
+}
+
+impl std::fmt::Display for StoppedEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped after {} steps as requested (--stop-after-steps); rerun to resume", self.steps)
+    }
+}
+
+impl std::error::Error for StoppedEarly {}
+
 /// Dropout seed of one micro-batch: a pure function of (seed, step, micro), so a
 /// resumed run draws the same masks as an uninterrupted one.
 fn step_seed(seed: u64, step: u64, micro: i64) -> i64 {
@@ -415,7 +430,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     while step < plan.total_steps {
         if opts.stop_after_steps.is_some_and(|n| step - start_step >= n) {
             bar.abandon();
-            bail!("stopped after {} steps as requested (--stop-after-steps); rerun to resume", step - start_step);
+            return Err(StoppedEarly { steps: step - start_step }.into());
         }
         let t0 = Instant::now();
         let batch = match sampler.next_batch() {
