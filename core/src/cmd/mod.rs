@@ -1,10 +1,13 @@
 //! Subcommands, one file each, cargo-style: `cli()` builds the clap command and
 //! `exec()` runs it over the library layer, which does the work.
 pub mod bench;
+pub mod cell;
 pub mod data;
 pub mod doctor;
+pub mod export;
 pub mod fit;
 pub mod plugin_new;
+pub mod plan;
 pub mod plugins;
 pub mod run;
 
@@ -12,12 +15,15 @@ use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
     match name {
         "run" => run::exec(args),
+        "plan" => plan::exec(args),
+        "export" => export::exec(args),
+        "cell" => cell::exec(args),
         "data" => data::exec(args),
         "fit" => fit::exec(args),
         "doctor" => doctor::exec(args),

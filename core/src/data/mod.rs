@@ -531,7 +531,8 @@ fn one() -> usize {
 
 /// `ingest(#{...})` of a script whose relative paths are relative to `base_dir`: parses the
 /// map (errors name the key), ingests, and returns [`ingest_summary`].
-pub fn ingest_from_script(settings: serde_json::Value, base_dir: &Path) -> Result<serde_json::Value, String> {
+/// `ingest(#{...})` from a study; `resolve(path, what)` places (and sandboxes) every path.
+pub fn ingest_from_script(settings: serde_json::Value, resolve: &dyn Fn(&str, &str) -> Result<PathBuf, String>) -> Result<serde_json::Value, String> {
     let si: ScriptIngest = serde_path_to_error::deserialize(settings).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
@@ -544,11 +545,12 @@ pub fn ingest_from_script(settings: serde_json::Value, base_dir: &Path) -> Resul
     if !(0.0..1.0).contains(&si.val_fraction) {
         return Err(format!("key \"val_fraction\" must be in [0, 1), got {}", si.val_fraction));
     }
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
-    let inputs: Vec<PathBuf> = si.inputs.iter().map(|p| abs(p)).collect();
+    let abs = |p: &Path, what: &str| resolve(&p.display().to_string(), what);
+    let inputs: Vec<PathBuf> = si.inputs.iter().map(|p| abs(p, "key \"inputs\"")).collect::<Result<_, _>>()?;
     let mut domains = input_domains(&inputs)?;
     for d in &si.domains {
-        domains.push(DomainInput::new(d.name.clone(), d.paths.iter().map(|p| abs(p)).collect()));
+        let paths = d.paths.iter().map(|p| abs(p, "key \"domains\"")).collect::<Result<_, _>>()?;
+        domains.push(DomainInput::new(d.name.clone(), paths));
     }
     for d in &mut domains {
         d.input.text_field = si.text_field.clone();
@@ -557,11 +559,11 @@ pub fn ingest_from_script(settings: serde_json::Value, base_dir: &Path) -> Resul
     let tok = if si.tokenizer == "gpt2" || si.tokenizer.starts_with("bpe:") {
         si.tokenizer.clone()
     } else {
-        abs(Path::new(&si.tokenizer)).display().to_string()
+        abs(Path::new(&si.tokenizer), "key \"tokenizer\"")?.display().to_string()
     };
     let tokenizer = tokenizer_spec(&tok, si.eot.clone()).map_err(|e| format!("key \"tokenizer\": {e}"))?;
     let cfg = IngestConfig {
-        out: abs(&si.out),
+        out: abs(&si.out, "key \"out\"")?,
         domains,
         tokenizer,
         dedup: si.dedup,

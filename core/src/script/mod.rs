@@ -1,28 +1,42 @@
-//! Rhai studies: the engine, the functions a study can call, and positioned errors.
+//! Rhai studies: the engine, the functions a study can call, the rounds that run a
+//! study to completion, and positioned errors.
 //!
-//! Scripts *plan*: they build plain maps of settings and hand them to Rust, which
-//! executes. The engine is sandboxed: an operations limit stops runaway loops, `eval`
-//! is disabled, and imports resolve relative to the study's directory.
+//! Scripts *plan*: `train` returns a [`Run`] handle for a cell at once; reading a pending
+//! cell's result ends the round, the planned cells run in parallel, and the script runs
+//! again (see [`session`]). The engine is sandboxed: an operations limit stops runaway
+//! loops, `eval` is disabled, Ctrl-C cancels, and every path goes through the study's
+//! [`Sandbox`] (the study directory and the declared data roots; imports too).
 //!
-//! Functions registered here (the script API of this version):
+//! The functions of this version (each with an example in `docs/script-api.md`):
 //!
 //! | function | what it does |
 //! |---|---|
-//! | `train(#{...})` | trains one model (or reuses/resumes it), returns a map of results |
-//! | `fit(#{...})` | fits a scaling law to a CSV or to `runs` (train results), returns the report; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
+//! | `train(#{...})`, `train([...])` | plans a training cell (or one per map), returns its `Run` handle(s) |
+//! | `grid(#{k: [..], ..})`, `zip(#{k: [..], ..})`, `product(a, b)` | settings variants: Cartesian product, element-wise, combined |
+//! | `sweep(base, variants)` | `base` merged with each variant, each named after what varies |
+//! | `fit(#{...})` | fits a scaling law to a CSV or to `runs`; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
-//! | `table(rows)`, `table(rows, columns)` | renders an array of maps as an aligned text table |
+//! | `table(rows)`, `table(rows, columns)` | renders maps (or runs) as an aligned text table |
+//! | `result(run)` | a finished run's whole result map |
 //! | `presets()` | the model presets with their sizes |
 //!
-//! `train`'s keys are documented on [`crate::train::TrainSpec`]; its result map on
+//! `train`'s keys are documented on [`crate::train::TrainSpec`]; a run's result keys on
 //! [`crate::train::RunResult`].
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position, AST};
 
-use crate::study::cell::{run_train_cell, CellContext};
+pub mod session;
+pub mod sweep;
+
+pub use session::{Mode, Run, RunState, Session, SessionOptions};
+
+use crate::study::cell::{materialize, CellState};
+use crate::study::executor::{self, Job, Outcome};
+use crate::study::sandbox::Sandbox;
 use crate::train::{model::PRESETS, ModelConfig, TrainSpec};
 
 /// A script error with the file and position it points at.
@@ -51,13 +65,24 @@ fn positioned(file: &Path, pos: Position, message: String) -> ScriptError {
 }
 
 /// Turns a Rhai evaluation error into a positioned error. Errors raised inside a
-/// function called by the script carry the position of the innermost call.
+/// function (or an imported script) carry the position, and file, of the innermost call.
 fn from_eval(file: &Path, err: EvalAltResult) -> ScriptError {
     let mut err = err;
-    // Unwrap "error in function call" layers to the innermost cause and position.
+    let mut file = file.to_path_buf();
     loop {
         match err {
-            EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => err = *inner,
+            EvalAltResult::ErrorInFunctionCall(_, source, inner, _) => {
+                if !source.is_empty() {
+                    file = PathBuf::from(source);
+                }
+                err = *inner;
+            }
+            EvalAltResult::ErrorInModule(source, inner, _) => {
+                if !source.is_empty() {
+                    file = PathBuf::from(source);
+                }
+                err = *inner;
+            }
             _ => break,
         }
     }
@@ -65,68 +90,147 @@ fn from_eval(file: &Path, err: EvalAltResult) -> ScriptError {
     let message = match &err {
         EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         EvalAltResult::ErrorTooManyOperations(_) => {
-            "the script ran past its operations limit (a runaway loop?); studies plan work, Rust executes it".into()
+            "the script ran past its operations limit (a runaway loop?); studies plan work, Rust executes it (raise it with --max-operations)".into()
         }
+        EvalAltResult::ErrorTerminated(..) => "cancelled".into(),
         other => other.to_string(),
     };
-    positioned(file, pos, message)
+    positioned(&file, pos, message)
 }
 
 fn runtime_error(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(message.into(), ctx.call_position()).into()
 }
 
-/// Runs study scripts with a cell context (where runs go, how they execute).
+/// What a finished `dctk run` did.
+pub struct RunSummary {
+    pub rounds: usize,
+    pub executed: usize,
+    /// Cells that failed (label, id, message).
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// Why a study stopped.
+#[derive(Debug)]
+pub enum StudyError {
+    Script(ScriptError),
+    /// Cells stopped before their end (cancelled, or `--stop-after-steps`).
+    Stopped(usize),
+    Other(anyhow::Error),
+}
+
+impl std::fmt::Display for StudyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StudyError::Script(e) => e.fmt(f),
+            StudyError::Stopped(n) => write!(f, "stopped with {n} cell(s) unfinished (checkpointed); run the study again to resume"),
+            StudyError::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for StudyError {}
+
+/// A study script with its session.
 pub struct Study {
-    pub cells: CellContext,
-    /// Rhai operations allowed per script (loops, calls): a runaway-loop guard.
-    pub max_operations: u64,
+    pub session: Arc<Session>,
+}
+
+/// How a round of the script ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RoundEnd {
+    Complete,
+    /// Stopped at a pending result at (line, column).
+    Barrier(usize, usize),
 }
 
 impl Study {
-    fn engine(&self, script_dir: &Path) -> Engine {
+    pub fn new(opts: SessionOptions, script: &Path) -> Study {
+        Study { session: Arc::new(Session::new(opts, script)) }
+    }
+
+    fn engine(&self) -> Engine {
+        let s = self.session.clone();
         let mut engine = Engine::new();
-        engine.set_max_operations(self.max_operations);
+        engine.set_max_operations(s.opts.max_operations);
         engine.set_max_call_levels(64);
         engine.set_max_expr_depths(128, 64);
         engine.set_max_string_size(16 << 20);
         engine.set_max_array_size(1 << 20);
         engine.set_max_map_size(1 << 16);
         engine.disable_symbol("eval");
-        engine.set_module_resolver(rhai::module_resolvers::FileModuleResolver::new_with_path(script_dir));
-        engine.on_print(|s| println!("{s}"));
-        engine.on_debug(|s, _, pos| eprintln!("[debug {pos}] {s}"));
+        engine.set_module_resolver(SandboxedImports { session: s.clone() });
+        let out = s.clone();
+        engine.on_print(move |text| out.output.lock().unwrap().push(text.to_string()));
+        engine.on_debug(|text, _, pos| eprintln!("[debug {pos}] {text}"));
+        let cancel = s.opts.cancel.clone();
+        engine.on_progress(move |_| cancel.load(Ordering::Relaxed).then(|| Dynamic::from("cancelled")));
 
-        let cells = Arc::new(self.cells.clone());
-        engine.register_fn("train", move |ctx: NativeCallContext, settings: Map| -> Result<Map, Box<EvalAltResult>> {
-            let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(settings))
-                .map_err(|e| runtime_error(&ctx, format!("train: {e}")))?;
-            let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(&ctx, format!("train: {e}")))?;
-            let result = run_train_cell(&spec, &cells).map_err(|e| runtime_error(&ctx, format!("train: {e:#}")))?;
-            let dynamic = rhai::serde::to_dynamic(&result).map_err(|e| runtime_error(&ctx, format!("train: {e}")))?;
-            Ok(dynamic.cast::<Map>())
+        // train(#{...}) and train([#{...}, ...])
+        let ss = s.clone();
+        engine.register_fn("train", move |ctx: NativeCallContext, settings: Map| -> Result<Run, Box<EvalAltResult>> {
+            train_one(&ss, &ctx, settings)
         });
-        let base_dir = self.cells.base_dir.clone();
+        let ss = s.clone();
+        engine.register_fn("train", move |ctx: NativeCallContext, all: Array| -> Result<Array, Box<EvalAltResult>> {
+            all.into_iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let m = d.try_cast::<Map>().ok_or_else(|| runtime_error(&ctx, format!("train: item {i} is not a map of settings")))?;
+                    train_one(&ss, &ctx, m).map(Dynamic::from)
+                })
+                .collect()
+        });
+
+        // Run handles: identity now, results when finished.
+        engine.register_type_with_name::<Run>("Run");
+        let ss = s.clone();
+        engine.register_indexer_get(move |ctx: NativeCallContext, run: &mut Run, key: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            run_get(&ss, &ctx, run, key)
+        });
+        let ss = s.clone();
+        engine.register_fn("result", move |ctx: NativeCallContext, run: &mut Run| -> Result<Map, Box<EvalAltResult>> {
+            finished(&ss, &ctx, run).map(|m| (*m).clone())
+        });
+        engine.register_fn("to_string", |run: &mut Run| format!("Run({}, {}, {})", run.label, run.id, run.status()));
+        engine.register_fn("to_debug", |run: &mut Run| format!("Run({}, {}, {})", run.label, run.id, run.status()));
+
+        sweep::register(&mut engine);
+
+        let ss = s.clone();
         engine.register_fn("ingest", move |ctx: NativeCallContext, settings: Map| -> Result<Map, Box<EvalAltResult>> {
             let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(settings))
                 .map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
-            let summary = crate::data::ingest_from_script(json, &base_dir).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
+            let sandbox = ss.opts.sandbox.clone();
+            let summary = crate::data::ingest_from_script(json, &|p, what| sandbox.resolve(p, what))
+                .map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
             let dynamic = rhai::serde::to_dynamic(&summary).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
             Ok(dynamic.cast::<Map>())
         });
-        let base_dir = self.cells.base_dir.clone();
-        engine.register_fn("fit", move |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
-            fit_from_script(&base_dir, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
+        let ss = s.clone();
+        engine.register_fn("fit", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
+            if let Some(runs) = request.remove("runs") {
+                request.insert("runs".into(), runs_as_maps(&ss, &ctx, runs, "fit")?.into());
+            }
+            fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
         });
-        engine.register_fn("hitchhiker", |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
+        let ss = s.clone();
+        engine.register_fn("hitchhiker", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
+            if let Some(runs) = request.remove("runs") {
+                request.insert("runs".into(), runs_as_maps(&ss, &ctx, runs, "hitchhiker")?.into());
+            }
             hitchhiker_from_script(request).map_err(|e| runtime_error(&ctx, format!("hitchhiker: {e:#}")))
         });
-        engine.register_fn("table", |ctx: NativeCallContext, rows: Array| -> Result<String, Box<EvalAltResult>> {
+        let ss = s.clone();
+        engine.register_fn("table", move |ctx: NativeCallContext, rows: Array| -> Result<String, Box<EvalAltResult>> {
+            let rows = rows_as_maps(&ss, &ctx, rows)?;
             table(&rows, None).map_err(|e| runtime_error(&ctx, e))
         });
+        let ss = s.clone();
         engine.register_fn(
             "table",
-            |ctx: NativeCallContext, rows: Array, columns: Array| -> Result<String, Box<EvalAltResult>> {
+            move |ctx: NativeCallContext, rows: Array, columns: Array| -> Result<String, Box<EvalAltResult>> {
+                let rows = rows_as_maps(&ss, &ctx, rows)?;
                 let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
                 table(&rows, Some(&cols)).map_err(|e| runtime_error(&ctx, e))
             },
@@ -149,20 +253,232 @@ impl Study {
         engine
     }
 
-    /// Compiles and runs the script at `path`.
-    pub fn run_file(&self, path: &Path) -> Result<(), ScriptError> {
+    fn compile(&self, engine: &Engine) -> Result<AST, ScriptError> {
+        let path = &self.session.script;
         let source = std::fs::read_to_string(path).map_err(|e| ScriptError {
             file: path.to_path_buf(),
             line: None,
             column: None,
             message: format!("cannot read script: {e}"),
         })?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let engine = self.engine(&dir);
-        let ast = engine
+        let mut ast = engine
             .compile(&source)
             .map_err(|e| positioned(path, e.position(), format!("syntax error: {}", e.err_type())))?;
-        engine.run_ast(&ast).map_err(|e| from_eval(path, *e))
+        ast.set_source(path.display().to_string());
+        Ok(ast)
+    }
+
+    /// Runs the script once, planning cells; nothing executes.
+    fn round(&self, engine: &Engine, ast: &AST) -> Result<RoundEnd, ScriptError> {
+        let s = &self.session;
+        s.begin_round();
+        match engine.run_ast(ast) {
+            Ok(()) => Ok(RoundEnd::Complete),
+            Err(e) => match *s.barrier.lock().unwrap() {
+                Some((line, column)) => Ok(RoundEnd::Barrier(line, column)),
+                None => Err(from_eval(&s.script, *e)),
+            },
+        }
+    }
+
+    /// `dctk plan`: one round, nothing executed. Cells after a barrier are not known yet.
+    pub fn plan(&self) -> Result<RoundEnd, ScriptError> {
+        let engine = self.engine();
+        let ast = self.compile(&engine)?;
+        self.round(&engine, &ast)
+    }
+
+    /// `dctk run`: rounds until the script completes with every cell it reads finished.
+    /// The script's output (of the final round, or up to its error) goes to stdout.
+    /// `after_first_round` sees the session once the first round has planned its cells.
+    pub fn run(&self, after_first_round: &mut dyn FnMut(&Session)) -> Result<RunSummary, StudyError> {
+        let s = &self.session;
+        let engine = self.engine();
+        let ast = self.compile(&engine).map_err(StudyError::Script)?;
+        let (mut rounds, mut executed) = (0, 0);
+        loop {
+            rounds += 1;
+            let end = self.round(&engine, &ast);
+            if rounds == 1 {
+                after_first_round(s);
+            }
+            let end = match end {
+                Ok(end) => end,
+                Err(e) => {
+                    self.flush_output();
+                    return Err(StudyError::Script(e));
+                }
+            };
+            let pending = s.pending();
+            if pending.is_empty() {
+                if let RoundEnd::Barrier(line, column) = end {
+                    // Cannot happen (a barrier is a read of a pending cell), but never loop.
+                    return Err(StudyError::Other(anyhow::anyhow!("{}:{line}:{column}: stopped at a pending result with nothing to run", s.script.display())));
+                }
+                self.flush_output();
+                let failed: Vec<(String, String, String)> = s
+                    .cells
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .filter_map(|e| match &e.state {
+                        CellState::Failed(m) => Some((e.cell.label.clone(), e.cell.id.clone(), m.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                return Ok(RunSummary { rounds, executed, failed });
+            }
+            let mut jobs = Vec::new();
+            for cell in &pending {
+                materialize(cell).map_err(StudyError::Other)?;
+                jobs.push(Job { id: cell.id.clone(), label: cell.label.clone(), dir: cell.dir.clone() });
+            }
+            let outcomes = executor::run(jobs, &s.opts.executor, &s.opts.cancel);
+            executed += outcomes.iter().filter(|(_, o)| *o == Outcome::Finished).count();
+            let stopped = outcomes.iter().filter(|(_, o)| *o == Outcome::Stopped).count();
+            for (job, o) in &outcomes {
+                if matches!(o, Outcome::Failed(_)) {
+                    s.retried.lock().unwrap().insert(job.id.clone());
+                }
+            }
+            if stopped > 0 || s.opts.cancel.load(Ordering::Relaxed) {
+                return Err(StudyError::Stopped(stopped.max(1)));
+            }
+        }
+    }
+
+    fn flush_output(&self) {
+        for line in self.session.output.lock().unwrap().drain(..) {
+            println!("{line}");
+        }
+    }
+}
+
+fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result<Run, Box<EvalAltResult>> {
+    let json: serde_json::Value =
+        rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
+    let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
+    let pos = ctx.call_position();
+    s.train(&spec, pos.line().unwrap_or(0), pos.position().unwrap_or(0))
+        .map_err(|e| runtime_error(ctx, format!("train: {e:#}")))
+}
+
+/// The result map of a finished run; a pending run ends the round here (a barrier).
+fn finished(s: &Session, ctx: &NativeCallContext, run: &Run) -> Result<Arc<Map>, Box<EvalAltResult>> {
+    match &run.state {
+        RunState::Finished(m, _) => Ok(m.clone()),
+        RunState::Failed(msg) => Err(runtime_error(
+            ctx,
+            format!(
+                "cell {} ({}) failed: {}\n  its files are in {}; `dctk run --rerun-failed` tries it again",
+                run.label,
+                run.id,
+                msg.lines().next().unwrap_or(""),
+                run.dir
+            ),
+        )),
+        RunState::Pending => {
+            let pos = ctx.call_position();
+            *s.barrier.lock().unwrap() = Some((pos.line().unwrap_or(0), pos.position().unwrap_or(0)));
+            // Not catchable by the script's try/catch: the round ends, the cells run.
+            Err(EvalAltResult::ErrorTerminated(Dynamic::from("dctk: pending cell"), pos).into())
+        }
+    }
+}
+
+fn run_get(s: &Session, ctx: &NativeCallContext, run: &Run, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    match key {
+        "id" | "run_id" => return Ok(run.id.clone().into()),
+        "label" | "name" => return Ok(run.label.clone().into()),
+        "status" => return Ok(run.status().to_string().into()),
+        "run_dir" => return Ok(run.dir.clone().into()),
+        _ => {}
+    }
+    let map = finished(s, ctx, run)?;
+    map.get(key).cloned().ok_or_else(|| {
+        let mut keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        runtime_error(ctx, format!("a run has no key \"{key}\"; its keys: label, status, {}", keys.join(", ")))
+    })
+}
+
+/// An array of runs (or maps) as an array of result maps, for `fit`/`hitchhiker`:
+/// pending runs end the round; diverged runs are left out, with a note.
+fn runs_as_maps(s: &Session, ctx: &NativeCallContext, runs: Dynamic, what: &str) -> Result<Array, Box<EvalAltResult>> {
+    let arr = runs
+        .try_cast::<Array>()
+        .ok_or_else(|| runtime_error(ctx, format!("{what}: key \"runs\" must be an array of runs")))?;
+    let mut out = Array::new();
+    for item in arr {
+        if item.is::<Run>() {
+            let run = item.cast::<Run>();
+            let map = finished(s, ctx, &run)?;
+            if run.status() == "diverged" {
+                eprintln!("{what}: leaving out run {} ({}): it diverged", run.label, run.id);
+                continue;
+            }
+            let mut m = (*map).clone();
+            m.insert("label".into(), run.label.clone().into());
+            out.push(Dynamic::from_map(m));
+        } else {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+/// Table rows: maps as they are, runs as their result maps (plus `label`).
+fn rows_as_maps(s: &Session, ctx: &NativeCallContext, rows: Array) -> Result<Array, Box<EvalAltResult>> {
+    rows.into_iter()
+        .map(|item| {
+            if item.is::<Run>() {
+                let run = item.cast::<Run>();
+                let mut m = (*finished(s, ctx, &run)?).clone();
+                m.insert("label".into(), run.label.clone().into());
+                Ok(Dynamic::from_map(m))
+            } else {
+                Ok(item)
+            }
+        })
+        .collect()
+}
+
+/// `import "name" as m;` resolves `name.rhai` relative to the study directory, inside the
+/// sandbox, and records the file for `dctk export`. Modules are not cached across
+/// rounds: one that plans cells must see their new states.
+struct SandboxedImports {
+    session: Arc<Session>,
+}
+
+impl rhai::ModuleResolver for SandboxedImports {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Arc<rhai::Module>, Box<EvalAltResult>> {
+        let with_ext = if Path::new(path).extension().is_some() { path.to_string() } else { format!("{path}.rhai") };
+        let file = self
+            .session
+            .opts
+            .sandbox
+            .resolve(&with_ext, &format!("import \"{path}\""))
+            .map_err(|e| EvalAltResult::ErrorRuntime(e.into(), pos))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| EvalAltResult::ErrorRuntime(format!("import \"{path}\": {}: {e}", file.display()).into(), pos))?;
+        let mut ast = engine.compile(&text).map_err(|e| {
+            EvalAltResult::ErrorInModule(file.display().to_string(), EvalAltResult::ErrorParsing(e.err_type().clone(), e.position()).into(), pos)
+        })?;
+        ast.set_source(file.display().to_string());
+        let module = rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, engine)
+            .map_err(|e| EvalAltResult::ErrorInModule(file.display().to_string(), e, pos))?;
+        let shared: Arc<rhai::Module> = module.into();
+        let mut imports = self.session.imports.lock().unwrap();
+        if !imports.contains(&file) {
+            imports.push(file);
+        }
+        Ok(shared)
     }
 }
 
@@ -207,14 +523,14 @@ pub fn table(rows: &Array, columns: Option<&[String]>) -> Result<String, String>
 /// `runs` (an array of `train` results, each one row of its numeric fields) and
 /// `plots` (a directory, relative to the script, for residual and curve SVGs).
 /// Returns the fit report as a map (parameters with intervals, objective, diagnostics).
-fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
+fn fit_from_script(sandbox: &Sandbox, mut request: Map) -> anyhow::Result<Map> {
     let runs = request.remove("runs");
     let plots = request.remove("plots").map(|p| p.to_string());
     let predict = request.remove("predict");
     let compute_optimal = request.remove("compute_optimal");
     let effective_data = request.remove("effective_data");
     if let Some(data) = request.get_mut("data") {
-        let resolved = base_dir.join(data.to_string());
+        let resolved = sandbox.resolve(&data.to_string(), "key \"data\"").map_err(anyhow::Error::msg)?;
         *data = resolved.display().to_string().into();
     }
     let spec: dctk_laws::FitSpec = rhai::serde::from_dynamic(&Dynamic::from_map(request))
@@ -239,7 +555,8 @@ fn fit_from_script(base_dir: &Path, mut request: Map) -> anyhow::Result<Map> {
     };
     let fit = crate::fitting::fit_spec(&spec, rows.as_deref())?;
     if let Some(dir) = plots {
-        crate::fitting::write_plots(&fit, &base_dir.join(dir), &spec.law)?;
+        let dir = sandbox.resolve(&dir, "key \"plots\"").map_err(anyhow::Error::msg)?;
+        crate::fitting::write_plots(&fit, &dir, &spec.law)?;
     }
     let mut report = to_dyn(&fit.report)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
     if let Some(points) = predict {

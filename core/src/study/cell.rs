@@ -1,22 +1,28 @@
-//! One training cell: resolve a spec's data, give it an id and a directory, and then
-//! reuse its finished result, resume it from its checkpoint, or train it.
+//! One training cell: resolve a spec's data, name everything its numbers depend on, and
+//! give it an id and a directory; read its state; execute it (in a cell process).
 //!
-//! Data resolution (raw input ingested into `.dctk/corpora/` beside the runs root, domains, budgets,
-//! validation batches) is [`crate::data`]'s; the cell records its [`DataManifest`] and, once
-//! the run is done, the sampler's exact [`MixAccounting`] in `manifest.ron`.
+//! The id is blake3 over the cell's [`CellInputs`]: the resolved spec (minus its label
+//! `name`, its `threads` and its `corpus` path: data is identified by content), the data
+//! fingerprint and per-domain subset hashes, each plugin's library hash and settings, the
+//! device kind and precision, and the versions of dctk, tch and libtorch (whose version
+//! carries its CUDA tag). Same inputs, same id, same numbers: a finished cell is reused
+//! wherever its id appears, and nothing else is.
 //!
-//! The id hashes what decides the numbers: the resolved spec (minus its label `name`),
-//! the data fingerprint (tokenizer, shard hashes, subsets, mixture), the resolved device and
-//! precision, and dctk's version.
+//! Data resolution (raw input ingested into `.dctk/corpora/` beside the runs root, domains,
+//! budgets, validation batches) is [`crate::data`]'s; the cell records its [`DataManifest`]
+//! and, once the run is done, the sampler's exact [`MixAccounting`] in `manifest.ron`.
 use std::collections::HashMap;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use dctk_data::MixAccounting;
 use serde::{Deserialize, Serialize};
 
-use super::{content_id, run_dir, to_ron, write_ron_atomic, Status};
+use super::inputs::CellInputs;
+use super::lock::CellLock;
+use super::{write_atomic, write_ron_atomic, Status};
 use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache, DataManifest, ResolvedCorpus, RunData};
 use crate::env::{self, Versions};
 use crate::train::trainer::{self, precision_name, resolve_placement, RunPlan};
@@ -26,6 +32,9 @@ use crate::train::{ExecOptions, ModelConfig, RunResult, TrainSpec};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub run_id: String,
+    /// The cell's label in its study (its `name`, or `file:line` of its `train` call).
+    #[serde(default)]
+    pub label: String,
     pub spec: TrainSpec,
     /// The corpus path as resolved on this machine (as given: raw input or a corpus directory).
     pub corpus_path: String,
@@ -38,113 +47,239 @@ pub struct Manifest {
     /// The plugins this run loads, with the blake3 of each library file.
     #[serde(default)]
     pub plugins: Vec<crate::plugin::PluginRecord>,
+    /// The named inputs the id is a hash of (see [`CellInputs`]).
+    #[serde(default)]
+    pub inputs: CellInputs,
     /// Per-domain unique tokens, tokens served and realized epochs: filled in when the run is done.
     #[serde(default)]
     pub accounting: Option<MixAccounting>,
 }
 
-/// Resolved and opened corpora within one process: a sweep over epochs or weight decay
-/// hashes, ingests and verifies its corpus once.
+/// Resolved and opened corpora and planned data within one process: a sweep over epochs
+/// or weight decay hashes, ingests, verifies and plans its corpus once per data setting.
 #[derive(Clone, Default)]
 pub struct DataCache {
     resolved: Arc<Mutex<HashMap<String, ResolvedCorpus>>>,
+    planned: Arc<Mutex<HashMap<String, Arc<RunData>>>>,
     corpora: CorpusCache,
 }
 
 impl DataCache {
-    fn get(&self, spec: &TrainSpec, corpus: &Path, ctx: &CellContext) -> Result<RunData> {
+    pub fn get(&self, spec: &TrainSpec, corpus: &Path, runs_root: &Path, progress: bool) -> Result<Arc<RunData>> {
         let auto = AutoIngest { text_field: spec.text_field.clone(), val_fraction: spec.val_fraction };
-        let key = format!("{}|{}|{}|{}", corpus.display(), ctx.runs_root.display(), auto.text_field, auto.val_fraction);
+        let key = format!("{}|{}|{}|{}", corpus.display(), runs_root.display(), auto.text_field, auto.val_fraction);
         let cached = self.resolved.lock().unwrap().get(&key).cloned();
         let resolved = match cached {
             Some(r) => r,
             None => {
-                let r = resolve_corpus(corpus, &ctx.runs_root, &auto, ctx.exec.progress).map_err(anyhow::Error::msg)?;
-                self.resolved.lock().unwrap().insert(key, r.clone());
+                let r = resolve_corpus(corpus, runs_root, &auto, progress).map_err(anyhow::Error::msg)?;
+                self.resolved.lock().unwrap().insert(key.clone(), r.clone());
                 r
             }
         };
-        let opened = self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)?;
-        plan_data(spec, opened, &resolved).map_err(anyhow::Error::msg)
-    }
-}
-
-/// Where a cell runs: the directory holding `runs/`, the directory relative paths in
-/// specs are resolved against, and how to execute.
-#[derive(Clone)]
-pub struct CellContext {
-    pub runs_root: PathBuf,
-    pub base_dir: PathBuf,
-    pub exec: ExecOptions,
-    pub data: DataCache,
-}
-
-impl CellContext {
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
+        // Exactly the settings `plan_data` reads: a sweep over lr or weight decay plans once.
+        let data_key = format!(
+            "{key}|{}",
+            serde_json::json!([
+                spec.domains, spec.unique_tokens, spec.model, spec.val_tokens, spec.seq_len,
+                spec.schedule_mix, spec.cross_doc_attention, spec.batch_size, spec.seed
+            ])
+        );
+        if let Some(d) = self.planned.lock().unwrap().get(&data_key) {
+            return Ok(d.clone());
         }
+        let opened = self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)?;
+        let data = Arc::new(plan_data(spec, opened, &resolved).map_err(anyhow::Error::msg)?);
+        self.planned.lock().unwrap().insert(data_key, data.clone());
+        Ok(data)
     }
 }
 
-/// Runs (or reuses, or resumes) the training cell for `spec`.
-pub fn run_train_cell(spec: &TrainSpec, ctx: &CellContext) -> Result<RunResult> {
-    let corpus = ctx.resolve(&spec.corpus);
-    let data = ctx.data.get(spec, &corpus, ctx)?;
+/// A planned training cell: its id, inputs and manifest, not yet executed.
+pub struct TrainCell {
+    pub id: String,
+    pub label: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Training FLOPs of the whole run: flops_per_token × steps × tokens per step.
+    pub flops: f64,
+}
+
+/// Plans the cell for `spec`, whose corpus the caller resolved to `corpus`.
+pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &Path, data: &DataCache, progress: bool) -> Result<TrainCell> {
+    let run_data = data.get(spec, corpus, runs_root, progress)?;
     let (device, kind) = resolve_placement(spec)?;
-    let mut id_spec = spec.clone();
-    id_spec.name = None;
-    id_spec.threads = None;
     let versions = env::versions();
     // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.
     let plugins = crate::plugin::regularizer::validate_regularizers(&spec.regularizers)?;
-    let plugin_hashes: String = plugins.iter().map(|p| format!("{}={};", p.name, p.blake3)).collect();
-    let id = content_id(&[
-        to_ron(&id_spec)?.as_bytes(),
-        plugin_hashes.as_bytes(),
-        data.manifest.fingerprint.as_bytes(),
-        env::device_name(device).split(':').next().unwrap().as_bytes(),
-        precision_name(kind).as_bytes(),
-        versions.dctk.as_bytes(),
-    ]);
-    let dir = run_dir(&ctx.runs_root, spec.name.as_deref(), &id);
-    if Status::read(&dir) == Some(Status::Done) {
-        let path = dir.join("result.ron");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            if let Ok(result) = ron::from_str::<RunResult>(&text) {
-                return Ok(result);
-            }
+    let model = spec.model_config().map_err(anyhow::Error::msg)?;
+    let plan = RunPlan::new(spec, spec.unique_tokens)?;
+
+    let mut inputs = CellInputs::default();
+    inputs.insert("kind", "train");
+    let mut id_spec = serde_json::to_value(spec)?;
+    if let Some(m) = id_spec.as_object_mut() {
+        // The label, the thread count and the local path decide no number.
+        m.remove("name");
+        m.remove("threads");
+        m.remove("corpus");
+    }
+    inputs.insert_json("spec", &id_spec);
+    inputs.insert("data.fingerprint", &run_data.manifest.fingerprint);
+    inputs.insert("data.tokenizer", &run_data.manifest.tokenizer);
+    for d in &run_data.manifest.domains {
+        inputs.insert(format!("data.domain.{}.unique_tokens", d.name), d.unique_tokens.to_string());
+        inputs.insert(format!("data.domain.{}.subset", d.name), &d.subset_fingerprint);
+    }
+    for p in &plugins {
+        inputs.insert(format!("plugin.{}.blake3", p.name), &p.blake3);
+        inputs.insert(format!("plugin.{}.version", p.name), &p.version);
+        if let Some(s) = &p.settings {
+            inputs.insert_json(&format!("plugin.{}.settings", p.name), &serde_json::Value::Object(s.clone()));
         }
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let device_kind = env::device_name(device).split(':').next().unwrap().to_string();
+    inputs.insert("device", &device_kind);
+    inputs.insert("precision", precision_name(kind));
+    inputs.insert("version.dctk", &versions.dctk);
+    inputs.insert("version.tch", &versions.tch);
+    inputs.insert("version.libtorch", &versions.libtorch);
+    inputs.insert("version.cuda", if device_kind == "cuda" { cuda_tag(&versions.libtorch) } else { "none (cpu)".into() });
+    let id = inputs.id();
+
+    let dir = super::run_dir(runs_root, &id);
+    let flops = model.flops_per_token(spec.seq_len) * (plan.total_steps * plan.tokens_per_step) as f64;
     let manifest = Manifest {
         run_id: id.clone(),
+        label: label.to_string(),
         spec: spec.clone(),
         corpus_path: corpus.display().to_string(),
-        model: spec.model_config().map_err(anyhow::Error::msg)?,
-        plan: RunPlan::new(spec, spec.unique_tokens)?,
-        data: data.manifest.clone(),
+        model,
+        plan,
+        data: run_data.manifest.clone(),
         device: env::device_name(device),
         precision: precision_name(kind).into(),
         versions,
         plugins,
+        inputs,
         accounting: None,
     };
-    write_ron_atomic(&dir.join("manifest.ron"), &manifest)?;
-    let result = trainer::train(spec, &data, &id, &dir, &ctx.exec);
-    match &result {
-        Ok(r) => {
-            let manifest = Manifest { accounting: Some(r.accounting.clone()), ..manifest };
-            write_ron_atomic(&dir.join("manifest.ron"), &manifest)?;
+    Ok(TrainCell { id, label: label.to_string(), dir, manifest, flops })
+}
+
+/// The CUDA tag of a libtorch version (`2.11.0+cu130` → `cu130`).
+fn cuda_tag(libtorch: &str) -> String {
+    libtorch.split_once('+').map(|(_, t)| t.to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// Where a cell stands on disk.
+#[derive(Clone, Debug)]
+pub enum CellState {
+    /// Never started here.
+    New,
+    /// Finished: its result (status `done` or `diverged`).
+    Finished(Box<RunResult>),
+    /// Failed with this message (from `error.txt`).
+    Failed(String),
+    /// Started, not finished, not running now: resumes from its checkpoint (at this step).
+    Interrupted(Option<u64>),
+    /// Another dctk process holds its lock.
+    Busy(String),
+}
+
+impl CellState {
+    pub fn read(dir: &Path) -> CellState {
+        match Status::read(dir) {
+            None => CellState::New,
+            Some(Status::Done | Status::Diverged) => match fs::read_to_string(dir.join("result.ron")).ok().and_then(|t| ron::from_str::<RunResult>(&t).ok()) {
+                Some(r) => CellState::Finished(Box::new(r)),
+                None => CellState::Interrupted(checkpoint_step(dir)),
+            },
+            Some(status) => match CellLock::holder(dir) {
+                Some(holder) => CellState::Busy(holder),
+                None if status == Status::Failed => CellState::Failed(
+                    fs::read_to_string(dir.join("error.txt")).unwrap_or_else(|_| "failed (no error.txt)".into()).trim().to_string(),
+                ),
+                None => CellState::Interrupted(checkpoint_step(dir)),
+            },
         }
-        Err(e) => {
-            if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
-                let _ = Status::Failed.write(&dir);
-            }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            CellState::New => "new",
+            CellState::Finished(r) if r.status == "diverged" => "diverged",
+            CellState::Finished(_) => "done",
+            CellState::Failed(_) => "failed",
+            CellState::Interrupted(_) => "interrupted",
+            CellState::Busy(_) => "running",
+        }
+    }
+}
+
+fn checkpoint_step(dir: &Path) -> Option<u64> {
+    let ckpt = crate::train::checkpoint::find(dir)?;
+    crate::train::checkpoint::read_state(&ckpt).ok().map(|s| s.step)
+}
+
+/// Writes the cell's manifest (before it first runs).
+pub fn materialize(cell: &TrainCell) -> Result<()> {
+    fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
+    if !cell.dir.join("manifest.ron").exists() {
+        write_ron_atomic(&cell.dir.join("manifest.ron"), &cell.manifest)?;
+    }
+    Ok(())
+}
+
+/// Another process holds the cell's lock: try again later.
+#[derive(Debug)]
+pub struct CellBusy(pub String);
+
+impl std::fmt::Display for CellBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the cell is being run by another dctk ({})", self.0)
+    }
+}
+
+impl std::error::Error for CellBusy {}
+
+/// Executes the cell in `dir` from its `manifest.ron` (what a cell process does, here
+/// or as one task of a job array): lock it, re-resolve and check its data, train
+/// (resuming from its checkpoint), record accounting. Failures write `error.txt` and
+/// status `failed`; a run stopped on request stays resumable.
+pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let _lock = CellLock::acquire(dir)?.ok_or_else(|| CellBusy(CellLock::holder(dir).unwrap_or_default()))?;
+    if let CellState::Finished(r) = CellState::read(dir) {
+        return Ok(*r);
+    }
+    let result = execute_locked(dir, opts);
+    if let Err(e) = &result {
+        if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
+            let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());
+            let _ = Status::Failed.write(dir);
         }
     }
     result
+}
+
+fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let path = dir.join("manifest.ron");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let _ = fs::remove_file(dir.join("error.txt"));
+    let runs_root = dir.parent().unwrap_or(Path::new("."));
+    let data = DataCache::default().get(&manifest.spec, Path::new(&manifest.corpus_path), runs_root, opts.progress)?;
+    if data.manifest.fingerprint != manifest.data.fingerprint {
+        bail!(
+            "{}: the data changed since this cell was planned (fingerprint {} now, {} in the manifest); \
+             rerun the study to plan it again",
+            manifest.corpus_path,
+            &data.manifest.fingerprint[..16],
+            &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
+        );
+    }
+    let result = trainer::train(&manifest.spec, &data, &manifest.run_id, dir, opts)?;
+    let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
+    write_ron_atomic(&path, &manifest)?;
+    Ok(result)
 }

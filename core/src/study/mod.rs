@@ -1,16 +1,22 @@
-//! Runs on disk: ids, directories, status files and atomic writes.
+//! Studies on disk: content-addressed cells, their status files and atomic writes, and
+//! the study-level records (last plan, results table).
 //!
-//! This is the seam for content-addressed study cells: today a run's id is a hash of
-//! its resolved spec, its data fingerprint and dctk's version; the cells issue adds
-//! plugin hashes and libtorch/CUDA versions and a planner on top. Layout of one run:
+//! A cell's id is a hash of everything that decides its numbers ([`inputs`]); the cell
+//! lives in `runs/<id>/`:
 //!
 //! ```text
-//! runs/<name>-<id>/
-//!   manifest.ron    the resolved spec, data manifest, versions: all it takes to rerun
+//! runs/<id>/
+//!   manifest.ron    label, resolved spec, inputs, data manifest, versions: all it takes to rerun
 //!   status          running | done | failed | diverged
+//!   lock            flock held by the process training the cell
 //!   metrics.jsonl   one JSON object per logged train step or evaluation
 //!   ckpt/           latest checkpoint (model.safetensors, optim.safetensors, state.ron)
+//!   log.txt         the cell process's stderr
+//!   error.txt       why it failed, if it did
 //!   result.ron      the run's results, written last
+//! runs/studies/<study>/
+//!   plan.ron        the cells of the last plan with their inputs: "why did this id change?"
+//!   results.csv     one row per cell of the last complete `dctk run`
 //! ```
 use std::fs;
 use std::io::Write;
@@ -20,6 +26,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 pub mod cell;
+pub mod executor;
+pub mod inputs;
+pub mod lock;
+pub mod record;
+pub mod sandbox;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory,
 /// fsynced, then renamed over the target. Readers see the old file or the new one.
@@ -89,14 +100,15 @@ impl Status {
     }
 }
 
-/// `runs/<name>-<id>`, with the name made filesystem-safe.
-pub fn run_dir(runs_root: &Path, name: Option<&str>, id: &str) -> PathBuf {
-    let name: String = name
-        .unwrap_or("run")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    runs_root.join(format!("{name}-{id}"))
+/// `runs/<id>`: a cell's directory is named by its content id alone, so renaming a
+/// cell in a script never recomputes it.
+pub fn run_dir(runs_root: &Path, id: &str) -> PathBuf {
+    runs_root.join(id)
+}
+
+/// A name made filesystem-safe (for study directories).
+pub fn safe_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
 }
 
 #[cfg(test)]
@@ -118,6 +130,7 @@ mod tests {
     fn ids_depend_on_every_part_and_boundaries() {
         assert_ne!(content_id(&[b"ab", b"c"]), content_id(&[b"a", b"bc"]));
         assert_eq!(content_id(&[b"x"]), content_id(&[b"x"]));
-        assert_eq!(run_dir(Path::new("runs"), Some("my run/1"), "abc"), PathBuf::from("runs/my_run_1-abc"));
+        assert_eq!(run_dir(Path::new("runs"), "abc"), PathBuf::from("runs/abc"));
+        assert_eq!(safe_name("my run/1"), "my_run_1");
     }
 }

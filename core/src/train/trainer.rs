@@ -13,6 +13,8 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -162,21 +164,32 @@ impl RunPlan {
 pub struct ExecOptions {
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Print one JSON object per step and evaluation on stdout (`{"event": "step", ...}`):
+    /// how a cell process reports progress to the `dctk run` that launched it.
+    pub progress_json: bool,
     /// Stop (as if killed) after this many steps of this process: for tests and demos
     /// of resume. The run is left resumable, not finished.
     pub stop_after_steps: Option<u64>,
+    /// Set (by Ctrl-C or `--fail-fast`) to stop: the run checkpoints where it is and
+    /// returns [`StoppedEarly`], so no finished step is lost.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
-/// The run stopped because `ExecOptions::stop_after_steps` asked it to: it is left
-/// resumable, not failed.
+/// The run stopped before its end, on request (`--stop-after-steps`) or on
+/// cancellation: it is left resumable, not failed.
 #[derive(Debug)]
 pub struct StoppedEarly {
     pub steps: u64,
+    pub cancelled: bool,
 }
 
 impl std::fmt::Display for StoppedEarly {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stopped after {} steps as requested (--stop-after-steps); rerun to resume", self.steps)
+        if self.cancelled {
+            write!(f, "cancelled after {} steps, checkpointed; rerun to resume", self.steps)
+        } else {
+            write!(f, "stopped after {} steps as requested (--stop-after-steps); rerun to resume", self.steps)
+        }
     }
 }
 
@@ -430,7 +443,15 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     while step < plan.total_steps {
         if opts.stop_after_steps.is_some_and(|n| step - start_step >= n) {
             bar.abandon();
-            return Err(StoppedEarly { steps: step - start_step }.into());
+            return Err(StoppedEarly { steps: step - start_step, cancelled: false }.into());
+        }
+        if opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            // Keep every finished step: checkpoint here unless this step just was.
+            if step > start_step && !ckpt_steps.contains(&step) {
+                checkpoint_now(step, &vs, &opt, &sampler)?;
+            }
+            bar.abandon();
+            return Err(StoppedEarly { steps: step - start_step, cancelled: true }.into());
         }
         let t0 = Instant::now();
         let batch = match sampler.next_batch() {
@@ -502,6 +523,12 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         log.write(record)?;
         bar.set_position(step);
         bar.set_message(format!("loss {train_loss:.3} lr {lr:.2e} {:.0} tok/s", trained_tokens as f64 / train_seconds));
+        if opts.progress_json {
+            report(&serde_json::json!({
+                "event": "step", "step": step, "total_steps": plan.total_steps, "loss": train_loss,
+                "tokens_per_s": trained_tokens as f64 / train_seconds,
+            }));
+        }
         if !train_loss.is_finite() || !grad_norm.is_finite() {
             diverged = true;
             bar.println(format!("run {run_id}: loss became {train_loss} at step {step}: marking the run diverged"));
@@ -510,6 +537,9 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         if eval_steps.contains(&step) {
             let val_loss = eval_record(&mut log, &model, step)?;
             bar.println(format!("  step {step:>6}  epoch {epoch:>6.2}  val_loss {val_loss:.4}"));
+            if opts.progress_json {
+                report(&serde_json::json!({"event": "eval", "step": step, "epoch": epoch, "val_loss": val_loss}));
+            }
         }
         if ckpt_steps.contains(&step) {
             checkpoint_now(step, &vs, &opt, &sampler)?;
@@ -574,6 +604,13 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     write_ron_atomic(&run_dir.join("result.ron"), &result)?;
     status.write(run_dir)?;
     Ok(result)
+}
+
+/// One progress record on stdout for the `dctk run` that launched this cell process.
+fn report(record: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{record}");
+    let _ = out.flush();
 }
 
 fn last_train_loss(run_dir: &Path) -> Option<f64> {

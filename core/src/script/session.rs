@@ -1,0 +1,202 @@
+//! A study session: the cells a script planned, their states, and the rounds that run
+//! the script until every cell it reads is finished.
+//!
+//! How "scripts plan, Rust executes" works with ordinary-looking code: `train(...)` never
+//! trains. It plans a cell and returns a [`Run`] handle at once. Reading a result from a
+//! handle whose cell is finished gives the number; reading one whose cell is pending is a
+//! *barrier*: the round stops there, every cell planned so far runs (in parallel), and the
+//! script runs again from the top, now finding those cells finished. A script is cheap and
+//! deterministic, so rerunning it is free; its `print` output is shown once, from the final
+//! round. Writing all `train` calls before reading any result (e.g. `sweep(...)` then a
+//! table) puts a whole grid in one parallel round.
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use indexmap::IndexMap;
+use rhai::{Dynamic, Map};
+
+use crate::study::cell::{prepare_train, CellState, DataCache, TrainCell};
+use crate::study::executor::ExecutorOptions;
+use crate::study::sandbox::Sandbox;
+use crate::train::{RunResult, TrainSpec};
+
+/// Plan only (no execution), or run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Plan,
+    Run,
+}
+
+/// How a study session behaves.
+#[derive(Clone)]
+pub struct SessionOptions {
+    pub runs_root: PathBuf,
+    pub sandbox: Sandbox,
+    pub max_operations: u64,
+    pub mode: Mode,
+    /// Run failed cells again (once per invocation) instead of reporting their error.
+    pub rerun_failed: bool,
+    pub executor: ExecutorOptions,
+    /// Set by Ctrl-C / SIGTERM: stops the script (via the engine's progress hook) and
+    /// the executor (cells checkpoint and stop).
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// A planned cell and where it stands.
+pub struct CellEntry {
+    pub cell: Arc<TrainCell>,
+    pub state: CellState,
+    /// To execute after this round.
+    pub pending: bool,
+    /// Where the script planned it: (line, column) of the `train` call.
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The shared state of one session (the engine's registered functions hold an `Arc` of it).
+pub struct Session {
+    pub opts: SessionOptions,
+    pub script: PathBuf,
+    pub data: DataCache,
+    /// Every cell planned in this invocation, by id, in order of first appearance.
+    pub cells: Mutex<IndexMap<String, CellEntry>>,
+    /// Cell ids seen in the current round (state re-read once per round).
+    seen: Mutex<HashSet<String>>,
+    /// `file:line` labels used this round, to number repeated ones.
+    label_counts: Mutex<HashMap<String, usize>>,
+    /// Failed cells already retried in this invocation (`--rerun-failed` retries once).
+    pub retried: Mutex<HashSet<String>>,
+    /// Set when the round stopped at a pending result: (line, column).
+    pub barrier: Mutex<Option<(usize, usize)>>,
+    /// The script's `print` output of this round.
+    pub output: Mutex<Vec<String>>,
+    /// Scripts imported by the study (for `dctk export`).
+    pub imports: Mutex<Vec<PathBuf>>,
+}
+
+impl Session {
+    pub fn new(opts: SessionOptions, script: &Path) -> Session {
+        Session {
+            opts,
+            script: script.to_path_buf(),
+            data: DataCache::default(),
+            cells: Mutex::new(IndexMap::new()),
+            seen: Mutex::new(HashSet::new()),
+            label_counts: Mutex::new(HashMap::new()),
+            retried: Mutex::new(HashSet::new()),
+            barrier: Mutex::new(None),
+            output: Mutex::new(Vec::new()),
+            imports: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn begin_round(&self) {
+        self.seen.lock().unwrap().clear();
+        self.label_counts.lock().unwrap().clear();
+        *self.barrier.lock().unwrap() = None;
+        self.output.lock().unwrap().clear();
+        for e in self.cells.lock().unwrap().values_mut() {
+            e.pending = false;
+        }
+    }
+
+    /// The label of an unnamed cell: `file:line`, numbered when one line plans several.
+    fn default_label(&self, line: usize) -> String {
+        let file = self.script.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        let base = format!("{file}:{line}");
+        let mut counts = self.label_counts.lock().unwrap();
+        let n = counts.entry(base.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            base
+        } else {
+            format!("{base}#{n}")
+        }
+    }
+
+    /// Plans the cell of `spec` (the `train` function): returns its handle.
+    pub fn train(&self, spec: &TrainSpec, line: usize, column: usize) -> anyhow::Result<Run> {
+        let label = match &spec.name {
+            Some(n) => n.clone(),
+            None => self.default_label(line),
+        };
+        let corpus = self.opts.sandbox.resolve(&spec.corpus, "key \"corpus\"").map_err(anyhow::Error::msg)?;
+        let cell = prepare_train(spec, &label, &corpus, &self.opts.runs_root, &self.data, false)?;
+        let id = cell.id.clone();
+        let first_this_round = self.seen.lock().unwrap().insert(id.clone());
+        let mut cells = self.cells.lock().unwrap();
+        let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry {
+            state: CellState::read(&cell.dir),
+            cell: Arc::new(cell),
+            pending: false,
+            line,
+            column,
+        });
+        if first_this_round {
+            entry.state = CellState::read(&entry.cell.dir);
+            entry.pending = match &entry.state {
+                CellState::Finished(_) => false,
+                CellState::Failed(_) => self.opts.rerun_failed && !self.retried.lock().unwrap().contains(&id),
+                CellState::New | CellState::Interrupted(_) | CellState::Busy(_) => true,
+            };
+        }
+        Ok(Run::from_entry(entry))
+    }
+
+    /// Cells to execute after this round, in plan order.
+    pub fn pending(&self) -> Vec<Arc<TrainCell>> {
+        self.cells.lock().unwrap().values().filter(|e| e.pending).map(|e| e.cell.clone()).collect()
+    }
+}
+
+/// What a script holds for a planned cell: `train`'s return value.
+///
+/// `run.id`, `run.label`, `run.status` and `run.run_dir` are known at once; any other key
+/// (`run.final_val_loss`, `run["curve"]`, …) is the cell's result and waits for the cell.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub id: String,
+    pub label: String,
+    pub dir: String,
+    pub state: RunState,
+}
+
+#[derive(Clone, Debug)]
+pub enum RunState {
+    Pending,
+    Finished(Arc<Map>, String),
+    Failed(String),
+}
+
+impl Run {
+    fn from_entry(e: &CellEntry) -> Run {
+        let state = if e.pending {
+            RunState::Pending
+        } else {
+            match &e.state {
+                CellState::Finished(r) => RunState::Finished(Arc::new(result_map(r)), r.status.clone()),
+                CellState::Failed(msg) => RunState::Failed(msg.clone()),
+                _ => RunState::Pending,
+            }
+        };
+        Run { id: e.cell.id.clone(), label: e.cell.label.clone(), dir: e.cell.dir.display().to_string(), state }
+    }
+
+    pub fn status(&self) -> &str {
+        match &self.state {
+            RunState::Pending => "pending",
+            RunState::Finished(_, s) => s,
+            RunState::Failed(_) => "failed",
+        }
+    }
+}
+
+/// A run's result as a Rhai map (the fields of [`RunResult`], plus `label`).
+pub fn result_map(r: &RunResult) -> Map {
+    let mut m = rhai::serde::to_dynamic(r).ok().and_then(|d| d.try_cast::<Map>()).unwrap_or_default();
+    m.remove("run_dir");
+    m.insert("run_dir".into(), Dynamic::from(r.run_dir.clone()));
+    m
+}

@@ -1,0 +1,254 @@
+//! The local executor: runs pending cells, each in its own `dctk cell exec` process,
+//! `jobs` at a time, with a progress bar per cell and one overall.
+//!
+//! Why processes and not threads: libtorch keeps process-wide state that decides numbers
+//! (the default RNG that `manual_seed` resets each step, the intra-op thread count), so two
+//! cells in one process would perturb each other; a process per cell gives every cell the
+//! same bits whether it runs alone or beside others, isolates a crashing plugin to its
+//! cell, and is the same unit a Slurm job array runs (`dctk cell exec runs/<id>`).
+//!
+//! On the CPU, `threads` are split evenly across `jobs`; the split is fixed for the whole
+//! study (not re-balanced when fewer cells remain), because the thread count changes
+//! reduction order and hence the bits. Cell processes die with their parent
+//! (`PR_SET_PDEATHSIG`), so a killed `dctk run` leaves no orphan training behind, and a
+//! cell's flock is released with its process.
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Exit codes of `dctk cell exec`.
+pub const EXIT_FAILED: i32 = 2;
+pub const EXIT_STOPPED: i32 = 3;
+pub const EXIT_BUSY: i32 = 75;
+
+/// How to execute cells.
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    /// Cells run at once.
+    pub jobs: usize,
+    /// libtorch CPU threads of each cell process.
+    pub threads_per_cell: i32,
+    pub progress: bool,
+    /// Stop launching and interrupt running cells at the first failure.
+    pub fail_fast: bool,
+    /// Forwarded to each cell (tests of resume).
+    pub stop_after_steps: Option<u64>,
+}
+
+impl ExecutorOptions {
+    /// `jobs` cells in parallel sharing `threads` CPU threads (0 = all cores).
+    pub fn new(jobs: usize, threads: usize, progress: bool, fail_fast: bool) -> ExecutorOptions {
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let jobs = jobs.max(1);
+        ExecutorOptions { jobs, threads_per_cell: (threads / jobs).max(1) as i32, progress, fail_fast, stop_after_steps: None }
+    }
+}
+
+/// One cell to run.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: String,
+    pub label: String,
+    pub dir: PathBuf,
+}
+
+/// How a cell's process ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Finished (done or diverged: its status file says which).
+    Finished,
+    Failed(String),
+    /// Stopped before its end (cancelled, or `--stop-after-steps`): resumable.
+    Stopped,
+}
+
+struct Running {
+    job: Job,
+    child: Child,
+    bar: ProgressBar,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Runs `jobs` to completion (or until `cancel` is set), returning each job's outcome.
+pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> Vec<(Job, Outcome)> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("dctk"));
+    let multi = MultiProgress::with_draw_target(if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let overall = multi.add(ProgressBar::new(jobs.len() as u64));
+    overall.set_style(ProgressStyle::with_template("cells [{bar:30}] {pos}/{len} {msg} ({elapsed})").unwrap().progress_chars("=> "));
+    let mut queue: VecDeque<(Job, Instant)> = jobs.into_iter().map(|j| (j, Instant::now())).collect();
+    let mut running: Vec<Running> = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut stopping = false;
+    let mut failed = 0;
+
+    loop {
+        if cancel.load(Ordering::Relaxed) && !stopping {
+            stopping = true;
+            for r in &running {
+                // The cell checkpoints where it is and exits as "stopped".
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+            }
+        }
+        if stopping {
+            for (job, _) in queue.drain(..) {
+                outcomes.push((job, Outcome::Stopped));
+            }
+        }
+        // Launch what fits, skipping cells that wait for another process's lock.
+        let mut deferred = VecDeque::new();
+        while running.len() < opts.jobs {
+            let Some((job, not_before)) = queue.pop_front() else { break };
+            if not_before > Instant::now() {
+                deferred.push_back((job, not_before));
+                continue;
+            }
+            match launch(&exe, &job, opts, &multi) {
+                Ok(r) => running.push(r),
+                Err(e) => {
+                    failed += 1;
+                    outcomes.push((job, Outcome::Failed(format!("cannot start a cell process: {e}"))));
+                }
+            }
+        }
+        queue.extend(deferred);
+        if running.is_empty() && queue.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut i = 0;
+        while i < running.len() {
+            let status = match running[i].child.try_wait() {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    i += 1;
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("warning: waiting for cell {}: {e}", running[i].job.id);
+                    i += 1;
+                    continue;
+                }
+            };
+            let mut r = running.swap_remove(i);
+            if let Some(h) = r.reader.take() {
+                let _ = h.join();
+            }
+            r.bar.finish_and_clear();
+            multi.remove(&r.bar);
+            let outcome = match status.code() {
+                Some(0) => Outcome::Finished,
+                Some(EXIT_STOPPED) => Outcome::Stopped,
+                Some(EXIT_BUSY) => {
+                    // Another dctk runs this cell: look again in a second; its result (or
+                    // its interruption) will be there.
+                    queue.push_back((r.job, Instant::now() + Duration::from_secs(1)));
+                    continue;
+                }
+                code => {
+                    let error = std::fs::read_to_string(r.job.dir.join("error.txt")).unwrap_or_default();
+                    Outcome::Failed(if error.trim().is_empty() {
+                        match code {
+                            Some(c) => format!("the cell process exited with code {c}; see {}", r.job.dir.join("log.txt").display()),
+                            None => format!("the cell process was killed by a signal; see {}", r.job.dir.join("log.txt").display()),
+                        }
+                    } else {
+                        error.trim().to_string()
+                    })
+                }
+            };
+            match &outcome {
+                Outcome::Failed(msg) => {
+                    failed += 1;
+                    multi.suspend(|| eprintln!("cell {} ({}) failed: {}", r.job.label, r.job.id, first_line(msg)));
+                    if opts.fail_fast {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+                Outcome::Finished => {
+                    overall.inc(1);
+                }
+                Outcome::Stopped => {}
+            }
+            if failed > 0 {
+                overall.set_message(format!("{failed} failed"));
+            }
+            outcomes.push((r.job, outcome));
+        }
+    }
+    overall.finish_and_clear();
+    outcomes
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgress) -> std::io::Result<Running> {
+    std::fs::create_dir_all(&job.dir)?;
+    let log = OpenOptions::new().create(true).append(true).open(job.dir.join("log.txt"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("cell").arg("exec").arg(&job.dir).arg("--threads").arg(opts.threads_per_cell.to_string()).arg("--progress-json");
+    if let Some(n) = opts.stop_after_steps {
+        cmd.arg("--stop-after-steps").arg(n.to_string());
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+    let parent = std::process::id() as i32;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                // The parent died before prctl took effect.
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let bar = multi.insert_from_back(1, ProgressBar::new(1));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}<{eta})")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(job.label.clone());
+    let stdout = child.stdout.take().unwrap();
+    let (b, m, label) = (bar.clone(), multi.clone(), job.label.clone());
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                let _ = m.println(line);
+                continue;
+            };
+            match v["event"].as_str() {
+                Some("step") => {
+                    b.set_length(v["total_steps"].as_u64().unwrap_or(1));
+                    b.set_position(v["step"].as_u64().unwrap_or(0));
+                    b.set_message(format!(
+                        "loss {:.3} {:.0} tok/s",
+                        v["loss"].as_f64().unwrap_or(f64::NAN),
+                        v["tokens_per_s"].as_f64().unwrap_or(0.0)
+                    ));
+                }
+                Some("eval") => {
+                    let _ = m.println(format!(
+                        "  {label}: step {} epoch {:.2} val_loss {:.4}",
+                        v["step"],
+                        v["epoch"].as_f64().unwrap_or(0.0),
+                        v["val_loss"].as_f64().unwrap_or(f64::NAN)
+                    ));
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok(Running { job: job.clone(), child, bar, reader: Some(reader) })
+}
