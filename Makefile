@@ -15,7 +15,7 @@ build: libtorch
 	$(CARGO) build $(CARGO_FLAGS) --workspace
 
 quickstart: build
-	./target/release/dctk run scripts/quickstart.rhai
+	./target/release/dctk run scripts/quickstart.rhai --data-root data
 
 test: build
 	$(CARGO) test $(CARGO_FLAGS) --workspace

@@ -234,7 +234,7 @@ fn resumed_mixture_run_matches_the_uninterrupted_one() {
     let (ok, straight) = run_study(&s, "r.rhai", RESUMABLE, "straight", &[]);
     assert!(ok, "{straight}");
     let (ok, out) = run_study(&s, "r.rhai", RESUMABLE, "stopped", &["--stop-after-steps", "7"]);
-    assert!(!ok && out.contains("rerun to resume"), "{out}");
+    assert!(!ok && out.contains("run the study again to resume"), "{out}");
     let (ok, resumed) = run_study(&s, "r.rhai", RESUMABLE, "stopped", &[]);
     assert!(ok, "{resumed}");
     let run = only_run(&s.path().join("stopped"));

@@ -5,7 +5,7 @@
 //!
 //! Needs the workspace built first (`cargo build --release --workspace`): the
 //! plugins and fixtures are workspace members.
-use dctk_tests::{dctk_bin, text, Scratch};
+use dctk_tests::{dctk_bin, dctk_cmd, text, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -22,8 +22,8 @@ fn built(file: &str) -> PathBuf {
 
 /// `dctk <args>` with a private user directory and the given DCTK_PLUGIN_PATH.
 fn dctk_with(dir: &Path, plugin_path: Option<&Path>, args: &[&str]) -> Output {
-    let mut c = Command::new(dctk_bin());
-    c.args(args).current_dir(dir).env("DCTK_HOME", dir.join("home")).env_remove("DCTK_PLUGIN_PATH");
+    let mut c = dctk_cmd(dir);
+    c.args(args).env("DCTK_HOME", dir.join("home")).env_remove("DCTK_PLUGIN_PATH");
     if let Some(p) = plugin_path {
         c.env("DCTK_PLUGIN_PATH", p);
     }

@@ -1,6 +1,5 @@
 //! A CPU run killed mid-way (SIGKILL) and resumed produces the same losses, step for
 //! step, as a run that never stopped; and its validation loss falls.
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dctk_tests::*;
@@ -46,17 +45,13 @@ fn killed_and_resumed_run_matches_uninterrupted_run() {
     assert!(train_a.len() > 20, "too few steps to test resume: {}", train_a.len());
 
     // The same study, SIGKILLed after its second checkpoint (mid-way), then rerun.
-    let mut child = Command::new(dctk_bin())
-        .args(["run", script, "--runs", "killed", "-q"])
-        .current_dir(s.path())
-        .spawn()
-        .unwrap();
+    let mut child = dctk_cmd(s.path()).args(["run", script, "--runs", "killed", "-q"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let killed_at = loop {
         let state = std::fs::read_dir(s.path().join("killed"))
             .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("ckpt/state.ron")).ok());
+            .and_then(|d| d.flatten().find(|e| e.file_name() != "studies"))
+            .and_then(|e| std::fs::read_to_string(e.path().join("ckpt/state.ron")).ok());
         if let Some(st) = state {
             if !st.contains("step: 4,") {
                 break st;
@@ -96,7 +91,7 @@ fn stop_after_steps_leaves_a_resumable_run() {
     let script = script.to_str().unwrap();
     let out = dctk(s.path(), &["run", script, "-q", "--stop-after-steps", "6"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("rerun to resume"), "{}", text(&out));
+    assert!(text(&out).contains("run the study again to resume"), "{}", text(&out));
     let run = only_run(&s.path().join("runs"));
     assert_eq!(std::fs::read_to_string(run.join("status")).unwrap().trim(), "running");
     let out = dctk(s.path(), &["run", script, "-q"]);

@@ -55,9 +55,17 @@ impl Drop for Scratch {
     }
 }
 
-/// `dctk <args>` in `dir`, quiet, returning its output.
+/// A `dctk` command in `dir` whose studies may read the repository's bundled data
+/// (`DCTK_DATA_ROOTS` = `<repo>/data`: absolute paths there and `data:corpora/...`).
+pub fn dctk_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(dctk_bin());
+    c.current_dir(dir).env("DCTK_DATA_ROOTS", repo_root().join("data"));
+    c
+}
+
+/// `dctk <args>` in `dir`, returning its output.
 pub fn dctk(dir: &Path, args: &[&str]) -> Output {
-    Command::new(dctk_bin()).args(args).current_dir(dir).output().expect("running dctk")
+    dctk_cmd(dir).args(args).output().expect("running dctk")
 }
 
 pub fn text(out: &Output) -> String {
@@ -73,9 +81,20 @@ pub fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The single run directory under a runs root.
+/// The cell directories under a runs root (`runs/<id>/`; not `runs/studies/`).
+pub fn cells(runs: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap() != "studies")
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The single cell directory under a runs root.
 pub fn only_run(runs: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().path()).collect();
+    let dirs = cells(runs);
     assert_eq!(dirs.len(), 1, "expected one run in {}: {dirs:?}", runs.display());
     dirs.into_iter().next().unwrap()
 }

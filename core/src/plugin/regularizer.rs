@@ -19,10 +19,25 @@ use tch::Tensor;
 /// (a JSON object; `null` or missing = all defaults). Deserializes from either
 /// a bare name (`"mir"`) or a map (`#{ name: "mir", settings: #{ lambda: 0.4 } }`);
 /// serializes as the map, so a run id covers the settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegularizerRequest {
     pub name: String,
     pub settings: serde_json::Value,
+}
+
+/// A plain map (`{"name": .., "settings": ..}`), never a named struct: RON manifests must
+/// read back through the untagged "name or map" form below.
+impl Serialize for RegularizerRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let with_settings = !self.settings.is_null();
+        let mut m = s.serialize_map(Some(1 + with_settings as usize))?;
+        m.serialize_entry("name", &self.name)?;
+        if with_settings {
+            m.serialize_entry("settings", &self.settings)?;
+        }
+        m.end()
+    }
 }
 
 impl<'de> Deserialize<'de> for RegularizerRequest {

@@ -201,9 +201,7 @@ impl Study {
         engine.register_fn("ingest", move |ctx: NativeCallContext, settings: Map| -> Result<Map, Box<EvalAltResult>> {
             let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(settings))
                 .map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
-            let sandbox = ss.opts.sandbox.clone();
-            let summary = crate::data::ingest_from_script(json, &|p, what| sandbox.resolve(p, what))
-                .map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
+            let summary = ss.ingest(json).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
             let dynamic = rhai::serde::to_dynamic(&summary).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
             Ok(dynamic.cast::<Map>())
         });

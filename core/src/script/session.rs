@@ -145,6 +145,51 @@ impl Session {
         Ok(Run::from_entry(entry))
     }
 
+    /// `ingest(#{...})`, once: the same settings over unchanged inputs reuse the corpus
+    /// written earlier (this invocation's rounds, or an earlier `dctk run` recorded under
+    /// `runs/studies/<study>/ingest-<key>.json`), so rerunning a study never re-ingests.
+    pub fn ingest(&self, settings: serde_json::Value) -> Result<serde_json::Value, String> {
+        let sandbox = self.opts.sandbox.clone();
+        let resolve = |p: &str, what: &str| sandbox.resolve(p, what);
+        // Key: the settings and the size and mtime of every input file.
+        let mut parts = vec![settings.to_string()];
+        let mut paths: Vec<String> = Vec::new();
+        if let Some(a) = settings.get("inputs").and_then(|v| v.as_array()) {
+            paths.extend(a.iter().filter_map(|v| v.as_str().map(String::from)));
+        }
+        if let Some(ds) = settings.get("domains").and_then(|v| v.as_array()) {
+            for d in ds {
+                if let Some(a) = d.get("paths").and_then(|v| v.as_array()) {
+                    paths.extend(a.iter().filter_map(|v| v.as_str().map(String::from)));
+                }
+            }
+        }
+        for p in &paths {
+            let path = resolve(p, "key \"inputs\"")?;
+            let mut files = vec![path.clone()];
+            if path.is_dir() {
+                files = std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?.flatten().map(|e| e.path()).collect();
+                files.sort();
+            }
+            for f in files {
+                let m = std::fs::metadata(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+                parts.push(format!("{}|{}|{mtime}", f.display(), m.len()));
+            }
+        }
+        let key = crate::study::content_id(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
+        let stamp = crate::study::record::study_dir(&self.opts.runs_root, &self.script).join(format!("ingest-{key}.json"));
+        let out = settings.get("out").and_then(|v| v.as_str()).map(|o| resolve(o, "key \"out\"")).transpose()?;
+        if out.as_ref().is_some_and(|o| o.exists()) {
+            if let Some(summary) = std::fs::read_to_string(&stamp).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+                return Ok(summary);
+            }
+        }
+        let summary = crate::data::ingest_from_script(settings, &resolve)?;
+        crate::study::write_atomic(&stamp, summary.to_string().as_bytes()).map_err(|e| format!("{e:#}"))?;
+        Ok(summary)
+    }
+
     /// Cells to execute after this round, in plan order.
     pub fn pending(&self) -> Vec<Arc<TrainCell>> {
         self.cells.lock().unwrap().values().filter(|e| e.pending).map(|e| e.cell.clone()).collect()

@@ -119,7 +119,7 @@ mod tests {
     fn flattening_names_every_leaf() {
         let i = inputs(json!({"lr": 0.003, "domains": {"code": {"weight": 2}}, "regularizers": [{"name": "mir"}], "tags": [1, 2]}));
         let names: Vec<&str> = i.0.keys().map(|s| s.as_str()).collect();
-        assert_eq!(names, ["spec.lr", "spec.domains.code.weight", "spec.regularizers[0].name", "spec.tags"]);
+        assert_eq!(names, ["spec.domains.code.weight", "spec.lr", "spec.regularizers[0].name", "spec.tags"]);
         assert_eq!(i.0["spec.tags"], "[1,2]");
     }
 

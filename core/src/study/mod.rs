@@ -116,6 +116,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn train_specs_round_trip_through_ron_manifests() {
+        // A cell process reads its spec back from manifest.ron: every form must survive.
+        let spec = crate::train::TrainSpec::from_json(serde_json::json!({
+            "corpus": "data:c", "unique_tokens": 1000, "epochs": 2.5, "name": "x",
+            "regularizers": ["mir", {"name": "zloss", "settings": {"coef": 1e-4}}],
+            "domains": {"a": {"weight": 2.0}, "b": {"unique_tokens": 10, "epochs_limit": 1}},
+            "schedule_mix": [{"step": 0, "weights": {"a": 1.0, "b": 1.0}}, {"step": 5, "weights": {"a": 1.0, "b": 3.0}}],
+        }))
+        .unwrap();
+        let back: crate::train::TrainSpec = ron::from_str(&to_ron(&spec).unwrap()).unwrap();
+        assert_eq!(serde_json::to_value(&spec).unwrap(), serde_json::to_value(&back).unwrap());
+    }
+
+    #[test]
     fn atomic_write_replaces_whole_file() {
         let dir = std::env::temp_dir().join(format!("dctk-atomic-{}", std::process::id()));
         let p = dir.join("x.txt");

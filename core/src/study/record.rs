@@ -60,19 +60,44 @@ pub struct IdChange {
     pub changes: Vec<Change>,
 }
 
-/// The cells of `now` whose ids changed since `previous`, matched by label.
+/// The cells of `now` whose ids changed since `previous`: matched by label, and, for a
+/// new label (a sweep names cells after their settings), matched to the closest cell of
+/// the previous plan that is no longer planned (fewest differing inputs).
 pub fn changed_ids(previous: &PlanRecord, now: &[PlannedCell]) -> Vec<IdChange> {
-    now.iter()
-        .filter_map(|c| {
-            let old = previous.cells.iter().find(|p| p.label == c.label)?;
-            (old.id != c.id).then(|| IdChange {
+    let mut out: Vec<IdChange> = Vec::new();
+    let mut unmatched_new = Vec::new();
+    for c in now {
+        match previous.cells.iter().find(|p| p.label == c.label) {
+            Some(old) if old.id != c.id => out.push(IdChange {
                 label: c.label.clone(),
                 before: old.id.clone(),
                 after: c.id.clone(),
                 changes: diff(&old.inputs, &c.inputs),
-            })
-        })
-        .collect()
+            }),
+            Some(_) => {}
+            None if !previous.cells.iter().any(|p| p.id == c.id) => unmatched_new.push(c),
+            None => {}
+        }
+    }
+    let gone: Vec<&PlannedCell> = previous
+        .cells
+        .iter()
+        .filter(|p| !now.iter().any(|c| c.label == p.label || c.id == p.id))
+        .collect();
+    if !gone.is_empty() && unmatched_new.len() <= 1000 {
+        for c in unmatched_new {
+            let best = gone.iter().map(|p| (diff(&p.inputs, &c.inputs), p)).min_by_key(|(d, _)| d.len());
+            if let Some((changes, old)) = best {
+                out.push(IdChange {
+                    label: format!("{} (was {})", c.label, old.label),
+                    before: old.id.clone(),
+                    after: c.id.clone(),
+                    changes,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A results table: a header and rows of strings, written as CSV (floats in Rust's
