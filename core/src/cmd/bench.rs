@@ -47,6 +47,18 @@ pub fn cli() -> Command {
             ),
     )
     .subcommand(
+        Command::new("plan")
+            .about("Wall time of `dctk plan` on a 10,000-cell sweep (target: under 1 s), beside a 1-cell plan")
+            .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("5"))
+            .arg(
+                Arg::new("data-root")
+                    .long("data-root")
+                    .value_parser(value_parser!(PathBuf))
+                    .default_value("data")
+                    .help("Data root holding the bundled `corpora/` (the repository's data/)"),
+            ),
+    )
+    .subcommand(
         Command::new("regularizer")
             .about("Step-time overhead of a regularizer plugin (e.g. MIR) vs none")
             .arg(Arg::new("name").long("name").default_value("mir"))
@@ -67,8 +79,81 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     match args.subcommand() {
         Some(("train", a)) => exec_train(a),
         Some(("regularizer", a)) => exec_regularizer(a),
+        Some(("plan", a)) => exec_plan(a),
         _ => unreachable!("clap requires a known subcommand"),
     }
+}
+
+/// The 10,000-cell sweep of `dctk bench plan`: 2 models × 5 budgets × 10 epochs × 10
+/// learning rates × 10 weight decays over the bundled corpus.
+const PLAN_SWEEP: &str = r#"
+let base = #{ name: "bench", corpus: "data:corpora", seq_len: 64, batch_size: 8, val_tokens: 512 };
+let cells = sweep(base, grid(#{
+    model: ["micro", "tiny"],
+    unique_tokens: [10_000, 20_000, 40_000, 80_000, 160_000],
+    epochs: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+    lr: [1e-3, 2e-3, 3e-3, 4e-3, 6e-3, 8e-3, 1e-2, 1.5e-2, 2e-2, 3e-2],
+    weight_decay: [0.0, 0.1, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 20.0, 40.0],
+}));
+let runs = train(cells);
+print(`${runs.len()} cells`);
+"#;
+
+/// `dctk plan` wall time (process start included) on a 10,000-cell sweep, alternating
+/// with a 1-cell plan of the same corpus (process start + libtorch load + data planning).
+fn exec_plan(args: &ArgMatches) -> Result<()> {
+    let root = args.get_one::<PathBuf>("data-root").unwrap();
+    let root = root.canonicalize().with_context(|| format!("data root {}", root.display()))?;
+    if !root.join("corpora").is_dir() {
+        bail!("{}: no corpora/ here; pass --data-root DIR (the repository's data/)", root.display());
+    }
+    let dir = std::env::temp_dir().join(format!("dctk-bench-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let big = dir.join("sweep.rhai");
+    std::fs::write(&big, PLAN_SWEEP)?;
+    let one = dir.join("one.rhai");
+    std::fs::write(&one, "train(#{ name: \"one\", model: \"micro\", corpus: \"data:corpora\", unique_tokens: 10_000, epochs: 1, seq_len: 64, batch_size: 8, val_tokens: 512 });\n")?;
+    let exe = std::env::current_exe()?;
+    let plan = |script: &PathBuf| -> Result<f64> {
+        let t = std::time::Instant::now();
+        let out = Process::new(&exe)
+            .arg("plan")
+            .arg(script)
+            .arg("--data-root")
+            .arg(&root)
+            .arg("--runs")
+            .arg(dir.join("runs"))
+            .output()?;
+        let secs = t.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!("dctk plan {} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(secs)
+    };
+    // Warm-up: ingests the corpus into the runs root's cache once.
+    plan(&one)?;
+    plan(&big)?;
+    println!("{:>5}  {:>12}  {:>12}", "round", "10,000 cells", "1 cell");
+    let (mut bigs, mut ones) = (Vec::new(), Vec::new());
+    for round in 1..=*args.get_one::<usize>("rounds").unwrap() {
+        let b = plan(&big)?;
+        let o = plan(&one)?;
+        println!("{round:>5}  {b:>10.3} s  {o:>10.3} s");
+        bigs.push(b);
+        ones.push(o);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (b, o) = (median(&mut bigs), median(&mut ones));
+    println!(
+        "median: 10,000-cell plan {b:.3} s (target < 1 s: {}); 1-cell plan {o:.3} s (process start, libtorch load, data); per cell {:.1} µs",
+        if b < 1.0 { "met" } else { "NOT met" },
+        (b - o) / 9_999.0 * 1e6
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// Step time with a regularizer plugin vs without, same model and batch, alternating.

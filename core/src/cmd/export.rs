@@ -80,9 +80,9 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let mut plugins: Vec<PluginRecord> = Vec::new();
     let mut data = BTreeMap::new();
     for e in s.cells.lock().unwrap().values() {
-        let m = &e.cell.manifest;
-        data.entry(m.data.fingerprint.clone()).or_insert_with(|| m.data.clone());
-        for p in &m.plugins {
+        let c = &e.cell;
+        data.entry(c.data.manifest.fingerprint.clone()).or_insert_with(|| c.data.manifest.clone());
+        for p in &c.plugins {
             if !plugins.iter().any(|q| q.name == p.name && q.blake3 == p.blake3) {
                 plugins.push(p.clone());
             }
@@ -108,7 +108,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         dctk_version: crate::env::DCTK_VERSION.into(),
         script: script_name.clone(),
         imports,
-        cells: record.cells.clone(),
+        cells: record.cells.iter().map(|c| PlannedCell { inputs: record.inputs(c), ..c.clone() }).collect(),
         plugins,
         data: data.clone(),
         incomplete: matches!(end, RoundEnd::Barrier(..)),
@@ -204,7 +204,7 @@ pub fn report_bundle_differences(s: &Session) {
         }
         differ += 1;
         eprintln!("cell {}: inputs differ from the bundle ({} there, {} here):", e.cell.label, theirs.id, e.cell.id);
-        for ch in diff(&theirs.inputs, &e.cell.manifest.inputs) {
+        for ch in diff(&theirs.inputs, &e.cell.inputs) {
             eprintln!("    {ch}");
         }
     }

@@ -31,22 +31,21 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let study = Study::new(opts, &script);
     let end = study.plan()?;
     let record = plan_record(&study.session);
-    let previous = PlanRecord::load(&record_dir.join("plan.ron"));
+    let previous = PlanRecord::load(&record_dir.join("plan.json"));
     print!("{}", render(&study.session, &end, previous.as_ref(), &record, args.get_flag("all")));
-    record.save_merged(&record_dir.join("plan.ron"), previous.as_ref())?;
+    record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
+    // A 10,000-cell plan holds a lot of small allocations: let the OS take them back.
+    std::mem::forget(study);
     Ok(())
 }
 
 /// The planned cells of a session, as a plan record.
 pub fn plan_record(s: &Session) -> PlanRecord {
     let cells = s.cells.lock().unwrap();
-    PlanRecord {
-        script: s.script.display().to_string(),
-        cells: cells
-            .values()
-            .map(|e| PlannedCell { label: e.cell.label.clone(), id: e.cell.id.clone(), inputs: e.cell.manifest.inputs.clone() })
-            .collect(),
-    }
+    PlanRecord::from_cells(
+        s.script.display().to_string(),
+        cells.values().map(|e| PlannedCell { label: e.cell.label.clone(), id: e.cell.id.clone(), inputs: e.cell.inputs.clone() }).collect(),
+    )
 }
 
 fn human_flops(f: f64) -> String {
@@ -94,7 +93,7 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
     let mut shown = 0;
     let mut hidden = 0;
     for e in cells.values() {
-        let m = &e.cell.manifest;
+        let m = &e.cell;
         let finished = matches!(e.state, CellState::Finished(_));
         if !all && shown >= 50 && finished {
             hidden += 1;
@@ -110,7 +109,7 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
             "{:<12} {:<16} {:>11} {:>11} {:>7} {:>10}  {}",
             status,
             e.cell.id,
-            m.model.total_params(),
+            m.params,
             m.spec.unique_tokens,
             m.spec.epochs,
             human_flops(e.cell.flops),
@@ -141,7 +140,7 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
         let _ = writeln!(out, "nothing to run: every cell is finished");
     }
     if let Some(prev) = previous {
-        let changes = changed_ids(prev, &record.cells);
+        let changes = changed_ids(prev, record);
         if !changes.is_empty() {
             let _ = writeln!(out, "ids changed since the last plan:");
             for c in &changes {
@@ -186,9 +185,9 @@ pub fn results_table(s: &Session) -> Table {
     let rows = cells
         .values()
         .map(|e| {
-            let m = &e.cell.manifest;
+            let m = &e.cell;
             let model = serde_json::to_value(&m.spec.model).map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).unwrap_or_default();
-            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.model.total_params().to_string()];
+            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
             row.push(m.spec.unique_tokens.to_string());
             row.push(m.spec.epochs.to_string());
             match &e.state {

@@ -123,8 +123,8 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let outcome = study.run(&mut check_bundle);
     // Whatever happened, remember the cells this invocation planned.
     let record = crate::cmd::plan::plan_record(&study.session);
-    let previous = PlanRecord::load(&record_dir.join("plan.ron"));
-    record.save_merged(&record_dir.join("plan.ron"), previous.as_ref())?;
+    let previous = PlanRecord::load(&record_dir.join("plan.json"));
+    record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
     let summary = outcome?;
     let table = crate::cmd::plan::results_table(&study.session);
     let results = record_dir.join("results.csv");

@@ -156,8 +156,8 @@ impl Study {
         engine.set_max_call_levels(64);
         engine.set_max_expr_depths(128, 64);
         engine.set_max_string_size(16 << 20);
-        engine.set_max_array_size(1 << 20);
-        engine.set_max_map_size(1 << 16);
+        engine.set_max_array_size(1 << 24);
+        engine.set_max_map_size(1 << 24);
         engine.disable_symbol("eval");
         engine.set_module_resolver(SandboxedImports { session: s.clone() });
         let out = s.clone();
@@ -209,6 +209,10 @@ impl Study {
         engine.register_fn("fit", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
             if let Some(runs) = request.remove("runs") {
                 request.insert("runs".into(), runs_as_maps(&ss, &ctx, runs, "fit")?.into());
+            }
+            if ss.opts.mode == Mode::Plan {
+                // `dctk plan` writes nothing into the study: no plot files.
+                request.remove("plots");
             }
             fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
         });
@@ -357,7 +361,7 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let pos = ctx.call_position();
-    s.train(&spec, pos.line().unwrap_or(0), pos.position().unwrap_or(0))
+    s.train(&spec, ctx.call_source(), pos.line().unwrap_or(0), pos.position().unwrap_or(0))
         .map_err(|e| runtime_error(ctx, format!("train: {e:#}")))
 }
 
@@ -365,6 +369,8 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result
 fn finished(s: &Session, ctx: &NativeCallContext, run: &Run) -> Result<Arc<Map>, Box<EvalAltResult>> {
     match &run.state {
         RunState::Finished(m, _) => Ok(m.clone()),
+        // `dctk plan` shows the cells (the failed one among them) instead of stopping at the error.
+        RunState::Failed(_) if s.opts.mode == Mode::Plan => barrier(s, ctx),
         RunState::Failed(msg) => Err(runtime_error(
             ctx,
             format!(
@@ -375,13 +381,16 @@ fn finished(s: &Session, ctx: &NativeCallContext, run: &Run) -> Result<Arc<Map>,
                 run.dir
             ),
         )),
-        RunState::Pending => {
-            let pos = ctx.call_position();
-            *s.barrier.lock().unwrap() = Some((pos.line().unwrap_or(0), pos.position().unwrap_or(0)));
-            // Not catchable by the script's try/catch: the round ends, the cells run.
-            Err(EvalAltResult::ErrorTerminated(Dynamic::from("dctk: pending cell"), pos).into())
-        }
+        RunState::Pending => barrier(s, ctx),
     }
+}
+
+/// Ends the round at a read of an unfinished cell. Not catchable by the script's
+/// try/catch: the round ends, the planned cells run, the script runs again.
+fn barrier<T>(s: &Session, ctx: &NativeCallContext) -> Result<T, Box<EvalAltResult>> {
+    let pos = ctx.call_position();
+    *s.barrier.lock().unwrap() = Some((pos.line().unwrap_or(0), pos.position().unwrap_or(0)));
+    Err(EvalAltResult::ErrorTerminated(Dynamic::from("dctk: pending cell"), pos).into())
 }
 
 fn run_get(s: &Session, ctx: &NativeCallContext, run: &Run, key: &str) -> Result<Dynamic, Box<EvalAltResult>> {
@@ -394,9 +403,9 @@ fn run_get(s: &Session, ctx: &NativeCallContext, run: &Run, key: &str) -> Result
     }
     let map = finished(s, ctx, run)?;
     map.get(key).cloned().ok_or_else(|| {
-        let mut keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = map.keys().map(|k| k.as_str()).chain(["label"]).collect();
         keys.sort();
-        runtime_error(ctx, format!("a run has no key \"{key}\"; its keys: label, status, {}", keys.join(", ")))
+        runtime_error(ctx, format!("a run has no key \"{key}\"; its keys: {}", keys.join(", ")))
     })
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use rhai::{Dynamic, Map};
+use rhai::Map;
 
 use crate::study::cell::{prepare_train, CellState, DataCache, TrainCell};
 use crate::study::executor::ExecutorOptions;
@@ -74,6 +74,8 @@ pub struct Session {
     pub output: Mutex<Vec<String>>,
     /// Scripts imported by the study (for `dctk export`).
     pub imports: Mutex<Vec<PathBuf>>,
+    /// Corpus paths as resolved by the sandbox (a sweep names one corpus 10,000 times).
+    corpus_paths: Mutex<HashMap<String, PathBuf>>,
 }
 
 impl Session {
@@ -89,6 +91,7 @@ impl Session {
             barrier: Mutex::new(None),
             output: Mutex::new(Vec::new()),
             imports: Mutex::new(Vec::new()),
+            corpus_paths: Mutex::new(HashMap::new()),
         }
     }
 
@@ -102,9 +105,14 @@ impl Session {
         }
     }
 
-    /// The label of an unnamed cell: `file:line`, numbered when one line plans several.
-    fn default_label(&self, line: usize) -> String {
-        let file = self.script.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    /// The label of an unnamed cell: `file:line` of the `train` call (in the study or in
+    /// an imported script), numbered when one line plans several.
+    fn default_label(&self, source: Option<&str>, line: usize) -> String {
+        let file = source
+            .and_then(|s| Path::new(s).file_name())
+            .or_else(|| self.script.file_name())
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
         let base = format!("{file}:{line}");
         let mut counts = self.label_counts.lock().unwrap();
         let n = counts.entry(base.clone()).or_insert(0);
@@ -117,12 +125,20 @@ impl Session {
     }
 
     /// Plans the cell of `spec` (the `train` function): returns its handle.
-    pub fn train(&self, spec: &TrainSpec, line: usize, column: usize) -> anyhow::Result<Run> {
+    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize, column: usize) -> anyhow::Result<Run> {
         let label = match &spec.name {
-            Some(n) => n.clone(),
-            None => self.default_label(line),
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => self.default_label(source, line),
         };
-        let corpus = self.opts.sandbox.resolve(&spec.corpus, "key \"corpus\"").map_err(anyhow::Error::msg)?;
+        let cached = self.corpus_paths.lock().unwrap().get(&spec.corpus).cloned();
+        let corpus = match cached {
+            Some(p) => p,
+            None => {
+                let p = self.opts.sandbox.resolve(&spec.corpus, "key \"corpus\"").map_err(anyhow::Error::msg)?;
+                self.corpus_paths.lock().unwrap().insert(spec.corpus.clone(), p.clone());
+                p
+            }
+        };
         let cell = prepare_train(spec, &label, &corpus, &self.opts.runs_root, &self.data, false)?;
         let id = cell.id.clone();
         let first_this_round = self.seen.lock().unwrap().insert(id.clone());
@@ -238,10 +254,7 @@ impl Run {
     }
 }
 
-/// A run's result as a Rhai map (the fields of [`RunResult`], plus `label`).
+/// A run's result as a Rhai map (the fields of [`RunResult`]).
 pub fn result_map(r: &RunResult) -> Map {
-    let mut m = rhai::serde::to_dynamic(r).ok().and_then(|d| d.try_cast::<Map>()).unwrap_or_default();
-    m.remove("run_dir");
-    m.insert("run_dir".into(), Dynamic::from(r.run_dir.clone()));
-    m
+    rhai::serde::to_dynamic(r).ok().and_then(|d| d.try_cast::<Map>()).unwrap_or_default()
 }

@@ -10,7 +10,8 @@
 //! let runs = train(cells);
 //! ```
 //!
-//! `sweep` names each variant after what varies (`base-name/model=tiny,epochs=4,...`), so
+//! `sweep` names each variant after what varies (`base-name/epochs=4,lr=0.003,...`, keys in
+//! Rhai's sorted order), so
 //! cells have readable labels in plans, tables and results.
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
@@ -34,7 +35,8 @@ fn axes(ctx: &NativeCallContext, what: &str, m: &Map) -> Result<Vec<(String, Arr
         .collect()
 }
 
-/// `grid(#{a: [1, 2], b: [3, 4]})`: every combination, the first key varying slowest.
+/// `grid(#{a: [1, 2], b: [3, 4]})`: every combination. Rhai maps keep their keys sorted,
+/// so the alphabetically first key varies slowest.
 pub fn grid(ctx: &NativeCallContext, m: &Map) -> Result<Array, Box<EvalAltResult>> {
     let axes = axes(ctx, "grid", m)?;
     let total: usize = axes.iter().map(|(_, v)| v.len()).product();
@@ -49,9 +51,7 @@ pub fn grid(ctx: &NativeCallContext, m: &Map) -> Result<Array, Box<EvalAltResult
             variant.insert(k.as_str().into(), values[rest % values.len()].clone());
             rest /= values.len();
         }
-        // Keep the keys in the order given.
-        let ordered: Map = axes.iter().map(|(k, _)| (k.as_str().into(), variant[k.as_str()].clone())).collect();
-        out.push(Dynamic::from_map(ordered));
+        out.push(Dynamic::from_map(variant));
     }
     Ok(out)
 }

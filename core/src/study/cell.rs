@@ -3,7 +3,7 @@
 //!
 //! The id is blake3 over the cell's [`CellInputs`]: the resolved spec (minus its label
 //! `name`, its `threads` and its `corpus` path: data is identified by content), the data
-//! fingerprint and per-domain subset hashes, each plugin's library hash and settings, the
+//! fingerprint, each plugin's library hash and settings, the
 //! device kind and precision, and the versions of dctk, tch and libtorch (whose version
 //! carries its CUDA tag). Same inputs, same id, same numbers: a finished cell is reused
 //! wherever its id appears, and nothing else is.
@@ -95,14 +95,43 @@ impl DataCache {
     }
 }
 
-/// A planned training cell: its id, inputs and manifest, not yet executed.
+/// A planned training cell: its id and inputs; its manifest is built when it is written
+/// (planning 10,000 cells must not build 10,000 manifests).
 pub struct TrainCell {
     pub id: String,
     pub label: String,
     pub dir: PathBuf,
-    pub manifest: Manifest,
+    pub spec: TrainSpec,
+    pub corpus: PathBuf,
+    pub data: Arc<RunData>,
+    pub plugins: Vec<crate::plugin::PluginRecord>,
+    pub inputs: CellInputs,
+    pub device: String,
+    pub precision: String,
+    pub params: i64,
     /// Training FLOPs of the whole run: flops_per_token × steps × tokens per step.
     pub flops: f64,
+}
+
+impl TrainCell {
+    /// Everything needed to rerun the cell elsewhere.
+    pub fn manifest(&self) -> Result<Manifest> {
+        Ok(Manifest {
+            run_id: self.id.clone(),
+            label: self.label.clone(),
+            spec: self.spec.clone(),
+            corpus_path: self.corpus.display().to_string(),
+            model: self.spec.model_config().map_err(anyhow::Error::msg)?,
+            plan: RunPlan::new(&self.spec, self.spec.unique_tokens)?,
+            data: self.data.manifest.clone(),
+            device: self.device.clone(),
+            precision: self.precision.clone(),
+            versions: env::versions(),
+            plugins: self.plugins.clone(),
+            inputs: self.inputs.clone(),
+            accounting: None,
+        })
+    }
 }
 
 /// Plans the cell for `spec`, whose corpus the caller resolved to `corpus`.
@@ -113,24 +142,31 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.
     let plugins = crate::plugin::regularizer::validate_regularizers(&spec.regularizers)?;
     let model = spec.model_config().map_err(anyhow::Error::msg)?;
-    let plan = RunPlan::new(spec, spec.unique_tokens)?;
+    // As RunPlan::new counts them (checked there): whole steps over unique_tokens × epochs.
+    let tokens_per_step = (spec.batch_size * spec.seq_len) as u64;
+    if tokens_per_step == 0 {
+        bail!("key \"batch_size\" and \"seq_len\" must be positive");
+    }
+    let total_steps = (spec.unique_tokens as f64 * spec.epochs).floor() as u64 / tokens_per_step;
 
     let mut inputs = CellInputs::default();
     inputs.insert("kind", "train");
     let mut id_spec = serde_json::to_value(spec)?;
     if let Some(m) = id_spec.as_object_mut() {
-        // The label, the thread count and the local path decide no number.
-        m.remove("name");
-        m.remove("threads");
-        m.remove("corpus");
+        // The label, the thread count and the local path decide no number; device and
+        // precision enter below as resolved ("auto" and "cpu" on a CPU are one cell);
+        // text_field and val_fraction only shape an automatic ingest, whose result the
+        // data fingerprint identifies.
+        for key in ["name", "threads", "corpus", "device", "precision", "text_field", "val_fraction"] {
+            m.remove(key);
+        }
     }
     inputs.insert_json("spec", &id_spec);
+    // The fingerprint covers the tokenizer, every selected subset and the validation
+    // settings; per-domain details are in the data manifest (and `dctk run` on an
+    // exported bundle compares them domain by domain).
     inputs.insert("data.fingerprint", &run_data.manifest.fingerprint);
     inputs.insert("data.tokenizer", &run_data.manifest.tokenizer);
-    for d in &run_data.manifest.domains {
-        inputs.insert(format!("data.domain.{}.unique_tokens", d.name), d.unique_tokens.to_string());
-        inputs.insert(format!("data.domain.{}.subset", d.name), &d.subset_fingerprint);
-    }
     for p in &plugins {
         inputs.insert(format!("plugin.{}.blake3", p.name), &p.blake3);
         inputs.insert(format!("plugin.{}.version", p.name), &p.version);
@@ -148,23 +184,21 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     let id = inputs.id();
 
     let dir = super::run_dir(runs_root, &id);
-    let flops = model.flops_per_token(spec.seq_len) * (plan.total_steps * plan.tokens_per_step) as f64;
-    let manifest = Manifest {
-        run_id: id.clone(),
+    let flops = model.flops_per_token(spec.seq_len) * (total_steps * tokens_per_step) as f64;
+    Ok(TrainCell {
+        id,
         label: label.to_string(),
+        dir,
         spec: spec.clone(),
-        corpus_path: corpus.display().to_string(),
-        model,
-        plan,
-        data: run_data.manifest.clone(),
-        device: env::device_name(device),
-        precision: precision_name(kind).into(),
-        versions,
+        corpus: corpus.to_path_buf(),
+        data: run_data,
         plugins,
         inputs,
-        accounting: None,
-    };
-    Ok(TrainCell { id, label: label.to_string(), dir, manifest, flops })
+        device: env::device_name(device),
+        precision: precision_name(kind).into(),
+        params: model.total_params(),
+        flops,
+    })
 }
 
 /// The CUDA tag of a libtorch version (`2.11.0+cu130` → `cu130`).
@@ -226,7 +260,7 @@ fn checkpoint_step(dir: &Path) -> Option<u64> {
 pub fn materialize(cell: &TrainCell) -> Result<()> {
     fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
     if !cell.dir.join("manifest.ron").exists() {
-        write_ron_atomic(&cell.dir.join("manifest.ron"), &cell.manifest)?;
+        write_ron_atomic(&cell.dir.join("manifest.ron"), &cell.manifest()?)?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //!
 //! A cell's [`CellInputs`] are ordered `name = value` pairs: every resolved setting
 //! (`spec.lr = 0.003`), the content hashes of its inputs (`data.fingerprint`,
-//! `data.domain.code.subset`, `plugin.mir.blake3`), the device kind and precision, and
+//! `plugin.mir.blake3`), the device kind and precision, and
 //! the versions of dctk, tch and libtorch (with its CUDA tag). The id is blake3 over that
 //! list; [`diff`] between two lists is what `dctk plan` and `dctk run` print when an id
 //! changed or an exported bundle meets different inputs. Paths on this machine never

@@ -15,7 +15,7 @@
 //!   error.txt       why it failed, if it did
 //!   result.ron      the run's results, written last
 //! runs/studies/<study>/
-//!   plan.ron        the cells of the last plan with their inputs: "why did this id change?"
+//!   plan.json       the cells of the last plan with their inputs: "why did this id change?"
 //!   results.csv     one row per cell of the last complete `dctk run`
 //! ```
 use std::fs;

@@ -1,5 +1,6 @@
 //! Study-level records in `runs/studies/<study>/`: the last plan (labels, ids and inputs,
 //! so the next plan can say why an id changed) and the results table.
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::inputs::{diff, CellInputs, Change};
-use super::{safe_name, write_atomic, write_ron_atomic};
+use super::{safe_name, write_atomic};
 
-/// One cell as a plan saw it.
+/// One cell as a plan saw it. In a [`PlanRecord`], `inputs` holds only what is not in
+/// the record's `common` inputs (see [`PlanRecord::inputs`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlannedCell {
     pub label: String,
@@ -17,10 +19,13 @@ pub struct PlannedCell {
     pub inputs: CellInputs,
 }
 
-/// The cells of a plan, in script order.
+/// The cells of a plan, in script order: the inputs every cell shares once, then each
+/// cell's own. A 10,000-cell sweep shares versions, data hashes and most settings, so this
+/// is far smaller (and faster to write and read) than every cell's full list.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PlanRecord {
     pub script: String,
+    pub common: CellInputs,
     pub cells: Vec<PlannedCell>,
 }
 
@@ -33,22 +38,54 @@ pub fn study_dir(runs_root: &Path, script: &Path) -> PathBuf {
 }
 
 impl PlanRecord {
+    /// A record of cells given with their full inputs.
+    pub fn from_cells(script: String, mut cells: Vec<PlannedCell>) -> PlanRecord {
+        let mut common = cells.first().map(|c| c.inputs.clone()).unwrap_or_default();
+        for c in cells.iter().skip(1) {
+            common.0.retain(|k, v| c.inputs.0.get(k) == Some(v));
+        }
+        for c in &mut cells {
+            c.inputs.0.retain(|k, _| !common.0.contains_key(k));
+        }
+        PlanRecord { script, common, cells }
+    }
+
+    /// A cell's full inputs.
+    pub fn inputs(&self, cell: &PlannedCell) -> CellInputs {
+        let mut all = self.common.clone();
+        all.0.extend(cell.inputs.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+
     pub fn load(path: &Path) -> Option<PlanRecord> {
-        ron::from_str(&fs::read_to_string(path).ok()?).ok()
+        serde_json::from_slice(&fs::read(path).ok()?).ok()
     }
 
     /// Saves this plan, keeping earlier cells it does not mention (a plan that stopped at
-    /// a pending result does not know the cells after it).
+    /// a pending result does not know the cells after it). Nothing is written when the
+    /// previous record already says exactly this.
     pub fn save_merged(&self, path: &Path, previous: Option<&PlanRecord>) -> Result<()> {
-        let mut merged = self.clone();
-        if let Some(prev) = previous {
-            for c in &prev.cells {
-                if !merged.cells.iter().any(|m| m.label == c.label) {
-                    merged.cells.push(c.clone());
-                }
-            }
+        let Some(prev) = previous else {
+            return write_atomic(path, &serde_json::to_vec(self)?);
+        };
+        let labels: HashSet<&str> = self.cells.iter().map(|c| c.label.as_str()).collect();
+        let kept: Vec<&PlannedCell> = prev.cells.iter().filter(|c| !labels.contains(c.label.as_str())).collect();
+        let unchanged = kept.len() + self.cells.len() == prev.cells.len()
+            && self.cells.iter().zip(&prev.cells).all(|(a, b)| a.label == b.label && a.id == b.id);
+        if unchanged {
+            return Ok(());
         }
-        write_ron_atomic(path, &merged)
+        if kept.is_empty() {
+            return write_atomic(path, &serde_json::to_vec(self)?);
+        }
+        let mut all: Vec<PlannedCell> = self
+            .cells
+            .iter()
+            .map(|c| PlannedCell { inputs: self.inputs(c), ..c.clone() })
+            .collect();
+        all.extend(kept.into_iter().map(|c| PlannedCell { inputs: prev.inputs(c), ..c.clone() }));
+        let merged = PlanRecord::from_cells(self.script.clone(), all);
+        write_atomic(path, &serde_json::to_vec(&merged)?)
     }
 }
 
@@ -63,30 +100,38 @@ pub struct IdChange {
 /// The cells of `now` whose ids changed since `previous`: matched by label, and, for a
 /// new label (a sweep names cells after their settings), matched to the closest cell of
 /// the previous plan that is no longer planned (fewest differing inputs).
-pub fn changed_ids(previous: &PlanRecord, now: &[PlannedCell]) -> Vec<IdChange> {
+pub fn changed_ids(previous: &PlanRecord, now_record: &PlanRecord) -> Vec<IdChange> {
+    let now = &now_record.cells;
+    let now_record_ref = now_record;
     let mut out: Vec<IdChange> = Vec::new();
     let mut unmatched_new = Vec::new();
+    let by_label: HashMap<&str, &PlannedCell> = previous.cells.iter().map(|p| (p.label.as_str(), p)).collect();
+    let previous_ids: HashSet<&str> = previous.cells.iter().map(|p| p.id.as_str()).collect();
     for c in now {
-        match previous.cells.iter().find(|p| p.label == c.label) {
+        match by_label.get(c.label.as_str()) {
             Some(old) if old.id != c.id => out.push(IdChange {
                 label: c.label.clone(),
                 before: old.id.clone(),
                 after: c.id.clone(),
-                changes: diff(&old.inputs, &c.inputs),
+                changes: diff(&previous.inputs(old), &now_record_ref.inputs(c)),
             }),
             Some(_) => {}
-            None if !previous.cells.iter().any(|p| p.id == c.id) => unmatched_new.push(c),
+            None if !previous_ids.contains(c.id.as_str()) => unmatched_new.push(c),
             None => {}
         }
     }
+    let now_labels: HashSet<&str> = now.iter().map(|c| c.label.as_str()).collect();
+    let now_ids: HashSet<&str> = now.iter().map(|c| c.id.as_str()).collect();
     let gone: Vec<&PlannedCell> = previous
         .cells
         .iter()
-        .filter(|p| !now.iter().any(|c| c.label == p.label || c.id == p.id))
+        .filter(|p| !now_labels.contains(p.label.as_str()) && !now_ids.contains(p.id.as_str()))
         .collect();
-    if !gone.is_empty() && unmatched_new.len() <= 1000 {
+    // Pairing new labels with gone ones is quadratic: only for edits of a modest size.
+    if !gone.is_empty() && unmatched_new.len() * gone.len() <= 250_000 {
         for c in unmatched_new {
-            let best = gone.iter().map(|p| (diff(&p.inputs, &c.inputs), p)).min_by_key(|(d, _)| d.len());
+            let full = now_record.inputs(c);
+            let best = gone.iter().map(|p| (diff(&previous.inputs(p), &full), p)).min_by_key(|(d, _)| d.len());
             if let Some((changes, old)) = best {
                 out.push(IdChange {
                     label: format!("{} (was {})", c.label, old.label),
