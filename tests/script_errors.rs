@@ -1,0 +1,57 @@
+//! Malformed studies: each gives an error that names the file, line and column, exits
+//! non-zero, and never panics. Syntax errors, unknown keys, wrong types, missing files,
+//! paths outside the sandbox, unknown plugins, runaway loops, disabled eval, bad imports,
+//! errors inside functions and imported scripts, bad sweeps, fits and tables.
+use dctk_tests::*;
+
+const OK: &str = r#"corpus: "data:corpora/quotes.jsonl", unique_tokens: 2000, epochs: 1, seq_len: 32, batch_size: 8, val_tokens: 256"#;
+
+/// (script, the file:line:col it must point at, a phrase the message must contain).
+fn cases() -> Vec<(String, &'static str, &'static str)> {
+    let t = |extra: &str| format!("let x = 1;\nlet r = train(#{{ {OK}{extra} }});\n");
+    vec![
+        ("let x = ;\n".into(), "s.rhai:1:9", "syntax error"),
+        ("let m = #{ a: 1;\n".into(), "s.rhai:1:", "syntax error"),
+        ("let r = train(#{ model: \"micro\" };\n".into(), "s.rhai:1:", "syntax error"),
+        (t(", lrr: 0.1"), "s.rhai:2:9", "unknown key \"lrr\""),
+        (t(", lr: \"fast\""), "s.rhai:2:9", "lr"),
+        ("let r = train(#{ corpus: \"data:corpora/quotes.jsonl\", epochs: 1 });\n".into(), "s.rhai:1:9", "missing required key \"unique_tokens\""),
+        (t(", model: \"huge\""), "s.rhai:2:9", "unknown preset \"huge\""),
+        ("\n\nlet r = train(#{ corpus: \"nope.jsonl\", unique_tokens: 2000, epochs: 1 });\n".into(), "s.rhai:3:9", "nope.jsonl"),
+        ("let r = train(#{ corpus: \"/etc\", unique_tokens: 2000, epochs: 1 });\n".into(), "s.rhai:1:9", "outside the study directory"),
+        ("let r = train(#{ corpus: \"data:missing\", unique_tokens: 2000, epochs: 1 });\n".into(), "s.rhai:1:9", "in none of the data roots"),
+        (t(", regularizers: [\"nope\"]"), "s.rhai:2:9", "nope"),
+        (t(", regularizers: [#{ name: \"mir\", settings: #{ lambdaa: 1.0 } }]"), "s.rhai:2:9", "lambdaa"),
+        ("let i = 0;\nloop { i += 1; }\n".into(), "s.rhai:2:", "operations limit"),
+        ("let v = eval(\"1 + 1\");\n".into(), "s.rhai:1:9", "eval"),
+        ("import \"nope\" as n;\n".into(), "s.rhai:1:8", "nope.rhai"),
+        ("import \"../../../../etc/passwd\" as n;\n".into(), "s.rhai:1:8", "outside the study directory"),
+        (format!("fn make() {{\n  train(#{{ {OK}, dropout: \"high\" }})\n}}\nlet r = make();\n"), "s.rhai:2:3", "dropout"),
+        ("import \"lib\" as lib;\nlet r = lib::make();\n".into(), "lib.rhai:2:3", "unknown key \"bogus\""),
+        ("let g = grid(#{ lr: 0.1 });\n".into(), "s.rhai:1:9", "must be an array"),
+        ("let z = zip(#{ lr: [1, 2], wd: [1] });\n".into(), "s.rhai:1:9", "has 1 values"),
+        ("let f = fit(#{ law: \"nope\", data: \"x.csv\" });\n".into(), "s.rhai:1:9", "nope"),
+        ("print(table([1, 2]));\n".into(), "s.rhai:1:7", "not a map"),
+        ("let r = train(5);\n".into(), "s.rhai:1:9", "train"),
+        ("let x = [1, 2];\nlet y = x[5];\n".into(), "s.rhai:2:", "out of bounds"),
+    ]
+}
+
+#[test]
+fn malformed_scripts_give_positioned_errors_and_never_panic() {
+    let s = Scratch::new("malformed");
+    s.write("lib.rhai", &format!("fn make() {{\n  train(#{{ {OK}, bogus: 1 }})\n}}\n"));
+    s.write("x.csv", "N,D,loss\n1,2,3\n");
+    let cases = cases();
+    assert!(cases.len() >= 20);
+    for (i, (script, at, phrase)) in cases.iter().enumerate() {
+        let path = s.write("s.rhai", script);
+        let out = dctk(s.path(), &["run", path.to_str().unwrap(), "-q", "--max-operations", "200000"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "case {i} succeeded:\n{script}\n{t}");
+        assert!(!t.contains("panicked") && !t.contains("RUST_BACKTRACE"), "case {i} panicked:\n{script}\n{t}");
+        assert!(t.contains(at), "case {i}: expected an error at {at}:\n{script}\n{t}");
+        assert!(t.contains(phrase), "case {i}: expected \"{phrase}\" in the error:\n{script}\n{t}");
+        assert_eq!(out.status.code(), Some(1), "case {i}: exit code\n{t}");
+    }
+}

@@ -1,0 +1,246 @@
+//! Studies as cells: a sweep killed (SIGKILL) at random moments and rerun gives the
+//! bitwise-same results table as an uninterrupted run and never recomputes a finished
+//! cell; two `dctk run` at once never run one cell twice; one changed setting changes
+//! exactly one id and `dctk plan` says why; failed cells, keep-going and rerun-failed.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use dctk_tests::*;
+
+/// Four small cells of different lengths (so kills land in different cells and rounds),
+/// then a table that reads them all (a barrier), then a second round of one more cell
+/// planned from the first round's results.
+const SWEEP: &str = r#"
+let base = #{ name: "k", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000,
+              val_tokens: 256, seq_len: 32, batch_size: 8, lr: 3e-3, evals_per_epoch: 2, seed: 1 };
+let runs = train(sweep(base, zip(#{ epochs: [1, 2, 3, 4], weight_decay: [0.0, 0.1, 0.4, 0.8] })));
+print(table(runs, ["label", "steps", "final_val_loss"]));
+let best = runs[0];
+for r in runs { if r.final_val_loss < best.final_val_loss { best = r; } }
+let more = base;
+more.name = "k/followup";
+more.epochs = 2;
+more.weight_decay = best.epochs * 0.1;
+let f = train(more);
+print(`followup ${f.final_val_loss}`);
+"#;
+
+fn write_study(s: &Scratch) -> String {
+    s.write("sweep.rhai", SWEEP).to_str().unwrap().to_string()
+}
+
+fn run_args<'a>(script: &'a str, runs: &'a str) -> Vec<&'a str> {
+    vec!["run", script, "--runs", runs, "-q", "-j", "2", "--threads", "2"]
+}
+
+/// The results table of the study (runs/studies/<study>/results.csv).
+fn results(runs: &Path) -> String {
+    let studies: Vec<PathBuf> = std::fs::read_dir(runs.join("studies")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(studies.len(), 1, "{studies:?}");
+    std::fs::read_to_string(studies[0].join("results.csv")).unwrap()
+}
+
+/// Finished cells: id → (result.ron modification time, its bytes).
+fn finished(runs: &Path) -> BTreeMap<String, (SystemTime, String)> {
+    if !runs.exists() {
+        return BTreeMap::new();
+    }
+    cells(runs)
+        .into_iter()
+        .filter(|d| std::fs::read_to_string(d.join("status")).is_ok_and(|s| s.trim() == "done"))
+        .map(|d| {
+            let r = d.join("result.ron");
+            let id = d.file_name().unwrap().to_string_lossy().to_string();
+            (id, (std::fs::metadata(&r).unwrap().modified().unwrap(), std::fs::read_to_string(&r).unwrap()))
+        })
+        .collect()
+}
+
+/// A small deterministic pseudo-random sequence (xorshift), for kill times.
+fn kill_times(n: usize, max_ms: u64) -> Vec<u64> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            150 + x % max_ms
+        })
+        .collect()
+}
+
+#[test]
+fn sigkilled_sweep_reruns_to_the_same_table_without_recomputing_finished_cells() {
+    let s = Scratch::new("killsweep");
+    let script = write_study(&s);
+
+    // The reference: one uninterrupted run.
+    let t0 = Instant::now();
+    let out = dctk(s.path(), &run_args(&script, "straight"));
+    assert!(out.status.success(), "{}", text(&out));
+    let straight_ms = t0.elapsed().as_millis() as u64;
+    let reference = results(&s.path().join("straight"));
+    assert_eq!(reference.lines().count(), 6, "4 sweep cells + the follow-up:\n{reference}");
+    assert!(text(&out).contains("followup "), "{}", text(&out));
+
+    // Ten SIGKILLs at pseudo-random moments, each followed by a rerun that is killed too.
+    let killed = s.path().join("killed");
+    let mut seen_done = finished(&killed);
+    let mut kills_before_done = 0;
+    // Delays of 0.15–1.2 s: each rerun gets a little further (the sweep takes several
+    // seconds), so the kills land before, between and inside cells and script rounds.
+    for (i, ms) in kill_times(10, 1050).into_iter().enumerate() {
+        let mut child = dctk_cmd(s.path()).args(run_args(&script, "killed")).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !exited {
+            child.kill().unwrap(); // SIGKILL
+            kills_before_done += 1;
+        }
+        child.wait().unwrap();
+        // Every cell finished before this kill is untouched: same file, same time.
+        let now_done = finished(&killed);
+        for (id, before) in &seen_done {
+            assert_eq!(now_done.get(id), Some(before), "kill {i}: finished cell {id} was recomputed or changed");
+        }
+        seen_done = now_done;
+    }
+    assert!(kills_before_done >= 7, "kills should interrupt the study ({kills_before_done} of 10 did; the sweep took {straight_ms} ms)");
+
+    // Finish it; the table is the uninterrupted one, byte for byte (floats round-trip).
+    let out = dctk(s.path(), &run_args(&script, "killed"));
+    assert!(out.status.success(), "{}", text(&out));
+    for (id, before) in &seen_done {
+        assert_eq!(finished(&killed).get(id), Some(before), "finished cell {id} was recomputed by the last run");
+    }
+    assert_eq!(results(&killed), reference, "results differ from the uninterrupted run");
+    // And so are the logged losses of every cell.
+    for dir in cells(&s.path().join("straight")) {
+        let other = killed.join(dir.file_name().unwrap());
+        let pick = |d: &Path| -> Vec<(u64, f64)> {
+            metrics(d).iter().filter(|r| r["kind"] == "train").map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap())).collect()
+        };
+        assert_eq!(pick(&dir), pick(&other), "cell {} logged different losses", dir.display());
+    }
+}
+
+#[test]
+fn two_concurrent_runs_never_run_one_cell_twice() {
+    let s = Scratch::new("twoproc");
+    let script = write_study(&s);
+    let a = dctk_cmd(s.path()).args(run_args(&script, "runs")).spawn().unwrap();
+    let b = dctk_cmd(s.path()).args(run_args(&script, "runs")).output().unwrap();
+    let a = a.wait_with_output().unwrap();
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    let runs = s.path().join("runs");
+    assert_eq!(cells(&runs).len(), 5);
+    for dir in cells(&runs) {
+        // One training pass per cell: every step logged once, one process started it.
+        let steps: Vec<u64> = metrics(&dir).iter().filter(|r| r["kind"] == "train").map(|r| r["step"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = (1..=steps.len() as u64).collect();
+        assert_eq!(steps, expected, "cell {} was trained more than once", dir.display());
+        let result = std::fs::read_to_string(dir.join("result.ron")).unwrap();
+        assert!(result.contains("resumed_from_step: None"), "cell {} was resumed mid-way:\n{result}", dir.display());
+    }
+}
+
+const NAMED: &str = r#"
+let base = #{ model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8 };
+let a = base; a.name = "a"; a.lr = 0.003;
+let b = base; b.name = "b"; b.lr = 0.003; b.weight_decay = 0.5;
+let c = base; c.name = "c"; c.lr = 0.001;
+let runs = train([a, b, c]);
+"#;
+
+/// (label, id) of each line of a plan.
+fn plan_ids(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter(|l| l.starts_with("new ") || l.starts_with("done "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.last().unwrap().to_string(), f[1].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn one_changed_setting_changes_one_id_and_plan_says_why() {
+    let s = Scratch::new("planwhy");
+    let script = s.write("named.rhai", NAMED).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["plan", &script]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = plan_ids(&text(&out));
+    assert_eq!(before.len(), 3, "{}", text(&out));
+    assert!(text(&out).contains("3 new"), "{}", text(&out));
+
+    s.write("named.rhai", &NAMED.replace("b.weight_decay = 0.5", "b.weight_decay = 0.25"));
+    let out = dctk(s.path(), &["plan", &script]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let after = plan_ids(&t);
+    assert_eq!(before["a"], after["a"]);
+    assert_eq!(before["c"], after["c"]);
+    assert_ne!(before["b"], after["b"]);
+    assert!(t.contains(&format!("b: {} → {}", before["b"], after["b"])), "{t}");
+    assert!(t.contains("spec.weight_decay: 0.5 → 0.25"), "{t}");
+    // Exactly one input changed.
+    let why: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("ids changed")).skip(1).collect();
+    assert_eq!(why.len(), 2, "one cell, one changed input:\n{t}");
+
+    // A label or thread count is not an input: renaming keeps the id.
+    s.write("named.rhai", &NAMED.replace("c.name = \"c\"", "c.name = \"renamed\"; c.threads = 3"));
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert_eq!(plan_ids(&t)["renamed"], before["c"], "{t}");
+}
+
+const FAILING: &str = r#"
+let base = #{ model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 4 };
+let a = base; a.name = "a";
+let b = base; b.name = "b"; b.seed = 2;
+let runs = train([a, b]);
+print(`steps ${runs[0].steps} ${runs[1].steps}`);
+"#;
+
+#[test]
+fn a_failed_cell_is_reported_the_others_finish_and_rerun_failed_retries_it() {
+    let s = Scratch::new("failing");
+    let script = s.write("f.rhai", FAILING).to_str().unwrap().to_string();
+    // Leave both cells with a checkpoint, then break one checkpoint.
+    let out = dctk(s.path(), &["run", &script, "-q", "--stop-after-steps", "6"]);
+    assert!(!out.status.success());
+    let runs = s.path().join("runs");
+    let broken = cells(&runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).unwrap().contains("label: \"b\"")).unwrap();
+    std::fs::write(broken.join("ckpt/state.ron"), "not ron").unwrap();
+
+    // Keep going (the default): a finishes, b fails; the script's read of b is a positioned error.
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("cell b (") && t.contains("failed"), "{t}");
+    assert!(t.contains("f.rhai:6:"), "the error points at the read of the failed cell:\n{t}");
+    assert_eq!(std::fs::read_to_string(broken.join("status")).unwrap().trim(), "failed");
+    assert!(std::fs::read_to_string(broken.join("error.txt")).unwrap().contains("state.ron"));
+    let done: Vec<PathBuf> = cells(&runs).into_iter().filter(|d| std::fs::read_to_string(d.join("status")).unwrap().trim() == "done").collect();
+    assert_eq!(done.len(), 1, "the other cell finished");
+
+    // `dctk plan` shows the failed cell with its error instead of stopping at it.
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains("failed ") && t.contains("error: "), "{t}");
+
+    // Without --rerun-failed, a rerun does not retry it; with it, the cell runs again.
+    let t = text(&dctk(s.path(), &["run", &script, "-q"]));
+    assert!(t.contains("--rerun-failed"), "{t}");
+    std::fs::remove_dir_all(broken.join("ckpt")).unwrap();
+    let out = dctk(s.path(), &["run", &script, "-q", "--rerun-failed"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("steps "), "{}", text(&out));
+}
