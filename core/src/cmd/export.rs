@@ -204,8 +204,32 @@ pub fn report_bundle_differences(s: &Session) {
         }
         differ += 1;
         eprintln!("cell {}: inputs differ from the bundle ({} there, {} here):", e.cell.label, theirs.id, e.cell.id);
-        for ch in diff(&theirs.inputs, &e.cell.inputs) {
+        let changes = diff(&theirs.inputs, &e.cell.inputs);
+        for ch in &changes {
             eprintln!("    {ch}");
+        }
+        // Different data: say which domains differ, from the bundle's data manifest.
+        let ours = &e.cell.data.manifest;
+        if let Some(their_data) = theirs.inputs.0.get("data.fingerprint").and_then(|fp| bundle.data.get(fp)) {
+            if their_data.fingerprint != ours.fingerprint {
+                for d in &ours.domains {
+                    match their_data.domains.iter().find(|t| t.name == d.name) {
+                        None => eprintln!("    data domain {}: not in the bundle", d.name),
+                        Some(t) if t.subset_fingerprint != d.subset_fingerprint || t.unique_tokens != d.unique_tokens => eprintln!(
+                            "    data domain {}: {} unique tokens, subset {} there; {} unique tokens, subset {} here",
+                            d.name,
+                            t.unique_tokens,
+                            &t.subset_fingerprint[..16.min(t.subset_fingerprint.len())],
+                            d.unique_tokens,
+                            &d.subset_fingerprint[..16.min(d.subset_fingerprint.len())]
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                if their_data.tokenizer != ours.tokenizer {
+                    eprintln!("    tokenizer: {} there, {} here", their_data.tokenizer, ours.tokenizer);
+                }
+            }
         }
     }
     if differ == 0 {

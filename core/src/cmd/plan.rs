@@ -30,6 +30,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let record_dir = study_dir(&opts.runs_root, &script);
     let study = Study::new(opts, &script);
     let end = study.plan()?;
+    crate::cmd::export::report_bundle_differences(&study.session);
     let record = plan_record(&study.session);
     let previous = PlanRecord::load(&record_dir.join("plan.json"));
     print!("{}", render(&study.session, &end, previous.as_ref(), &record, args.get_flag("all")));

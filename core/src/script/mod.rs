@@ -343,6 +343,16 @@ impl Study {
                     s.retried.lock().unwrap().insert(job.id.clone());
                 }
             }
+            if s.opts.executor.fail_fast {
+                if let Some((job, Outcome::Failed(msg))) = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Failed(_))) {
+                    return Err(StudyError::Other(anyhow::anyhow!(
+                        "cell {} ({}) failed: {}\n--fail-fast: the study stopped; other running cells were checkpointed ({stopped} stopped) and resume on the next run; `dctk run --rerun-failed` retries the failed one",
+                        job.label,
+                        job.id,
+                        msg.lines().next().unwrap_or("")
+                    )));
+                }
+            }
             if stopped > 0 || s.opts.cancel.load(Ordering::Relaxed) {
                 return Err(StudyError::Stopped(stopped.max(1)));
             }

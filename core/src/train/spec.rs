@@ -30,7 +30,7 @@ pub enum ModelChoice {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
-    /// A label for the run; it prefixes the run directory's name. Not part of the id.
+    /// The cell's label in plans and tables (default: `file:line` of the `train` call). Not part of the id.
     #[serde(default)]
     pub name: Option<String>,
     /// Preset name or `#{n_layer, d_model, n_head}`.
@@ -141,7 +141,7 @@ pub struct TrainSpec {
     /// Settings are checked against each plugin's declared settings before any step.
     #[serde(default)]
     pub regularizers: Vec<crate::plugin::regularizer::RegularizerRequest>,
-    /// CPU threads for libtorch (default: what libtorch chose, usually all cores).
+    /// CPU threads for libtorch; overrides `dctk run`'s split (`--threads` / `-j` per cell). Not part of the id.
     #[serde(default)]
     pub threads: Option<i32>,
 }
