@@ -136,7 +136,12 @@ fn sigkilled_sweep_reruns_to_the_same_table_without_recomputing_finished_cells()
 fn two_concurrent_runs_never_run_one_cell_twice() {
     let s = Scratch::new("twoproc");
     let script = write_study(&s);
-    let a = dctk_cmd(s.path()).args(run_args(&script, "runs")).spawn().unwrap();
+    let a = dctk_cmd(s.path())
+        .args(run_args(&script, "runs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let b = dctk_cmd(s.path()).args(run_args(&script, "runs")).output().unwrap();
     let a = a.wait_with_output().unwrap();
     assert!(a.status.success(), "{}", text(&a));
@@ -243,4 +248,58 @@ fn a_failed_cell_is_reported_the_others_finish_and_rerun_failed_retries_it() {
     let out = dctk(s.path(), &["run", &script, "-q", "--rerun-failed"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("steps "), "{}", text(&out));
+}
+
+#[test]
+fn sigint_checkpoints_running_cells_and_the_resumed_study_matches() {
+    let s = Scratch::new("sigint");
+    let script = s
+        .write(
+            "c.rhai",
+            r#"
+let base = #{ name: "c", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 6_000, val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 1 };
+let runs = train(sweep(base, zip(#{ epochs: [6, 7] })));
+print(table(runs, ["label", "final_val_loss"]));
+"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = dctk(s.path(), &run_args(&script, "straight"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let child = dctk_cmd(s.path())
+        .args(run_args(&script, "runs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = s.path().join("runs");
+    // Wait until both cells have trained a few steps, then Ctrl-C (SIGINT to dctk run only).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let steps: usize = if runs.exists() {
+            cells(&runs).iter().map(|d| std::fs::read_to_string(d.join("metrics.jsonl")).map_or(0, |m| m.matches("\"train\"").count())).min().unwrap_or(0)
+        } else {
+            0
+        };
+        if steps >= 3 && cells(&runs).len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cells did not start in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("run the study again to resume"), "{t}");
+    for d in cells(&runs) {
+        // Every step trained before the signal is in the checkpoint: nothing lost.
+        let logged = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap().matches("\"train\"").count();
+        let state = std::fs::read_to_string(d.join("ckpt/state.ron")).unwrap();
+        assert!(state.contains(&format!("step: {logged},")), "cell {} logged {logged} steps, checkpoint:\n{state}", d.display());
+    }
+    let out = dctk(s.path(), &run_args(&script, "runs"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(results(&runs), results(&s.path().join("straight")), "a cancelled and resumed study differs");
 }

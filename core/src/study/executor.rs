@@ -204,6 +204,10 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // Its own process group: a terminal's Ctrl-C reaches `dctk run` alone, which
+            // forwards exactly one SIGINT (checkpoint and stop); a second Ctrl-C ends
+            // `dctk run` at once and, through PDEATHSIG, its cells.
+            libc::setpgid(0, 0);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() != parent {
                 // The parent died before prctl took effect.
