@@ -303,3 +303,28 @@ print(table(runs, ["label", "final_val_loss"]));
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(results(&runs), results(&s.path().join("straight")), "a cancelled and resumed study differs");
 }
+
+#[test]
+fn a_diverged_cell_is_marked_and_the_study_goes_on() {
+    let s = Scratch::new("diverged");
+    let script = s
+        .write(
+            "d.rhai",
+            r#"
+let base = #{ model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8 };
+let runs = train(sweep(base, zip(#{ lr: [1e6, 3e-3] })));
+print(`statuses ${runs[0].status} ${runs[1].status}`);
+print(`finite ${runs[1].final_val_loss < 20.0}`);
+"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("statuses diverged done"), "{t}");
+    assert!(t.contains("finite true"), "{t}");
+    let statuses: Vec<String> = cells(&s.path().join("runs")).iter().map(|d| std::fs::read_to_string(d.join("status")).unwrap().trim().to_string()).collect();
+    assert!(statuses.contains(&"diverged".to_string()) && statuses.contains(&"done".to_string()), "{statuses:?}");
+}

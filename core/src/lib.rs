@@ -3,14 +3,16 @@
 //! The data flow a newcomer should see:
 //!
 //! ```text
-//! study.rhai ──script──▶ TrainSpec (plain serde data)
-//!            ──study───▶ run id = hash(spec, data fingerprint, device, versions), runs/<name>-<id>/
+//! study.rhai ──script──▶ TrainSpec (plain serde data) per `train` call, a Run handle back
+//!            ──study───▶ cell id = hash(named inputs: settings, data fingerprint, plugins,
+//!                        device, precision, versions); runs/<id>/manifest.ron
+//!            ──executor─▶ one `dctk cell exec` process per pending cell, -j at a time
 //!            ──train───▶ model + AdamW + schedule over an epoch-shuffled token stream
-//!            ──────────▶ metrics.jsonl, ckpt/, result.ron ──▶ back to the script as a map
+//!            ──────────▶ metrics.jsonl, ckpt/, result.ron ──▶ the script's next pass reads them
 //! ```
 //!
-//! Modules: [`cmd`] (one file per subcommand), [`script`] (Rhai), [`study`] (runs on
-//! disk), [`train`] (libtorch), [`data`] (the corpus → tokens path), [`fitting`] (scaling laws via `dctk-laws`),
+//! Modules: [`cmd`] (one file per subcommand), [`script`] (Rhai), [`study`] (cells on
+//! disk, executor, sandbox), [`train`] (libtorch), [`data`] (the corpus → tokens path), [`fitting`] (scaling laws via `dctk-laws`),
 //! [`bench`], [`env`].
 pub mod bench;
 pub mod cmd;
