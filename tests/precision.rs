@@ -15,8 +15,8 @@ fn bf16_run_trains_with_falling_loss() {
     let path = s.write("bf16.rhai", &script);
     let out = dctk(s.path(), &["run", path.to_str().unwrap(), "-q"]);
     assert!(out.status.success(), "{}", text(&out));
-    let t = text(&out);
-    let fields: Vec<&str> = t.trim().split(' ').collect();
+    let t = String::from_utf8_lossy(&out.stdout).to_string();
+    let fields: Vec<&str> = t.lines().next().unwrap_or("").split(' ').collect();
     assert_eq!(fields[0], "bf16");
     let (first, last): (f64, f64) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
     assert!(last < first - 2.0, "bf16 validation loss did not fall: {first} → {last}");
