@@ -328,3 +328,63 @@ print(`finite ${runs[1].final_val_loss < 20.0}`);
     let statuses: Vec<String> = cells(&s.path().join("runs")).iter().map(|d| std::fs::read_to_string(d.join("status")).unwrap().trim().to_string()).collect();
     assert!(statuses.contains(&"diverged".to_string()) && statuses.contains(&"done".to_string()), "{statuses:?}");
 }
+
+/// Pids of the `dctk cell exec` processes running in `dir`.
+fn cell_processes(dir: &Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            (cmd.contains("cell exec") && cwd == dir).then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_crashed_cell_process_is_reported_not_relaunched_and_resumes_next_time() {
+    let s = Scratch::new("crash");
+    let script = s
+        .write(
+            "c.rhai",
+            r#"
+let r = train(#{ name: "c", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 4_000, epochs: 3,
+                 val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 4 });
+print(`loss ${r.final_val_loss}`);
+"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let child = dctk_cmd(s.path())
+        .args(["run", &script, "-q"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a checkpoint, then kill the cell process (as a segfault or the OOM killer would).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = s.path().join("runs");
+        if runs.exists() && cells(&runs).iter().any(|d| d.join("ckpt/state.ron").exists()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pids = cell_processes(s.path());
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("killed by a signal") && t.contains("c.rhai:4:"), "{t}");
+    // Not failed on disk (the process never said so): the next run resumes it.
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let result = std::fs::read_to_string(only_run(&s.path().join("runs")).join("result.ron")).unwrap();
+    assert!(result.contains("resumed_from_step: Some("), "{result}");
+}

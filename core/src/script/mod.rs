@@ -339,8 +339,8 @@ impl Study {
             executed += outcomes.iter().filter(|(_, o)| *o == Outcome::Finished).count();
             let stopped = outcomes.iter().filter(|(_, o)| *o == Outcome::Stopped).count();
             for (job, o) in &outcomes {
-                if matches!(o, Outcome::Failed(_)) {
-                    s.retried.lock().unwrap().insert(job.id.clone());
+                if let Outcome::Failed(why) = o {
+                    s.retried.lock().unwrap().insert(job.id.clone(), why.clone());
                 }
             }
             if s.opts.executor.fail_fast {

@@ -66,8 +66,11 @@ pub struct Session {
     seen: Mutex<HashSet<String>>,
     /// `file:line` labels used this round, to number repeated ones.
     label_counts: Mutex<HashMap<String, usize>>,
-    /// Failed cells already retried in this invocation (`--rerun-failed` retries once).
-    pub retried: Mutex<HashSet<String>>,
+    /// Cells whose process failed in this invocation, with why. They are not run again
+    /// in this invocation (`--rerun-failed` retries a failed cell once), even when the
+    /// process died before it could write `failed` (a crash, an OOM kill, a failed start):
+    /// otherwise a crashing cell would be relaunched forever.
+    pub retried: Mutex<HashMap<String, String>>,
     /// Set when the round stopped at a pending result: (line, column).
     pub barrier: Mutex<Option<(usize, usize)>>,
     /// The script's `print` output of this round.
@@ -87,7 +90,7 @@ impl Session {
             cells: Mutex::new(IndexMap::new()),
             seen: Mutex::new(HashSet::new()),
             label_counts: Mutex::new(HashMap::new()),
-            retried: Mutex::new(HashSet::new()),
+            retried: Mutex::new(HashMap::new()),
             barrier: Mutex::new(None),
             output: Mutex::new(Vec::new()),
             imports: Mutex::new(Vec::new()),
@@ -152,10 +155,16 @@ impl Session {
         });
         if first_this_round {
             entry.state = CellState::read(&entry.cell.dir);
-            entry.pending = match &entry.state {
-                CellState::Finished(_) => false,
-                CellState::Failed(_) => self.opts.rerun_failed && !self.retried.lock().unwrap().contains(&id),
-                CellState::New | CellState::Interrupted(_) | CellState::Busy(_) => true,
+            let failed_here = self.retried.lock().unwrap().get(&id).cloned();
+            entry.pending = match (&entry.state, failed_here) {
+                (CellState::Finished(_), _) => false,
+                (CellState::Failed(_), None) => self.opts.rerun_failed,
+                (CellState::Failed(_), Some(_)) => false,
+                (_, Some(why)) => {
+                    entry.state = CellState::Failed(why);
+                    false
+                }
+                (CellState::New | CellState::Interrupted(_) | CellState::Busy(_), None) => true,
             };
         }
         Ok(Run::from_entry(entry))
