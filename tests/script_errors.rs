@@ -17,6 +17,7 @@ fn cases() -> Vec<(String, &'static str, &'static str)> {
         (t(", lr: \"fast\""), "s.rhai:2:9", "lr"),
         ("let r = train(#{ corpus: \"data:corpora/quotes.jsonl\", epochs: 1 });\n".into(), "s.rhai:1:9", "missing required key \"unique_tokens\""),
         (t(", model: \"huge\""), "s.rhai:2:9", "unknown preset \"huge\""),
+        ("let r = train(#{ corpus: \"data:corpora/quotes.jsonl\", unique_tokens: 300, epochs: 0.5, seq_len: 32, batch_size: 16 });\n".into(), "s.rhai:1:9", "fewer than one batch"),
         ("\n\nlet r = train(#{ corpus: \"nope.jsonl\", unique_tokens: 2000, epochs: 1 });\n".into(), "s.rhai:3:9", "nope.jsonl"),
         ("let r = train(#{ corpus: \"/etc\", unique_tokens: 2000, epochs: 1 });\n".into(), "s.rhai:1:9", "outside the study directory"),
         ("let r = train(#{ corpus: \"data:missing\", unique_tokens: 2000, epochs: 1 });\n".into(), "s.rhai:1:9", "in none of the data roots"),

@@ -142,12 +142,8 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.
     let plugins = crate::plugin::regularizer::validate_regularizers(&spec.regularizers)?;
     let model = spec.model_config().map_err(anyhow::Error::msg)?;
-    // As RunPlan::new counts them (checked there): whole steps over unique_tokens × epochs.
-    let tokens_per_step = (spec.batch_size * spec.seq_len) as u64;
-    if tokens_per_step == 0 {
-        bail!("key \"batch_size\" and \"seq_len\" must be positive");
-    }
-    let total_steps = (spec.unique_tokens as f64 * spec.epochs).floor() as u64 / tokens_per_step;
+    // The step count (and its check) without the full plan, which the manifest builds.
+    let (tokens_per_step, total_steps) = RunPlan::steps(spec, spec.unique_tokens)?;
 
     let mut inputs = CellInputs::default();
     inputs.insert("kind", "train");

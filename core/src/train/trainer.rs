@@ -108,10 +108,10 @@ pub struct RunPlan {
 }
 
 impl RunPlan {
-    /// total_steps = floor(unique_tokens × epochs / (batch_size × seq_len)).
-    pub fn new(spec: &TrainSpec, unique_tokens: u64) -> Result<RunPlan> {
+    /// (tokens per step, total steps): total_steps = floor(unique_tokens × epochs /
+    /// (batch_size × seq_len)), at least one. Cheap: planning a sweep calls it per cell.
+    pub fn steps(spec: &TrainSpec, unique_tokens: u64) -> Result<(u64, u64)> {
         let tokens_per_step = (spec.batch_size * spec.seq_len) as u64;
-        let seqs = unique_tokens / spec.seq_len as u64;
         let total_tokens = (unique_tokens as f64 * spec.epochs).floor() as u64;
         let total_steps = total_tokens / tokens_per_step;
         if total_steps == 0 {
@@ -121,6 +121,13 @@ impl RunPlan {
                 spec.seq_len
             );
         }
+        Ok((tokens_per_step, total_steps))
+    }
+
+    /// The whole plan: [`RunPlan::steps`], evaluation, checkpoint and epoch-end steps.
+    pub fn new(spec: &TrainSpec, unique_tokens: u64) -> Result<RunPlan> {
+        let (tokens_per_step, total_steps) = RunPlan::steps(spec, unique_tokens)?;
+        let seqs = unique_tokens / spec.seq_len as u64;
         let steps_per_epoch = unique_tokens as f64 / tokens_per_step as f64;
         let at = |epochs: f64| ((epochs * steps_per_epoch).round() as u64).clamp(1, total_steps);
         let epoch_end_steps: Vec<u64> = (1..=spec.epochs.floor() as u64)
