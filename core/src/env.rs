@@ -125,3 +125,15 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
+
+/// A flag set by SIGINT or SIGTERM, for `dctk run` and `dctk cell exec`: the first signal
+/// sets it (running cells checkpoint and stop), a second one exits at once (status 130).
+pub fn cancel_on_signals() -> std::io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())?;
+        signal_hook::flag::register(sig, cancel.clone())?;
+    }
+    Ok(cancel)
+}

@@ -6,8 +6,6 @@
 //! `error.txt` says why), 3 (stopped early or cancelled by SIGINT/SIGTERM, checkpointed and
 //! resumable) or 75 (another process holds the cell's lock).
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
@@ -35,12 +33,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     if let Some(&t) = args.get_one::<i32>("threads") {
         tch::set_num_threads(t);
     }
-    let cancel = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal exits at once; the first one checkpoints and stops.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())?;
-        signal_hook::flag::register(sig, cancel.clone())?;
-    }
+    let cancel = crate::env::cancel_on_signals()?;
     let json = args.get_flag("progress-json");
     let opts = ExecOptions {
         progress: !json && !args.get_flag("quiet"),

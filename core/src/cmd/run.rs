@@ -102,12 +102,7 @@ pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions,
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
     let script = args.get_one::<PathBuf>("script").unwrap().clone();
-    let cancel = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // First Ctrl-C: cells checkpoint and stop, the study stops. Second: exit now.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())?;
-        signal_hook::flag::register(sig, cancel.clone())?;
-    }
+    let cancel = crate::env::cancel_on_signals()?;
     let mut executor = ExecutorOptions::new(
         *args.get_one::<usize>("jobs").unwrap(),
         *args.get_one::<usize>("threads").unwrap(),

@@ -192,8 +192,9 @@ impl Study {
         engine.register_fn("result", move |ctx: NativeCallContext, run: &mut Run| -> Result<Map, Box<EvalAltResult>> {
             finished(&ss, &ctx, run).map(|m| (*m).clone())
         });
-        engine.register_fn("to_string", |run: &mut Run| format!("Run({}, {}, {})", run.label, run.id, run.status()));
-        engine.register_fn("to_debug", |run: &mut Run| format!("Run({}, {}, {})", run.label, run.id, run.status()));
+        let describe = |run: &mut Run| format!("Run({}, {}, {})", run.label, run.id, run.status());
+        engine.register_fn("to_string", describe);
+        engine.register_fn("to_debug", describe);
 
         sweep::register(&mut engine);
 
@@ -340,7 +341,7 @@ impl Study {
             let stopped = outcomes.iter().filter(|(_, o)| *o == Outcome::Stopped).count();
             for (job, o) in &outcomes {
                 if let Outcome::Failed(why) = o {
-                    s.retried.lock().unwrap().insert(job.id.clone(), why.clone());
+                    s.failed_here.lock().unwrap().insert(job.id.clone(), why.clone());
                 }
             }
             if s.opts.executor.fail_fast {
@@ -370,8 +371,7 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
-    let pos = ctx.call_position();
-    s.train(&spec, ctx.call_source(), pos.line().unwrap_or(0), pos.position().unwrap_or(0))
+    s.train(&spec, ctx.call_source(), ctx.call_position().line().unwrap_or(0))
         .map_err(|e| runtime_error(ctx, format!("train: {e:#}")))
 }
 
@@ -425,26 +425,18 @@ fn runs_as_maps(s: &Session, ctx: &NativeCallContext, runs: Dynamic, what: &str)
     let arr = runs
         .try_cast::<Array>()
         .ok_or_else(|| runtime_error(ctx, format!("{what}: key \"runs\" must be an array of runs")))?;
-    let mut out = Array::new();
-    for item in arr {
-        if item.is::<Run>() {
-            let run = item.cast::<Run>();
-            let map = finished(s, ctx, &run)?;
-            if run.status() == "diverged" {
-                eprintln!("{what}: leaving out run {} ({}): it diverged", run.label, run.id);
-                continue;
-            }
-            let mut m = (*map).clone();
-            m.insert("label".into(), run.label.clone().into());
-            out.push(Dynamic::from_map(m));
-        } else {
-            out.push(item);
+    let kept = arr.into_iter().filter(|item| match item.read_lock::<Run>() {
+        Some(run) if run.status() == "diverged" => {
+            eprintln!("{what}: leaving out run {} ({}): it diverged", run.label, run.id);
+            false
         }
-    }
-    Ok(out)
+        _ => true,
+    });
+    rows_as_maps(s, ctx, kept.collect())
 }
 
-/// Table rows: maps as they are, runs as their result maps (plus `label`).
+/// Table rows: maps as they are, runs as their result maps (plus `label`); a pending run
+/// ends the round.
 fn rows_as_maps(s: &Session, ctx: &NativeCallContext, rows: Array) -> Result<Array, Box<EvalAltResult>> {
     rows.into_iter()
         .map(|item| {

@@ -50,9 +50,6 @@ pub struct CellEntry {
     pub state: CellState,
     /// To execute after this round.
     pub pending: bool,
-    /// Where the script planned it: (line, column) of the `train` call.
-    pub line: usize,
-    pub column: usize,
 }
 
 /// The shared state of one session (the engine's registered functions hold an `Arc` of it).
@@ -70,7 +67,7 @@ pub struct Session {
     /// in this invocation (`--rerun-failed` retries a failed cell once), even when the
     /// process died before it could write `failed` (a crash, an OOM kill, a failed start):
     /// otherwise a crashing cell would be relaunched forever.
-    pub retried: Mutex<HashMap<String, String>>,
+    pub failed_here: Mutex<HashMap<String, String>>,
     /// Set when the round stopped at a pending result: (line, column).
     pub barrier: Mutex<Option<(usize, usize)>>,
     /// The script's `print` output of this round.
@@ -90,7 +87,7 @@ impl Session {
             cells: Mutex::new(IndexMap::new()),
             seen: Mutex::new(HashSet::new()),
             label_counts: Mutex::new(HashMap::new()),
-            retried: Mutex::new(HashMap::new()),
+            failed_here: Mutex::new(HashMap::new()),
             barrier: Mutex::new(None),
             output: Mutex::new(Vec::new()),
             imports: Mutex::new(Vec::new()),
@@ -128,7 +125,7 @@ impl Session {
     }
 
     /// Plans the cell of `spec` (the `train` function): returns its handle.
-    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize, column: usize) -> anyhow::Result<Run> {
+    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize) -> anyhow::Result<Run> {
         let label = match &spec.name {
             Some(n) if !n.is_empty() => n.clone(),
             _ => self.default_label(source, line),
@@ -146,16 +143,11 @@ impl Session {
         let id = cell.id.clone();
         let first_this_round = self.seen.lock().unwrap().insert(id.clone());
         let mut cells = self.cells.lock().unwrap();
-        let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry {
-            state: CellState::read(&cell.dir),
-            cell: Arc::new(cell),
-            pending: false,
-            line,
-            column,
-        });
+        // A new entry is always first this round: its state is read just below.
+        let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry { state: CellState::New, cell: Arc::new(cell), pending: false });
         if first_this_round {
             entry.state = CellState::read(&entry.cell.dir);
-            let failed_here = self.retried.lock().unwrap().get(&id).cloned();
+            let failed_here = self.failed_here.lock().unwrap().get(&id).cloned();
             entry.pending = match (&entry.state, failed_here) {
                 (CellState::Finished(_), _) => false,
                 (CellState::Failed(_), None) => self.opts.rerun_failed,

@@ -102,7 +102,6 @@ pub struct IdChange {
 /// the previous plan that is no longer planned (fewest differing inputs).
 pub fn changed_ids(previous: &PlanRecord, now_record: &PlanRecord) -> Vec<IdChange> {
     let now = &now_record.cells;
-    let now_record_ref = now_record;
     let mut out: Vec<IdChange> = Vec::new();
     let mut unmatched_new = Vec::new();
     let by_label: HashMap<&str, &PlannedCell> = previous.cells.iter().map(|p| (p.label.as_str(), p)).collect();
@@ -113,7 +112,7 @@ pub fn changed_ids(previous: &PlanRecord, now_record: &PlanRecord) -> Vec<IdChan
                 label: c.label.clone(),
                 before: old.id.clone(),
                 after: c.id.clone(),
-                changes: diff(&previous.inputs(old), &now_record_ref.inputs(c)),
+                changes: diff(&previous.inputs(old), &now_record.inputs(c)),
             }),
             Some(_) => {}
             None if !previous_ids.contains(c.id.as_str()) => unmatched_new.push(c),
