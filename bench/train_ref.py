@@ -1,6 +1,6 @@
 """PyTorch eager reference for `dctk bench train`.
 
-The same decoder as dctk's core/src/train/model.rs (pre-norm blocks, RMSNorm, RoPE,
+The same decoder as dctk's core/dctk/src/train/model.rs (pre-norm blocks, RMSNorm, RoPE,
 fused causal scaled-dot-product attention, SwiGLU, untied embedding and head, no
 biases), the same loss, global-norm clipping and AdamW (no-decay group: embedding and
 norms), timed the same way: median step time after warm-up, on random token ids.

@@ -1,5 +1,7 @@
 //! The CLI as a user meets it: versions, doctor, and positioned errors from bad scripts.
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 #[test]
 fn version_and_doctor_answer() {

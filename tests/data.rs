@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 /// Two domains, `apples.jsonl` and `bolts.jsonl`, of short distinct documents.
 fn write_corpus(s: &Scratch) -> PathBuf {

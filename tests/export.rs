@@ -2,7 +2,9 @@
 //! rerun; planning or running the bundle says exactly which inputs differ from the bundle's.
 use std::path::Path;
 
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 const STUDY: &str = r#"
 import "lib/common" as common;

@@ -1,5 +1,7 @@
 //! `dctk fit` and Rhai `fit()` on real and synthetic data.
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 /// Epoch AI's 245 Chinchilla points, the 5 highest losses dropped (as Epoch did).
 fn epoch_csv(s: &Scratch) -> std::path::PathBuf {

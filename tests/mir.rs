@@ -1,6 +1,8 @@
 //! A CPU run with the MIR regularizer plugin trains with a falling loss, logs MIR's
 //! auxiliary loss into metrics.jsonl and records the plugin's hash in the manifest.
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 #[test]
 fn mir_run_trains_and_logs_its_auxiliary_loss() {

@@ -5,7 +5,9 @@
 //!
 //! Needs the workspace built first (`cargo build --release --workspace`): the
 //! plugins and fixtures are workspace members.
-use dctk_tests::{dctk_bin, dctk_cmd, text, Scratch};
+#[path = "support/mod.rs"]
+mod support;
+use support::{dctk_bin, dctk_cmd, text, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

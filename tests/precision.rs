@@ -1,6 +1,8 @@
 //! bf16 training (bf16 weights and activations, fp32 master weights and moments in
 //! dctk's AdamW) runs and learns. On the CPU here; on CUDA it is the default precision.
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 #[test]
 fn bf16_run_trains_with_falling_loss() {

@@ -2,7 +2,9 @@
 //! step, as a run that never stopped; and its validation loss falls.
 use std::time::{Duration, Instant};
 
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 fn study(corpus: &str) -> String {
     format!(

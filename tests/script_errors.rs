@@ -2,7 +2,9 @@
 //! non-zero, and never panics. Syntax errors, unknown keys, wrong types, missing files,
 //! paths outside the sandbox, unknown plugins, runaway loops, disabled eval, bad imports,
 //! errors inside functions and imported scripts, bad sweeps, fits and tables.
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 const OK: &str = r#"corpus: "data:corpora/quotes.jsonl", unique_tokens: 2000, epochs: 1, seq_len: 32, batch_size: 8, val_tokens: 256"#;
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use dctk_tests::*;
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
 
 /// Four small cells of different lengths (so kills land in different cells and rounds),
 /// then a table that reads them all (a barrier), then a second round of one more cell

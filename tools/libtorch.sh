@@ -2,7 +2,7 @@
 # Install libtorch for dctk into a project-local environment, from PyPI only.
 #
 # tch and libtorch are released in lock-step: tch 0.24.0 builds against exactly
-# libtorch 2.11.0. The pin lives here and in core/Cargo.toml (`tch = "=0.24.0"`);
+# libtorch 2.11.0. The pin lives here and in core/dctk/Cargo.toml (`tch = "=0.24.0"`);
 # change both together. The PyPI torch 2.11.0 wheel is the +cu130 build, which is
 # also what the GPU machines carry, so one binary runs on both.
 #

@@ -1,27 +1,23 @@
 //! Helpers for dctk's integration tests: find the built `dctk` binary, make scratch
 //! directories, run commands, read metrics.
 //!
-//! The tests drive the real binary (as a user would). It is built by `make test`
-//! (`cargo build --workspace` before `cargo test`), in the same profile as the tests.
+//! The tests drive the real binary (as a user would). They are integration tests of the
+//! `dctk` package (`core/dctk/Cargo.toml` lists them), so cargo builds the binary before
+//! them and hands its path over as `CARGO_BIN_EXE_dctk`: the binary under test is always
+//! the one just built, never a stale `target/<profile>/dctk`.
+#![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The workspace root (this package's manifest directory).
+/// The workspace root (two levels above the `dctk` package's manifest, `core/dctk/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    dir.canonicalize().unwrap_or(dir)
 }
 
-/// `target/<profile>/dctk`, next to the test executable's `deps/` directory.
+/// The `dctk` binary cargo built for this test run.
 pub fn dctk_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = profile_dir.join("dctk");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`make test` runs `cargo build --workspace` before the tests)",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_dctk"))
 }
 
 /// A fresh scratch directory under the target dir, removed at drop.

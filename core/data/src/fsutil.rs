@@ -2,37 +2,15 @@
 //! bytes go to a temporary sibling first (same directory, so `rename` is atomic), then move into
 //! place. A crash leaves at most a `.tmp-*` sibling behind, never a half-written output.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, DataError, Result};
 
-/// A sibling of `path` with a unique temporary name.
-pub(crate) fn tmp_sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    path.with_file_name(format!(".{name}.tmp-{tag}-{}-{nanos}", std::process::id()))
-}
+pub(crate) use dctk_fs::tmp_sibling;
 
-/// Write `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+/// Write `bytes` to `path` atomically and durably ([`dctk_fs::write_atomic`]), as a data error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_sibling(path, "w");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    dctk_fs::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// Move a finished temporary directory `tmp` to `out`. An existing `out` is replaced only when

@@ -193,17 +193,9 @@ impl FitReport {
     }
 }
 
-/// Write `contents` to `path` atomically: temp file in the same directory, then rename.
+/// Write `contents` to `path` atomically and durably ([`dctk_fs::write_atomic`]).
 pub fn write_atomic(path: &std::path::Path, contents: &[u8]) -> Result<()> {
-    let io = |source| LawError::Io { path: path.display().to_string(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "plot".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    dctk_fs::write_atomic(path, contents).map_err(|source| LawError::Io { path: path.display().to_string(), source })
 }
 
 fn plot_err(path: &std::path::Path) -> impl Fn(String) -> LawError + '_ {

@@ -2,7 +2,7 @@
 //!
 //! A plugin is a `cdylib` that links libtorch, like the `dctk` binary. tch leaves no
 //! rpath, so without help the plugin's test binaries would not start and the plugin
-//! would depend on `LD_LIBRARY_PATH`. This crate mirrors `core/build.rs`: it adds
+//! would depend on `LD_LIBRARY_PATH`. This crate mirrors `core/dctk/build.rs`: it adds
 //! `-Wl,-rpath,$LIBTORCH/lib` and reports the libtorch version (from the install's
 //! `version.py`) so the SDK can put it in the plugin's handshake. It has no
 //! dependencies, so using it as a build-dependency costs nothing.

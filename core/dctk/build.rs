@@ -18,7 +18,7 @@ fn main() {
     if let Some(dir) = &libtorch {
         // `LIBTORCH` from .cargo/config.toml is relative to the workspace root.
         let dir = if dir.is_relative() {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir)
         } else {
             dir.clone()
         };
@@ -49,7 +49,7 @@ fn main() {
 
 /// The tch version actually resolved, read from the workspace's Cargo.lock.
 fn tch_version() -> String {
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let Ok(text) = std::fs::read_to_string(&lock) else {
         return "unknown".into();

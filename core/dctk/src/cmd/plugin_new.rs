@@ -25,7 +25,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let dir = a.get_one::<String>("path").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(format!("dctk-plugin-{name}")));
     let sdk = match a.get_one::<String>("sdk") {
         Some(s) => PathBuf::from(s),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/sdk"),
     };
     scaffold(name, kind, &dir, &sdk)?;
     println!("created {kind} plugin `{name}` in {}", dir.display());

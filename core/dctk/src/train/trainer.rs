@@ -670,7 +670,7 @@ mod tests {
     fn loader_headroom() {
         use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache};
         let root = std::env::temp_dir().join(format!("dctk-headroom-{}", std::process::id()));
-        let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/corpora");
+        let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpora");
         let auto = AutoIngest { text_field: "text".into(), val_fraction: 0.05 };
         let resolved = resolve_corpus(&raw, &root.join("runs"), &auto, false).unwrap();
         let corpus = CorpusCache::default().open(&resolved.dir).unwrap();

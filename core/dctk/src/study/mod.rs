@@ -19,10 +19,9 @@
 //!   results.csv     one row per cell of the last complete `dctk run`
 //! ```
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 pub mod cell;
@@ -32,20 +31,9 @@ pub mod lock;
 pub mod record;
 pub mod sandbox;
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory,
-/// fsynced, then renamed over the target. Readers see the old file or the new one.
+/// Writes `bytes` to `path` atomically and durably (the one implementation: [`dctk_fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    Ok(dctk_fs::write_atomic(path, bytes)?)
 }
 
 /// Pretty RON, the format of manifests and results (readable, diffable, serde).
@@ -127,17 +115,6 @@ mod tests {
         .unwrap();
         let back: crate::train::TrainSpec = ron::from_str(&to_ron(&spec).unwrap()).unwrap();
         assert_eq!(serde_json::to_value(&spec).unwrap(), serde_json::to_value(&back).unwrap());
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_file() {
-        let dir = std::env::temp_dir().join(format!("dctk-atomic-{}", std::process::id()));
-        let p = dir.join("x.txt");
-        write_atomic(&p, b"first").unwrap();
-        write_atomic(&p, b"second").unwrap();
-        assert_eq!(fs::read_to_string(&p).unwrap(), "second");
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp files left behind");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -11,10 +11,9 @@
 //! Data resolution (raw input ingested into `.dctk/corpora/` beside the runs root, domains,
 //! budgets, validation batches) is [`crate::data`]'s; the cell records its [`DataManifest`]
 //! and, once the run is done, the sampler's exact [`MixAccounting`] in `manifest.ron`.
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use dctk_data::MixAccounting;
@@ -23,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::inputs::CellInputs;
 use super::lock::CellLock;
 use super::{write_atomic, write_ron_atomic, Status};
-use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache, DataManifest, ResolvedCorpus, RunData};
+use crate::data::{DataCache, DataManifest, RunData};
 use crate::env::{self, Versions};
 use crate::train::trainer::{self, precision_name, resolve_placement, RunPlan};
 use crate::train::{ExecOptions, ModelConfig, RunResult, TrainSpec};
@@ -53,46 +52,6 @@ pub struct Manifest {
     /// Per-domain unique tokens, tokens served and realized epochs: filled in when the run is done.
     #[serde(default)]
     pub accounting: Option<MixAccounting>,
-}
-
-/// Resolved and opened corpora and planned data within one process: a sweep over epochs
-/// or weight decay hashes, ingests, verifies and plans its corpus once per data setting.
-#[derive(Clone, Default)]
-pub struct DataCache {
-    resolved: Arc<Mutex<HashMap<String, ResolvedCorpus>>>,
-    planned: Arc<Mutex<HashMap<String, Arc<RunData>>>>,
-    corpora: CorpusCache,
-}
-
-impl DataCache {
-    pub fn get(&self, spec: &TrainSpec, corpus: &Path, runs_root: &Path, progress: bool) -> Result<Arc<RunData>> {
-        let auto = AutoIngest { text_field: spec.text_field.clone(), val_fraction: spec.val_fraction };
-        let key = format!("{}|{}|{}|{}", corpus.display(), runs_root.display(), auto.text_field, auto.val_fraction);
-        let cached = self.resolved.lock().unwrap().get(&key).cloned();
-        let resolved = match cached {
-            Some(r) => r,
-            None => {
-                let r = resolve_corpus(corpus, runs_root, &auto, progress).map_err(anyhow::Error::msg)?;
-                self.resolved.lock().unwrap().insert(key.clone(), r.clone());
-                r
-            }
-        };
-        // Exactly the settings `plan_data` reads: a sweep over lr or weight decay plans once.
-        let data_key = format!(
-            "{key}|{}",
-            serde_json::json!([
-                spec.domains, spec.unique_tokens, spec.model, spec.val_tokens, spec.seq_len,
-                spec.schedule_mix, spec.cross_doc_attention, spec.batch_size, spec.seed
-            ])
-        );
-        if let Some(d) = self.planned.lock().unwrap().get(&data_key) {
-            return Ok(d.clone());
-        }
-        let opened = self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)?;
-        let data = Arc::new(plan_data(spec, opened, &resolved).map_err(anyhow::Error::msg)?);
-        self.planned.lock().unwrap().insert(data_key, data.clone());
-        Ok(data)
-    }
 }
 
 /// A planned training cell: its id and inputs; its manifest is built when it is written

@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::train::TrainSpec;
 
+mod cache;
+pub use cache::DataCache;
+
 /// Directory (beside the runs root) of the automatically ingested corpora.
 pub const CORPUS_CACHE_DIR: &str = ".dctk/corpora";
 

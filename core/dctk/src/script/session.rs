@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use indexmap::IndexMap;
 use rhai::Map;
 
-use crate::study::cell::{prepare_train, CellState, DataCache, TrainCell};
+use crate::data::DataCache;
+use crate::study::cell::{prepare_train, CellState, TrainCell};
 use crate::study::executor::ExecutorOptions;
 use crate::study::sandbox::Sandbox;
 use crate::train::{RunResult, TrainSpec};
