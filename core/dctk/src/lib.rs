@@ -16,6 +16,7 @@
 //! [`bench`], [`env`].
 pub mod bench;
 pub mod cmd;
+pub mod cpu;
 pub mod data;
 pub mod env;
 pub mod fitting;
