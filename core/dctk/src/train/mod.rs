@@ -8,7 +8,9 @@ pub mod optim;
 pub mod schedule;
 pub mod spec;
 pub mod trainer;
+#[cfg(test)]
+mod tests;
 
 pub use model::{Gpt, ModelConfig};
 pub use spec::TrainSpec;
-pub use trainer::{ExecOptions, RunResult};
+pub use trainer::{EvalPoint, ExecOptions, RunPlan, RunResult};

@@ -13,8 +13,7 @@ use super::model::{ModelConfig, PRESETS};
 use super::schedule::{Schedule, ScheduleKind};
 
 /// A model is a preset name (`"tiny"`, `"72m"`, …) or an explicit shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ModelChoice {
     Preset(String),
     Shape {
@@ -22,9 +21,56 @@ pub enum ModelChoice {
         d_model: i64,
         n_head: i64,
         /// SwiGLU hidden width; default 256·⌈(8d/3)/256⌉.
-        #[serde(default)]
         d_ff: Option<i64>,
     },
+}
+
+/// A preset is written as its name, a shape as a plain map (`{"n_layer": 1, "d_model": 64,
+/// "n_head": 2}`, `d_ff` only when set), never as a named struct variant: a RON manifest
+/// must read back through the "name or map" form below, as a script's map does.
+impl Serialize for ModelChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ModelChoice::Preset(name) => s.serialize_str(name),
+            ModelChoice::Shape { n_layer, d_model, n_head, d_ff } => {
+                let mut m = s.serialize_map(Some(3 + d_ff.is_some() as usize))?;
+                m.serialize_entry("n_layer", n_layer)?;
+                m.serialize_entry("d_model", d_model)?;
+                m.serialize_entry("n_head", n_head)?;
+                if let Some(ff) = d_ff {
+                    m.serialize_entry("d_ff", ff)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Shape {
+            n_layer: i64,
+            d_model: i64,
+            n_head: i64,
+            #[serde(default)]
+            d_ff: Option<i64>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Preset(String),
+            Shape(Shape),
+        }
+        match Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a preset name or a map #{n_layer, d_model, n_head} (optional d_ff)")
+        })? {
+            Form::Preset(name) => Ok(ModelChoice::Preset(name)),
+            Form::Shape(s) => Ok(ModelChoice::Shape { n_layer: s.n_layer, d_model: s.d_model, n_head: s.n_head, d_ff: s.d_ff }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
