@@ -267,8 +267,14 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
             &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
         );
     }
+    // The trainer writes only its own artefacts (metrics.jsonl, ckpt/); the cell's status
+    // and result.ron are the study's records.
+    Status::Running.write(dir)?;
     let result = trainer::train(&manifest.spec, &data, &manifest.run_id, dir, opts)?;
+    write_ron_atomic(&dir.join("result.ron"), &result)?;
+    let status = if result.status == "diverged" { Status::Diverged } else { Status::Done };
     let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
     write_ron_atomic(&path, &manifest)?;
+    status.write(dir)?;
     Ok(result)
 }
