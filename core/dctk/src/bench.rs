@@ -28,6 +28,9 @@ pub struct TrainBench {
 
 /// Tokens per second of training steps ([`train_step`]), median over the timed steps.
 pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
+    if b.steps == 0 {
+        anyhow::bail!("a training benchmark needs at least one timed step (steps = 0)");
+    }
     tch::manual_seed(0);
     let mut vs = nn::VarStore::new(b.device);
     let model = Gpt::new(&vs, &b.config, 0.0);

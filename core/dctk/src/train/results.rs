@@ -40,7 +40,9 @@ pub struct RunResult {
     pub flops_per_token: f64,
     pub unique_tokens: u64,
     pub epochs: f64,
-    /// Epochs actually trained (whole batches only): train_tokens / unique_tokens.
+    /// Epochs actually trained (whole batches only): train_tokens / tokens of one epoch as
+    /// served (documents + one separator each; see `train::plan`), = the sampler's
+    /// `accounting.realized_epochs()`.
     pub epochs_realized: f64,
     pub steps: u64,
     pub tokens_per_step: u64,

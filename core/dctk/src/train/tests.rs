@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::checkpoint::CheckpointState;
 use super::spec::{ModelChoice, TrainSpec};
+use super::model::VocabLayout;
 use super::{EvalPoint, ModelConfig, RunPlan, RunResult};
 use dctk_data::sampler::DomainCursorState;
 use dctk_data::{DomainAccounting, DomainKind, Exhaustion, MixAccounting, SamplerState};
@@ -63,9 +64,11 @@ fn a_shape_rejects_unknown_keys_naming_the_model() {
 #[test]
 fn plan_model_config_and_checkpoint_state_round_trip_through_ron() {
     let s = spec(json!({"eval_every": 3}));
-    round_trip(&RunPlan::new(&s, 10_000).unwrap());
+    let layout = VocabLayout::new(8192, &[("mir".into(), 1)]);
+    round_trip(&RunPlan::new(&s, 10_000, 10_100, layout.clone()).unwrap());
+    round_trip(&layout);
     round_trip(&ModelConfig::new(1, 64, 2, 50_304, 32));
-    round_trip(&s.model_config().unwrap());
+    round_trip(&s.model_config(&layout).unwrap());
     let sampler = SamplerState {
         version: 1,
         config_hash: "abc".into(),

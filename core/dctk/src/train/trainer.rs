@@ -21,8 +21,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::checkpoint::{self, CheckpointState};
 use super::eval::evaluate;
-use super::model::{Gpt, GPT2_VOCAB};
+use super::model::Gpt;
 use super::optim::{AdamW, AdamWConfig};
+use super::model::VocabLayout;
+use super::plan::epoch_tokens;
 pub use super::plan::RunPlan;
 use super::results::{last_train_loss, read_eval_curve, MetricsLog, RunResult};
 use super::spec::TrainSpec;
@@ -94,8 +96,13 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         tch::set_num_threads(t);
     }
     let (device, kind) = resolve_placement(spec)?;
-    let cfg = spec.model_config().map_err(anyhow::Error::msg)?;
-    let plan = RunPlan::new(spec, spec.unique_tokens)?;
+    // Regularizer plugins (MIR, z-loss, ...): loaded once, seeded from the run's seed. Their
+    // extra tokens (MIR's MASK) get real ids right after the corpus tokenizer's.
+    let mut regs = crate::plugin::regularizer::load_regularizers(&spec.regularizers, spec.seed)?;
+    let vocab = VocabLayout::new(data.manifest.vocab_size as i64, &regs.extra_tokens());
+    let cfg = spec.model_config(&vocab).map_err(anyhow::Error::msg)?;
+    regs.check_vocab(vocab.base, cfg.vocab_size)?;
+    let plan = RunPlan::new(spec, spec.unique_tokens, epoch_tokens(data)?, vocab.clone())?;
     let micro = spec.micro_batch();
     let fingerprint = &data.manifest.fingerprint;
     let mut sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", describe(&e)))?;
@@ -111,10 +118,6 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     if kind != Kind::Float {
         vs.set_kind(kind);
     }
-    // Regularizer plugins (MIR, z-loss, ...): loaded once, seeded from the run's seed;
-    // any tokens they add (MIR's MASK) must fit in the padded vocabulary.
-    let mut regs = crate::plugin::regularizer::load_regularizers(&spec.regularizers, spec.seed)?;
-    regs.check_vocab(GPT2_VOCAB, cfg.vocab_size)?;
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut opt = AdamW::new(
         variables,
@@ -154,7 +157,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         micro_batch: micro,
         accumulation_steps: plan.accumulation_steps,
         grad_clip: spec.grad_clip,
-        base_vocab: GPT2_VOCAB,
+        base_vocab: vocab.base,
     };
     let eval_record = |log: &mut MetricsLog, model: &Gpt, step: u64| -> Result<f64> {
         let (val_loss, by_domain) = evaluate(model, &val);
@@ -310,7 +313,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         flops_per_token: cfg.flops_per_token(spec.seq_len),
         unique_tokens: spec.unique_tokens,
         epochs: spec.epochs,
-        epochs_realized: train_tokens as f64 / spec.unique_tokens as f64,
+        epochs_realized: train_tokens as f64 / plan.epoch_tokens as f64,
         steps: step,
         tokens_per_step: plan.tokens_per_step,
         train_tokens,
@@ -339,6 +342,7 @@ fn report(record: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::model::GPT2_VOCAB;
     use serde_json::json;
 
     /// Headroom of the data path: tokens/s the trainer's loader (sampler + tensors + mask)
@@ -375,7 +379,7 @@ mod tests {
                 }
                 let loader = n as f64 * tokens_per_step / t0.elapsed().as_secs_f64();
                 // The trainer: one warm-up step, then `steps` timed steps.
-                let cfg = spec.model_config().unwrap();
+                let cfg = spec.model_config(&VocabLayout::new(GPT2_VOCAB, &[])).unwrap();
                 tch::manual_seed(0);
                 let vs = nn::VarStore::new(Device::Cpu);
                 let model = Gpt::new(&vs, &cfg, 0.0);
