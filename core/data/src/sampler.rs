@@ -360,6 +360,9 @@ pub struct DomainAccounting {
     pub exhausted: bool,
 }
 
+/// The mixture's accounting. An **epoch** is one pass over the selected unique subsets as
+/// served: every document followed by its separator (`epoch_tokens` per domain; the trainer
+/// uses the same definition for its step count, its epoch-end steps and `epochs_realized`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MixAccounting {
     pub steps: u64,
@@ -370,6 +373,18 @@ pub struct MixAccounting {
     pub real_tokens_served: u64,
     pub synthetic_tokens_served: u64,
     pub domains: Vec<DomainAccounting>,
+}
+
+impl MixAccounting {
+    /// Tokens of one epoch of the whole mixture: the domains' `epoch_tokens` summed.
+    pub fn epoch_tokens(&self) -> u64 {
+        self.domains.iter().map(|d| d.epoch_tokens).sum()
+    }
+
+    /// Epochs of the whole mixture served: `tokens_served / epoch_tokens()`.
+    pub fn realized_epochs(&self) -> f64 {
+        self.tokens_served as f64 / self.epoch_tokens() as f64
+    }
 }
 
 /// See the module documentation.

@@ -1,5 +1,5 @@
-//! Training-throughput benchmark: dctk's model, loss and AdamW step in a loop on random
-//! token ids, timed after warm-up. `dctk bench train` runs this side by side with the
+//! Training-throughput benchmark: the trainer's own step ([`train_step`]: forward, loss,
+//! regularizers, backward, clip, AdamW) in a loop on random token ids, timed after warm-up. `dctk bench train` runs this side by side with the
 //! PyTorch reference (`bench/train_ref.py`), which builds the same model in PyTorch eager.
 //!
 //! Random ids are fine for throughput: the cost of a step does not depend on the values.
@@ -11,8 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::train::model::Gpt;
 use crate::train::optim::{AdamW, AdamWConfig};
-use crate::plugin::regularizer::MicroBatch;
-use crate::train::ModelConfig;
+use crate::train::{train_step, BatchTensors, ModelConfig, StepSettings};
 
 #[derive(Clone, Debug)]
 pub struct TrainBench {
@@ -27,9 +26,11 @@ pub struct TrainBench {
     pub regularizers: Vec<crate::plugin::regularizer::RegularizerRequest>,
 }
 
-/// Tokens per second of training steps (forward, backward, clip, AdamW), median over
-/// the timed steps.
+/// Tokens per second of training steps ([`train_step`]), median over the timed steps.
 pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
+    if b.steps == 0 {
+        anyhow::bail!("a training benchmark needs at least one timed step (steps = 0)");
+    }
     tch::manual_seed(0);
     let mut vs = nn::VarStore::new(b.device);
     let model = Gpt::new(&vs, &b.config, 0.0);
@@ -40,24 +41,16 @@ pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut opt = AdamW::new(vars, AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 });
     let vocab = crate::train::model::GPT2_VOCAB;
+    let settings = StepSettings { seed: 0, micro_batch: b.batch_size, accumulation_steps: 1, grad_clip: 1.0, base_vocab: vocab };
     let mut times = Vec::new();
     for i in 0..b.warmup_steps + b.steps {
         let x = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
         let y = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
+        let batch = BatchTensors::from_ids(x, y);
         let t0 = Instant::now();
-        opt.zero_grad();
-        let logits = model.forward(&x, true);
-        let mut loss = Gpt::loss(&logits, &y);
-        if !regs.is_empty() {
-            let mb = MicroBatch { step: i as u64, micro: 0, base_vocab: vocab, inputs: &x, targets: &y, logits: Some(&logits) };
-            if let Some(aux) = regs.aux_loss(&mb, &mut |ids| model.forward(ids, true))?.loss {
-                loss = loss + aux;
-            }
-        }
-        loss.backward();
-        opt.clip_grad_norm(1.0);
-        opt.step(1e-3);
-        let _ = loss.double_value(&[]); // synchronises CUDA, like the reference's .item()
+        // The step reads its losses and the gradient norm back to the host, which
+        // synchronises CUDA like the reference's .item().
+        train_step(&model, &mut opt, &mut regs, &batch, i as u64, 1e-3, &settings)?;
         if i >= b.warmup_steps {
             times.push(t0.elapsed().as_secs_f64());
         }

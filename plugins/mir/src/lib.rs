@@ -1,8 +1,8 @@
 //! MIR, masked-input regularization, as a dctk regularizer plugin.
 //!
-//! Paper: Xu, Wu, Cho, Hu, Wang (2026), data-constrained pretraining with MIR and
-//! SoftQ; code `yixinw-lab/dc_pretrain` @ 8d7ceeb, `dcp/train4_diffusionauxiliary_impl.py`
-//! (dctk's `science.md` §3.2). Exactly as implemented there, per micro-batch:
+//! Paper: Xu, Wu, Cho, Hu, Wang (2026), "MIR and SoftQ" (data-constrained pretraining);
+//! the loss is the authors' release's (yixinw-lab/dc_pretrain, commit 8d7ceeb,
+//! `dcp/train4_diffusionauxiliary_impl.py`). Exactly as implemented there, per micro-batch:
 //!
 //! ```text
 //! L_total = CE_mean(f(x), y) + λ · CE_mean(f(M(x)), y)
@@ -11,8 +11,8 @@
 //! with the *same* clean next-token targets y. The mask operator M, per sequence b:
 //! draw r_b ~ U[r_min, r_max] = U[0, 0.5]; replace each position t ≥ ltr_length (= 8)
 //! independently with probability r_b by MASK; the first 8 tokens are never masked.
-//! MASK is one token added to the vocabulary: id = base vocab size (GPT-2: 50,257),
-//! which fits dctk's padded 50,304-row embedding without resizing. The masked pass's
+//! MASK is one token added to the vocabulary: the host gives it the first id after the
+//! tokenizer's (`StepInfo::first_extra_id`; GPT-2: 50,257) and pads the embedding past it. The masked pass's
 //! CE covers all positions under causal attention (`--stage1-full-seq`, set by every
 //! paper script); λ = 0.4 (`--adaptive-loss-downscale` in all paper scripts).
 //!

@@ -76,6 +76,14 @@ pub fn cli() -> Command {
 const TUNED_GLIBC: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
+    if let Some((_, a)) = args.subcommand() {
+        // A median of nothing is no number: each counted option needs at least one.
+        for key in ["rounds", "steps"] {
+            if a.try_get_one::<usize>(key).ok().flatten() == Some(&0) {
+                bail!("--{key} must be at least 1 (a benchmark needs a measurement to report)");
+            }
+        }
+    }
     match args.subcommand() {
         Some(("train", a)) => exec_train(a),
         Some(("regularizer", a)) => exec_regularizer(a),

@@ -266,14 +266,7 @@ pub fn plan_data(spec: &TrainSpec, corpus: Arc<Corpus>, resolved: &ResolvedCorpu
         budgets[i] = s;
     }
 
-    let cfg_vocab = spec.model_config()?.vocab_size;
-    if corpus.vocab_size() as i64 > cfg_vocab {
-        return Err(format!(
-            "corpus {}: its tokenizer has {} ids but the model's vocabulary has {cfg_vocab}",
-            corpus.dir.display(),
-            corpus.vocab_size()
-        ));
-    }
+    // The model's vocabulary is laid out from this corpus's tokenizer (train::VocabLayout).
     let mut h = blake3::Hasher::new();
     h.update(b"dctk/run-data/v1\0");
     h.update(corpus.manifest.tokenizer.hash.as_bytes());

@@ -75,7 +75,7 @@ pub struct MicroBatch<'a> {
     pub step: u64,
     /// Index of the micro-batch within the step (gradient accumulation).
     pub micro: u64,
-    /// Tokenizer vocabulary size (GPT-2: 50,257); extra tokens are numbered from it.
+    /// The tokenizer's vocabulary (the corpus's; GPT-2: 50,257); extra tokens are numbered from it.
     pub base_vocab: i64,
     /// Token ids [B, T] (int64).
     pub inputs: &'a Tensor,
@@ -133,6 +133,16 @@ pub fn validate_regularizers(requests: &[RegularizerRequest]) -> Result<Vec<Plug
     Ok(out)
 }
 
+/// Each requested regularizer's extra vocabulary tokens `(name, count)`, in list order, for
+/// planning: [`validate_regularizers`] does not instantiate, but the count is an instance's
+/// answer (it may depend on the settings), so this makes short-lived instances.
+pub fn regularizer_extra_tokens(requests: &[RegularizerRequest]) -> Result<Vec<(String, i64)>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(load_regularizers(requests, 0)?.extra_tokens())
+}
+
 /// Load, validate and instantiate the requested regularizers. Fails before any
 /// training on an unknown plugin, a plugin that is not a regularizer, a bad
 /// setting (the error names the plugin and the key) or a failing constructor.
@@ -180,8 +190,14 @@ impl RegularizerSet {
         self.items.iter().map(|i| i.extra).sum()
     }
 
-    /// Check that `base_vocab + extra_vocab_tokens() <= model_vocab` (dctk pads GPT-2's
-    /// 50,257 to 50,304, so MIR's MASK = 50,257 needs no resizing).
+    /// Each plugin's extra tokens `(name, count)`, in list order: the host numbers them right
+    /// after the tokenizer's ids (see `train::VocabLayout`), and tells each plugin its first id.
+    pub fn extra_tokens(&self) -> Vec<(String, i64)> {
+        self.items.iter().map(|i| (i.plugin.name.clone(), i.extra)).collect()
+    }
+
+    /// Check that `base_vocab + extra_vocab_tokens() <= model_vocab`: every extra token is a
+    /// row of the model (the vocabulary layout pads past them).
     pub fn check_vocab(&self, base_vocab: i64, model_vocab: i64) -> Result<()> {
         let need = base_vocab + self.extra_vocab_tokens();
         if need > model_vocab {

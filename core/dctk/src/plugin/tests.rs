@@ -237,3 +237,35 @@ fn dctk_gpt_trains_with_mir_and_logs_the_aux_loss() {
     assert!(last < 0.7 * first, "loss did not fall: {first} -> {last}");
     assert!(aux_seen.iter().all(|v| v.is_finite()) && aux_seen.last().unwrap() < &aux_seen[0], "{aux_seen:?}");
 }
+
+/// With a tokenizer of 50,280 ids (between GPT-2's 50,257 and the padded 50,304), MIR's MASK
+/// is the first id past the tokenizer's, 50,280, as the vocabulary layout numbers it: the
+/// masked pass sees each position either unchanged or as MASK, never another id, and no real
+/// token (the top one, 50,279, included) is ever read as MASK.
+#[test]
+fn mir_mask_is_the_first_id_after_the_tokenizers() {
+    use crate::train::model::VocabLayout;
+    let mir = lib("dctk_plugin_mir");
+    let requests = [RegularizerRequest::new(&mir, serde_json::Value::Null)];
+    let layout = VocabLayout::new(50_280, &crate::plugin::regularizer::regularizer_extra_tokens(&requests).unwrap());
+    assert_eq!((layout.extra[0].first_id, layout.padded), (50_280, 50_304));
+    let mut set = load_regularizers(&requests, 3).unwrap();
+    set.check_vocab(layout.base, layout.padded).unwrap();
+    // Real ids near the top of the tokenizer: 50,200 ..= 50,279.
+    let x = Tensor::randint_low(50_200, 50_280, [4, 64], (Kind::Int64, Device::Cpu));
+    let y = x.shallow_clone();
+    let mut masked_any = false;
+    for step in 0..4u64 {
+        let mb = MicroBatch { step, micro: 0, base_vocab: layout.base, inputs: &x, targets: &y, logits: None };
+        let mut forward = |ids: &Tensor| {
+            let changed = ids.ne_tensor(&x);
+            let mask_id = ids.eq(layout.extra[0].first_id);
+            assert!(changed.eq_tensor(&mask_id).all().int64_value(&[]) == 1, "a position changed to something other than MASK");
+            assert_eq!(x.eq(layout.extra[0].first_id).sum(Kind::Int64).int64_value(&[]), 0);
+            masked_any |= mask_id.any().int64_value(&[]) == 1;
+            Tensor::zeros([ids.size()[0], ids.size()[1], layout.padded], (Kind::Float, Device::Cpu)).set_requires_grad(true)
+        };
+        set.aux_loss(&mb, &mut forward).unwrap();
+    }
+    assert!(masked_any, "MIR never masked a position");
+}

@@ -70,6 +70,10 @@ pub struct TrainCell {
     pub params: i64,
     /// Training FLOPs of the whole run: flops_per_token × steps × tokens per step.
     pub flops: f64,
+    /// Token ids: the corpus tokenizer's, the regularizers' extra tokens, padding.
+    pub vocab: crate::train::model::VocabLayout,
+    /// Tokens of one epoch as served (documents + separators).
+    pub epoch_tokens: u64,
 }
 
 impl TrainCell {
@@ -80,8 +84,8 @@ impl TrainCell {
             label: self.label.clone(),
             spec: self.spec.clone(),
             corpus_path: self.corpus.display().to_string(),
-            model: self.spec.model_config().map_err(anyhow::Error::msg)?,
-            plan: RunPlan::new(&self.spec, self.spec.unique_tokens)?,
+            model: self.spec.model_config(&self.vocab).map_err(anyhow::Error::msg)?,
+            plan: RunPlan::new(&self.spec, self.spec.unique_tokens, self.epoch_tokens, self.vocab.clone())?,
             data: self.data.manifest.clone(),
             device: self.device.clone(),
             precision: self.precision.clone(),
@@ -100,8 +104,11 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     let versions = env::versions();
     // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.
     let plugins = crate::plugin::regularizer::validate_regularizers(&spec.regularizers)?;
-    let model = spec.model_config().map_err(anyhow::Error::msg)?;
+    let vocab = crate::train::plan::plan_vocab(&run_data, &spec.regularizers)?;
+    let model = spec.model_config(&vocab).map_err(anyhow::Error::msg)?;
+    crate::train::plan::check_fits_memory(&model, spec, device, kind).map_err(anyhow::Error::msg)?;
     // The step count (and its check) without the full plan, which the manifest builds.
+    let epoch_tokens = crate::train::plan::epoch_tokens(&run_data)?;
     let (tokens_per_step, total_steps) = RunPlan::steps(spec, spec.unique_tokens)?;
 
     let mut inputs = CellInputs::default();
@@ -153,6 +160,8 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
         precision: precision_name(kind).into(),
         params: model.total_params(),
         flops,
+        vocab,
+        epoch_tokens,
     })
 }
 
@@ -267,8 +276,14 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
             &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
         );
     }
+    // The trainer writes only its own artefacts (metrics.jsonl, ckpt/); the cell's status
+    // and result.ron are the study's records.
+    Status::Running.write(dir)?;
     let result = trainer::train(&manifest.spec, &data, &manifest.run_id, dir, opts)?;
+    write_ron_atomic(&dir.join("result.ron"), &result)?;
+    let status = if result.status == "diverged" { Status::Diverged } else { Status::Done };
     let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
     write_ron_atomic(&path, &manifest)?;
+    status.write(dir)?;
     Ok(result)
 }

@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
 use super::optim::AdamW;
-use crate::study::write_ron_atomic;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointState {
@@ -51,7 +50,8 @@ pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState)
     let vars: Vec<(String, Tensor)> = vars.into_iter().collect();
     Tensor::write_safetensors(&vars, tmp.join("model.safetensors")).context("writing model.safetensors")?;
     Tensor::write_safetensors(&opt.state_tensors(), tmp.join("optim.safetensors")).context("writing optim.safetensors")?;
-    write_ron_atomic(&tmp.join("state.ron"), state)?;
+    let state_ron = ron::ser::to_string_pretty(state, ron::ser::PrettyConfig::default().struct_names(true))?;
+    dctk_fs::write_atomic(&tmp.join("state.ron"), state_ron.as_bytes())?;
     for f in ["model.safetensors", "optim.safetensors"] {
         fs::File::open(tmp.join(f))?.sync_all()?;
     }

@@ -1,14 +1,26 @@
-//! Training on libtorch: the model, its optimizer and schedule, checkpoints and the loop.
+//! Training on libtorch: the model, its optimizer and schedule, the step, the loop,
+//! evaluation, results and checkpoints.
 //!
-//! Read in this order: `spec` (what a run is), `model` (the network), `optim` and
-//! `schedule` (how it learns), `trainer` (the loop), `checkpoint` (how it resumes).
+//! Read in this order: `spec` (what a run is), `plan` (how it is laid out in steps), `model`
+//! (the network), `optim` and `schedule` (how it learns), `step` (one optimizer update),
+//! `eval` (validation), `trainer` (the loop), `results` (what a run produces), `checkpoint`
+//! (how it resumes).
 pub mod checkpoint;
+pub mod eval;
 pub mod model;
 pub mod optim;
+pub mod plan;
+pub mod results;
 pub mod schedule;
 pub mod spec;
+pub mod step;
 pub mod trainer;
+#[cfg(test)]
+mod tests;
 
 pub use model::{Gpt, ModelConfig};
+pub use plan::RunPlan;
+pub use results::{EvalPoint, RunResult};
 pub use spec::TrainSpec;
-pub use trainer::{ExecOptions, RunResult};
+pub use step::{train_step, BatchTensors, StepOutcome, StepSettings};
+pub use trainer::ExecOptions;

@@ -22,11 +22,60 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-/// GPT-2's BPE has 50,257 tokens. We pad the embedding to a multiple of 64
-/// (50,304), as dc_pretrain and nanoGPT do: matmuls are faster, and the spare rows
-/// leave room for tokens that regularizers add (MIR's MASK is id 50,257).
+/// GPT-2's BPE has 50,257 tokens; padded to a multiple of 64 it is 50,304, as in
+/// dc_pretrain (Xu, Wu, Cho, Hu, Wang 2026, "MIR and SoftQ"; authors' release
+/// yixinw-lab/dc_pretrain, commit 8d7ceeb) and nanoGPT. The benchmarks and the presets
+/// listing use it; a run's vocabulary comes from its corpus ([`VocabLayout`]).
 pub const GPT2_VOCAB: i64 = 50_257;
 pub const GPT2_PADDED_VOCAB: i64 = 50_304;
+
+/// Rows of the embedding and the head are padded to a multiple of this (faster matmuls).
+pub const VOCAB_PAD_MULTIPLE: i64 = 64;
+
+/// How a run's token ids are laid out: the tokenizer's ids `0 .. base`, then each plugin's
+/// extra tokens (MIR's MASK) as real ids right after, in the order the plugins are listed,
+/// then padding up to a multiple of 64 (`padded` = rows of the embedding and the head).
+/// Recorded in the manifest (in the run plan) and in the checkpoint's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VocabLayout {
+    /// The tokenizer's vocabulary (the corpus manifest's `vocab_size`).
+    pub base: i64,
+    /// Each plugin's extra ids, in list order.
+    pub extra: Vec<ExtraTokens>,
+    /// base + all extra tokens, rounded up to a multiple of [`VOCAB_PAD_MULTIPLE`].
+    pub padded: i64,
+}
+
+/// The ids `first_id .. first_id + count` belong to `plugin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraTokens {
+    pub plugin: String,
+    pub first_id: i64,
+    pub count: i64,
+}
+
+impl VocabLayout {
+    /// The layout of a tokenizer of `base` ids and the plugins' `(name, extra tokens)`.
+    pub fn new(base: i64, plugins: &[(String, i64)]) -> VocabLayout {
+        let mut next = base;
+        let extra = plugins
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| {
+                let t = ExtraTokens { plugin: name.clone(), first_id: next, count: *n };
+                next += n;
+                t
+            })
+            .collect();
+        let padded = (next + VOCAB_PAD_MULTIPLE - 1) / VOCAB_PAD_MULTIPLE * VOCAB_PAD_MULTIPLE;
+        VocabLayout { base, extra, padded }
+    }
+
+    /// Ids in use: the tokenizer's and the plugins' (before padding).
+    pub fn used(&self) -> i64 {
+        self.base + self.extra.iter().map(|e| e.count).sum::<i64>()
+    }
+}
 
 /// The shape of a model. A plain serde struct: it is parsed from a script, hashed
 /// into the run id and written to the run manifest.
@@ -46,7 +95,8 @@ pub struct ModelConfig {
     pub norm_eps: f64,
 }
 
-/// Named sizes. The dc_pretrain shapes (science.md §3.4) are named by their total
+/// Named sizes. The dc_pretrain shapes (Xu, Wu, Cho, Hu, Wang 2026, "MIR and SoftQ", model
+/// table; authors' release yixinw-lab/dc_pretrain, commit 8d7ceeb) are named by their total
 /// parameter count with untied embeddings and vocabulary 50,304; the CPU sizes are for
 /// quickstarts and tests.
 pub const PRESETS: &[(&str, i64, i64, i64, &str)] = &[
@@ -129,7 +179,7 @@ impl ModelConfig {
     }
 
     /// Non-embedding parameters: everything but the input embedding and the output
-    /// head, the convention of science.md §3.4 (72m → 20.5M).
+    /// head, the convention of dc_pretrain's model table (Xu et al. 2026; 72m → 20.5M).
     pub fn non_embedding_params(&self) -> i64 {
         self.n_layer * self.block_params() + self.d_model
     }
@@ -347,8 +397,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dc_pretrain_param_counts_match_science_table() {
-        // science.md §3.4: total and non-embedding parameter counts, in millions.
+    fn dc_pretrain_param_counts_match_the_papers_table() {
+        // Xu et al. 2026 ("MIR and SoftQ"), model table: total and non-embedding parameter
+        // counts, in millions.
         let expected = [
             ("72m", 72.0, 20.5),
             ("140m", 141.0, 63.7),

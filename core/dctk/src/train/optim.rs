@@ -4,7 +4,8 @@
 //! PR #388 is still open), and exact resume needs the moments. Here every piece of
 //! state is a named tensor, so a checkpoint is a safetensors file and a step counter.
 //!
-//! The update is PyTorch's `AdamW` (and dc_pretrain's recipe, science.md §3.3):
+//! The update is PyTorch's `AdamW` (and the recipe of dc_pretrain: Xu, Wu, Cho, Hu, Wang 2026, "MIR and SoftQ";
+//! authors' release yixinw-lab/dc_pretrain, commit 8d7ceeb):
 //!
 //! ```text
 //! p ← p · (1 − lr·wd)                 (decoupled decay; skipped for the no-decay group)

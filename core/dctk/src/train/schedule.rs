@@ -1,6 +1,7 @@
 //! Learning-rate schedules, as functions of the optimizer step.
 //!
-//! - `wsd`: warmup–stable–decay (the trapezoid of dc_pretrain, science.md §3.3): linear
+//! - `wsd`: warmup–stable–decay (the trapezoid of dc_pretrain: Xu, Wu, Cho, Hu,
+//!   Wang 2026, "MIR and SoftQ"; authors' release yixinw-lab/dc_pretrain, commit 8d7ceeb): linear
 //!   warmup over the first 1% of steps, constant, then linear decay over the last 10%
 //!   down to 0.01× the peak. Fractions are settable.
 //! - `cosine`: linear warmup, then a half cosine from the peak down to `final_lr_frac`

@@ -9,12 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{ModelConfig, PRESETS};
+use super::model::{ModelConfig, VocabLayout, GPT2_VOCAB, PRESETS};
 use super::schedule::{Schedule, ScheduleKind};
 
 /// A model is a preset name (`"tiny"`, `"72m"`, …) or an explicit shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ModelChoice {
     Preset(String),
     Shape {
@@ -22,9 +21,56 @@ pub enum ModelChoice {
         d_model: i64,
         n_head: i64,
         /// SwiGLU hidden width; default 256·⌈(8d/3)/256⌉.
-        #[serde(default)]
         d_ff: Option<i64>,
     },
+}
+
+/// A preset is written as its name, a shape as a plain map (`{"n_layer": 1, "d_model": 64,
+/// "n_head": 2}`, `d_ff` only when set), never as a named struct variant: a RON manifest
+/// must read back through the "name or map" form below, as a script's map does.
+impl Serialize for ModelChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ModelChoice::Preset(name) => s.serialize_str(name),
+            ModelChoice::Shape { n_layer, d_model, n_head, d_ff } => {
+                let mut m = s.serialize_map(Some(3 + d_ff.is_some() as usize))?;
+                m.serialize_entry("n_layer", n_layer)?;
+                m.serialize_entry("d_model", d_model)?;
+                m.serialize_entry("n_head", n_head)?;
+                if let Some(ff) = d_ff {
+                    m.serialize_entry("d_ff", ff)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Shape {
+            n_layer: i64,
+            d_model: i64,
+            n_head: i64,
+            #[serde(default)]
+            d_ff: Option<i64>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Preset(String),
+            Shape(Shape),
+        }
+        match Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a preset name or a map #{n_layer, d_model, n_head} (optional d_ff)")
+        })? {
+            Form::Preset(name) => Ok(ModelChoice::Preset(name)),
+            Form::Shape(s) => Ok(ModelChoice::Shape { n_layer: s.n_layer, d_model: s.d_model, n_head: s.n_head, d_ff: s.d_ff }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -381,17 +427,23 @@ impl TrainSpec {
                 return Err(format!("key \"threads\" must be at least 1, got {t}"));
             }
         }
-        self.model_config().map(|_| ())
+        // The shape does not depend on the vocabulary: check it with GPT-2's.
+        self.model_config(&VocabLayout::new(GPT2_VOCAB, &[])).map(|_| ())
     }
 
-    /// The model shape, with the GPT-2 padded vocabulary and this run's context.
-    pub fn model_config(&self) -> Result<ModelConfig, String> {
+    /// The model shape with `vocab.padded` rows of embedding and head (the layout comes from
+    /// the corpus's tokenizer and the regularizers' extra tokens) and this run's context.
+    pub fn model_config(&self, vocab: &VocabLayout) -> Result<ModelConfig, String> {
         let cfg = match &self.model {
-            ModelChoice::Preset(name) => ModelConfig::preset(name, self.seq_len).ok_or_else(|| {
-                format!("key \"model\": unknown preset \"{name}\"; presets: {}", preset_names())
-            })?,
+            ModelChoice::Preset(name) => {
+                let mut cfg = ModelConfig::preset(name, self.seq_len).ok_or_else(|| {
+                    format!("key \"model\": unknown preset \"{name}\"; presets: {}", preset_names())
+                })?;
+                cfg.vocab_size = vocab.padded;
+                cfg
+            }
             ModelChoice::Shape { n_layer, d_model, n_head, d_ff } => {
-                let mut cfg = ModelConfig::new(*n_layer, *d_model, *n_head, super::model::GPT2_PADDED_VOCAB, self.seq_len);
+                let mut cfg = ModelConfig::new(*n_layer, *d_model, *n_head, vocab.padded, self.seq_len);
                 if let Some(ff) = d_ff {
                     cfg.d_ff = *ff;
                 }
@@ -431,27 +483,13 @@ fn preset_names() -> String {
     PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
 }
 
-/// The closest known key by edit distance, if it is close enough to be a typo.
+/// The closest known key by edit distance (Levenshtein), if it is close enough to be a typo.
 fn suggest(key: &str) -> Option<&'static str> {
     KEYS.iter()
-        .map(|k| (edit_distance(key, k), *k))
+        .map(|k| (strsim::levenshtein(key, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
         .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

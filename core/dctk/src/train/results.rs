@@ -1,0 +1,135 @@
+//! What a run produces: its evaluation points ([`EvalPoint`]), its [`RunResult`] (also what
+//! `train(#{...})` returns to a script), and the streamed metrics log `metrics.jsonl` it is
+//! read back from ([`MetricsLog`], [`read_eval_curve`]).
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use dctk_data::MixAccounting;
+use serde::{Deserialize, Serialize};
+
+/// One validation measurement.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalPoint {
+    pub step: u64,
+    /// Training tokens seen so far (steps × batch_size × seq_len).
+    pub tokens: u64,
+    /// Passes over the unique tokens so far.
+    pub epoch: f64,
+    /// Token-weighted mean over the domains' validation tokens.
+    pub val_loss: f64,
+    /// Validation loss of each domain.
+    #[serde(default)]
+    pub val_loss_by_domain: BTreeMap<String, f64>,
+}
+
+/// What a run produced. Also what `train(#{...})` returns to a script.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    pub run_id: String,
+    pub run_dir: String,
+    /// "done" or "diverged".
+    pub status: String,
+    pub device: String,
+    pub precision: String,
+    pub threads: i64,
+    pub params: i64,
+    pub non_embedding_params: i64,
+    pub flops_per_token: f64,
+    pub unique_tokens: u64,
+    pub epochs: f64,
+    /// Epochs actually trained (whole batches only): train_tokens / tokens of one epoch as
+    /// served (documents + one separator each; see `train::plan`), = the sampler's
+    /// `accounting.realized_epochs()`.
+    pub epochs_realized: f64,
+    pub steps: u64,
+    pub tokens_per_step: u64,
+    /// Training tokens processed: steps × batch_size × seq_len.
+    pub train_tokens: u64,
+    pub final_val_loss: f64,
+    /// Validation loss of each domain at the last evaluation.
+    pub final_val_loss_by_domain: BTreeMap<String, f64>,
+    pub best_val_loss: f64,
+    pub final_train_loss: f64,
+    /// Validation loss at every evaluation, step 0 included.
+    pub curve: Vec<EvalPoint>,
+    /// Validation loss at the end of each whole epoch (epoch 1, 2, …).
+    pub val_loss_by_epoch: Vec<EvalPoint>,
+    /// Training throughput of this process (excludes evaluation and checkpoints).
+    pub tokens_per_s: f64,
+    pub wall_s: f64,
+    /// The step this process resumed from, if it resumed.
+    pub resumed_from_step: Option<u64>,
+    /// Set when every domain reached its `epochs_limit` before the planned steps: the run
+    /// stopped at this step.
+    pub exhausted_at_step: Option<u64>,
+    /// Exact data accounting: per domain its unique tokens, tokens served, realized epochs
+    /// (tokens served / (unique tokens + one separator per document)), …; the domains' tokens
+    /// served sum to steps × batch_size × seq_len.
+    pub accounting: MixAccounting,
+}
+
+/// Appends JSON lines to `metrics.jsonl`, flushing each so a killed run loses nothing
+/// it reported.
+pub struct MetricsLog {
+    file: fs::File,
+}
+
+impl MetricsLog {
+    /// Opens the log, first dropping every record past `keep_through_step` (records a
+    /// killed process wrote after its last checkpoint), so the file matches the state.
+    pub fn open(path: &Path, keep_through_step: Option<u64>) -> Result<MetricsLog> {
+        let keep = keep_through_step.unwrap_or(0);
+        if path.exists() {
+            let text = fs::read_to_string(path)?;
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    keep_through_step.is_some()
+                        && serde_json::from_str::<serde_json::Value>(l)
+                            .ok()
+                            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                            .is_some_and(|s| s <= keep)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            dctk_fs::write_atomic(path, kept.as_bytes())?;
+        }
+        let file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(MetricsLog { file })
+    }
+
+    pub fn write(&mut self, record: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{record}")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Reads the evaluation records of a run's `metrics.jsonl`.
+pub fn read_eval_curve(run_dir: &Path) -> Result<Vec<EvalPoint>> {
+    let path = run_dir.join("metrics.jsonl");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut points = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: bad JSON", path.display(), i + 1))?;
+        if v.get("kind").and_then(|k| k.as_str()) == Some("eval") {
+            points.push(serde_json::from_value(v).with_context(|| format!("{}:{}", path.display(), i + 1))?);
+        }
+    }
+    Ok(points)
+}
+
+
+/// The last training loss logged in a run's `metrics.jsonl` (a run resumed at its very end
+/// takes its final training loss from there).
+pub fn last_train_loss(run_dir: &Path) -> Option<f64> {
+    let text = fs::read_to_string(run_dir.join("metrics.jsonl")).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v.get("kind")?.as_str()? == "train").then(|| v.get("loss")?.as_f64())?
+    })
+}

@@ -1,0 +1,197 @@
+//! End-to-end training contracts: what `train(#{...})` promises holds through a real
+//! `dctk run` (plan, manifest, cell process, result).
+#[path = "support/mod.rs"]
+mod support;
+use support::*;
+
+/// A custom model shape (with and without `d_ff`) plans, writes a manifest that reads back,
+/// trains to done, and its parameter count is the shape's.
+#[test]
+fn custom_model_shapes_train_to_done() {
+    let s = Scratch::new("shape");
+    let script = s.write(
+        "shape.rhai",
+        r#"
+let base = #{ corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 4, threads: 1 };
+let a = base; a.name = "a"; a.model = #{ n_layer: 1, d_model: 64, n_head: 2 };
+let b = base; b.name = "b"; b.model = #{ n_layer: 1, d_model: 64, n_head: 2, d_ff: 96 };
+let runs = train([a, b]);
+print(`statuses ${runs[0].status} ${runs[1].status}`);
+print(`params ${runs[0].params} ${runs[1].params}`);
+"#,
+    );
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("statuses done done"), "{t}");
+    // d_ff 96 instead of the default 256 (= 256·⌈(8·64/3)/256⌉): 3 matrices of 64 × 160 fewer.
+    let params: Vec<i64> = t.lines().find_map(|l| l.strip_prefix("params ")).unwrap().split(' ').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(params[0] - params[1], 3 * 64 * (256 - 96), "{t}");
+    for cell in cells(&s.path().join("runs")) {
+        let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
+        assert!(manifest.contains("\"n_layer\": 1") || manifest.contains("n_layer: 1"), "{manifest}");
+    }
+}
+
+/// `epochs_realized` is the sampler's count of passes over the data as served (documents and
+/// their separators), and the epoch-end evaluations sit on those passes.
+#[test]
+fn epochs_realized_is_the_samplers_count() {
+    let s = Scratch::new("epochs");
+    let script = s.write(
+        "e.rhai",
+        r#"
+let r = train(#{ name: "e", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 3, val_tokens: 256, seq_len: 32, batch_size: 4, evals_per_epoch: 1, threads: 1 });
+print(`realized ${r.epochs_realized}`);
+"#,
+    );
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let run = only_run(&s.path().join("runs"));
+    let result: dctk::train::RunResult = ron::from_str(&std::fs::read_to_string(run.join("result.ron")).unwrap()).unwrap();
+    let served: u64 = result.accounting.domains.iter().map(|d| d.tokens_served).sum();
+    let epoch_tokens: u64 = result.accounting.domains.iter().map(|d| d.epoch_tokens).sum();
+    assert!(epoch_tokens > result.unique_tokens, "an epoch as served includes the separators");
+    assert_eq!(result.epochs_realized, served as f64 / epoch_tokens as f64);
+    assert_eq!(result.epochs_realized, result.accounting.realized_epochs());
+    assert_eq!(result.epochs_realized, result.accounting.domains[0].realized_epochs);
+    assert!(t.contains(&format!("realized {}", result.epochs_realized)), "{t}");
+    // The epoch-end evaluations: at each whole pass (to the nearest step), the last at the end.
+    let per_epoch = epoch_tokens as f64 / result.tokens_per_step as f64;
+    let ends: Vec<u64> = result.val_loss_by_epoch.iter().map(|p| p.step).collect();
+    assert_eq!(ends[0], per_epoch.round() as u64, "{ends:?}");
+    assert_eq!(*ends.last().unwrap(), result.steps);
+    for p in &result.curve {
+        assert!((p.epoch - (p.step * result.tokens_per_step) as f64 / epoch_tokens as f64).abs() < 1e-12);
+    }
+}
+
+/// What a run could not do is refused at `plan`, naming the key; never a crash.
+#[test]
+fn impossible_runs_are_refused_at_plan() {
+    let s = Scratch::new("impossible");
+    for (setting, key) in [
+        ("epochs: 1e300, eval_every: 1", "key \"epochs\""),
+        ("epochs: 1e6, eval_every: 1", "key \"eval_every\""),
+        ("epochs: 1, model: #{ n_layer: 2000, d_model: 65536, n_head: 64 }", "key \"model\""),
+    ] {
+        let script = s.write(
+            "i.rhai",
+            &format!("train(#{{ corpus: \"data:corpora/quotes.jsonl\", unique_tokens: 3_000, val_tokens: 256, seq_len: 32, batch_size: 4, {setting} }});"),
+        );
+        for cmd in ["plan", "run"] {
+            let out = dctk(s.path(), &[cmd, script.to_str().unwrap(), "-q"][..if cmd == "plan" { 2 } else { 3 }]);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {setting}: {t}");
+            assert!(t.contains(key) && t.contains("i.rhai:1"), "{cmd} {setting}: {t}");
+        }
+    }
+}
+
+#[test]
+fn bench_refuses_zero_rounds_and_steps() {
+    let s = Scratch::new("bench0");
+    for args in [["bench", "regularizer", "--rounds", "0"], ["bench", "regularizer", "--steps", "0"], ["bench", "train", "--steps", "0"], ["bench", "plan", "--rounds", "0"]] {
+        let out = dctk(s.path(), &args);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {t}");
+        assert!(t.contains(&format!("--{} must be at least 1", args[2].trim_start_matches("--"))), "{args:?}: {t}");
+    }
+}
+
+/// The model's vocabulary is the corpus tokenizer's, plus the plugins' extra tokens, padded to
+/// a multiple of 64: a `bpe:8192` corpus trains a model with 8,192 rows, not GPT-2's 50,304.
+#[test]
+fn the_vocabulary_comes_from_the_corpus() {
+    let s = Scratch::new("vocab");
+    let quotes = repo_root().join("data/corpora/quotes.jsonl");
+    let out = dctk(s.path(), &["data", "ingest", quotes.to_str().unwrap(), "--out", "bpe", "--tokenizer", "bpe:8192", "--val-fraction", "0.05", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let corpus = std::fs::read_to_string(s.path().join("bpe/manifest.ron")).unwrap();
+    let base: i64 = corpus.split("vocab_size: ").nth(1).unwrap().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    assert!(base <= 8192 && base > 1000, "{base}");
+    let padded = (base + 63) / 64 * 64;
+    let script = s.write(
+        "v.rhai",
+        r#"
+let r = train(#{ name: "v", model: "micro", corpus: "bpe", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 4, threads: 1 });
+print(`params ${r.params} ${r.non_embedding_params} ${r.flops_per_token}`);
+"#,
+    );
+    let plan = text(&dctk(s.path(), &["plan", script.to_str().unwrap()]));
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let nums: Vec<f64> = t.lines().find_map(|l| l.strip_prefix("params ")).unwrap().split(' ').map(|p| p.parse().unwrap()).collect();
+    let (params, non_embedding) = (nums[0] as i64, nums[1] as i64);
+    // Input embedding and output head: 2 × vocabulary × d_model (64).
+    assert_eq!(params - non_embedding, 2 * padded * 64, "{t}");
+    // 6·(non-embedding + head) + 12·layers·d·seq_len (Kaplan et al. 2020).
+    assert_eq!(nums[2], 6.0 * (non_embedding + padded * 64) as f64 + 12.0 * 64.0 * 32.0, "{t}");
+    let run = only_run(&s.path().join("runs"));
+    let manifest = std::fs::read_to_string(run.join("manifest.ron")).unwrap();
+    assert!(manifest.contains(&format!("base: {base},")) && manifest.contains(&format!("padded: {padded},")), "{manifest}");
+    assert!(manifest.contains(&format!("vocab_size: {padded},")), "{manifest}");
+    // The plan's parameter count is the same as the run's.
+    let _ = plan;
+}
+
+/// A tokenizer of 50,280 ids with MIR: MASK is id 50,280 (a fresh id, not a real token), the
+/// model has 50,304 rows, and the run trains.
+#[test]
+fn plugin_tokens_get_ids_after_the_tokenizers() {
+    let s = Scratch::new("vocab50280");
+    // A word-level tokenizer: ids 0 .. 50,199 are fillers, the corpus's 79 words are ids
+    // 50,200 .. 50,278 (the top of the vocabulary), the separator is 50,279.
+    const N: usize = 50_280;
+    let words: Vec<String> = (0..79).map(|i| format!("w{i}")).collect();
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<unk>".into(), 0.into());
+    for i in 1..(N - 80) {
+        vocab.insert(format!("filler{i}"), i.into());
+    }
+    for (j, w) in words.iter().enumerate() {
+        vocab.insert(w.clone(), (N - 80 + j).into());
+    }
+    vocab.insert("<|endoftext|>".into(), (N - 1).into());
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": N - 1, "content": "<|endoftext|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+    });
+    s.write("tokenizer.json", &tok.to_string());
+    let docs: String = (0..400)
+        .map(|d| {
+            let text: Vec<&str> = (0..40).map(|k| words[(d * 7 + k * 13 + k * k) % words.len()].as_str()).collect();
+            format!("{}\n", serde_json::json!({"text": text.join(" ")}))
+        })
+        .collect();
+    s.write("words.jsonl", &docs);
+    let out = dctk(s.path(), &["data", "ingest", "words.jsonl", "--out", "wl", "--tokenizer", "tokenizer.json", "--eot", "<|endoftext|>", "--val-fraction", "0.1", "--no-progress"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = s.write(
+        "m.rhai",
+        r#"
+let r = train(#{ name: "m", model: "micro", corpus: "wl", unique_tokens: 4_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 4, threads: 1,
+    regularizers: [#{ name: "mir", settings: #{ lambda: 0.4 } }] });
+print(`status ${r.status} params ${r.params} ${r.non_embedding_params}`);
+"#,
+    );
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let line = t.lines().find_map(|l| l.strip_prefix("status ")).unwrap();
+    assert!(line.starts_with("done params "), "{t}");
+    let nums: Vec<i64> = line.trim_start_matches("done params ").split(' ').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(nums[0] - nums[1], 2 * 50_304 * 64, "{t}");
+    let run = only_run(&s.path().join("runs"));
+    let manifest = std::fs::read_to_string(run.join("manifest.ron")).unwrap();
+    let layout = manifest.split("vocab: VocabLayout(").nth(1).unwrap();
+    let compact: String = layout.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(compact.starts_with("base:50280,extra:[ExtraTokens(plugin:\"mir\",first_id:50280,count:1,),],padded:50304,"), "{layout}");
+    // The corpus's real tokens reach the top of the tokenizer, below MASK.
+    let m = metrics(&run);
+    assert!(m.iter().filter(|r| r["kind"] == "train").all(|r| r["mir/aux_loss"].as_f64().unwrap().is_finite()));
+}
