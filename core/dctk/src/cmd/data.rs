@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use dctk_data::{Corpus, DomainInput, IngestConfig};
 
-use crate::data::{describe, ingest_summary, input_domains, tokenizer_spec};
+use crate::corpus::{describe, ingest_summary, input_domains, tokenizer_spec};
 
 pub fn cli() -> Command {
     Command::new("data")

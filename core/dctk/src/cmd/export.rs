@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use clap::{value_parser, Arg, ArgMatches, Command};
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataManifest;
+use crate::corpus::DataManifest;
 use crate::plugin::PluginRecord;
 use crate::script::{Mode, RoundEnd, Session, Study};
 use crate::study::executor::ExecutorOptions;

@@ -2,7 +2,7 @@
 //! during training, streamed metrics, checkpoints and exact resume.
 //!
 //! The trainer takes a spec, the run's data (an open corpus and the mixture to sample, see
-//! [`crate::data`]) and a run directory; it knows nothing about scripts or files beyond its
+//! [`crate::corpus`]) and a run directory; it knows nothing about scripts or files beyond its
 //! own run directory. Batches come from `dctk_data::Sampler::next_batch`, whose state is
 //! checkpointed with the weights; per-domain validation losses are logged at every
 //! evaluation; the sampler's exact per-domain accounting goes into the result and is checked
@@ -25,7 +25,7 @@ use super::checkpoint::{self, CheckpointState};
 use super::model::{Gpt, GPT2_VOCAB};
 use super::optim::{AdamW, AdamWConfig};
 use super::spec::TrainSpec;
-use crate::data::{describe, val_batches, RunData};
+use crate::corpus::{describe, val_batches, RunData};
 use dctk_data::{Batch, DataError, MixAccounting};
 use crate::env;
 use crate::plugin::regularizer::MicroBatch;
@@ -354,7 +354,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     let micro = spec.micro_batch();
     let fingerprint = &data.manifest.fingerprint;
     let mut sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", describe(&e)))?;
-    let val: Vec<(String, Vec<BatchTensors>)> = val_batches(data, spec, micro as usize)
+    let val: Vec<(String, Vec<BatchTensors>)> = val_batches(data, micro as usize)
         .map_err(anyhow::Error::msg)?
         .into_iter()
         .map(|(name, batches)| (name, batches.iter().map(|b| BatchTensors::new(b, device)).collect()))
@@ -668,7 +668,7 @@ mod tests {
     #[test]
     #[ignore = "benchmark: cargo test --release -p dctk -- --ignored --nocapture loader_headroom"]
     fn loader_headroom() {
-        use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache};
+        use crate::corpus::{plan_data, resolve_corpus, AutoIngest, CorpusCache, DataSpec};
         let root = std::env::temp_dir().join(format!("dctk-headroom-{}", std::process::id()));
         let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpora");
         let auto = AutoIngest { text_field: "text".into(), val_fraction: 0.05 };
@@ -683,7 +683,7 @@ mod tests {
                     "seq_len": seq_len, "batch_size": batch, "cross_doc_attention": cross,
                 }))
                 .unwrap();
-                let data = plan_data(&spec, corpus.clone(), &resolved).unwrap();
+                let data = plan_data(&DataSpec::from_train(&spec, &raw).unwrap(), corpus.clone(), &resolved).unwrap();
                 let mut sampler = data.corpus.sampler(&data.mix).unwrap();
                 let tokens_per_step = (batch * seq_len) as f64;
                 let t0 = Instant::now();
