@@ -67,3 +67,40 @@ impl DataCache {
         Ok(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::plan_data;
+
+    #[test]
+    fn a_seed_sweep_plans_its_selection_once_with_the_fingerprints_of_a_full_plan() {
+        let root = std::env::temp_dir().join(format!("dctk-data-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let docs: String = (0..400).map(|i| format!("{{\"text\": \"document {i} says {} things\"}}\n", i * 7)).collect();
+        std::fs::write(root.join("web.jsonl"), docs).unwrap();
+        let runs = root.join("runs");
+        let spec = |seed: u64| {
+            let t = TrainSpec::from_json(serde_json::json!({
+                "corpus": "web.jsonl", "unique_tokens": 1_000, "epochs": 1, "seq_len": 16, "batch_size": 2,
+                "val_tokens": 17, "val_fraction": 0.2, "seed": seed,
+            }))
+            .unwrap();
+            DataSpec::from_train(&t, &root.join("web.jsonl")).unwrap()
+        };
+        let cache = DataCache::default();
+        let planned: Vec<Arc<RunData>> = (0..5).map(|seed| cache.plan(&spec(seed), &runs, false).unwrap()).collect();
+        assert_eq!(cache.selections.lock().unwrap().len(), 1, "one selection for five seeds");
+        assert_eq!(cache.resolved.lock().unwrap().len(), 1);
+        for (seed, data) in planned.iter().enumerate() {
+            let resolved = resolve_corpus(&root.join("web.jsonl"), &runs, &spec(0).source.ingest, false).unwrap();
+            let full = plan_data(&spec(seed as u64), data.corpus.clone(), &resolved).unwrap();
+            assert_eq!(full.manifest, data.manifest, "seed {seed}");
+            assert_eq!(full.mix, data.mix, "seed {seed}");
+            assert_eq!(data.mix.seed, seed as u64);
+        }
+        assert_ne!(planned[0].manifest.fingerprint, planned[1].manifest.fingerprint, "the order seed is part of the data identity");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
