@@ -87,7 +87,7 @@ struct ScriptIngest {
     domains: Vec<ScriptDomain>,
     #[serde(default = "text")]
     text_field: String,
-    #[serde(default = "one_percent")]
+    #[serde(default = "default_val_fraction")]
     val_fraction: f64,
     /// `"gpt2"`, a `tokenizer.json` path, or `"bpe:VOCAB"`.
     #[serde(default = "gpt2")]
@@ -114,8 +114,8 @@ struct ScriptDomain {
 fn text() -> String {
     "text".into()
 }
-fn one_percent() -> f64 {
-    0.01
+fn default_val_fraction() -> f64 {
+    dctk_data::DEFAULT_VAL_FRACTION
 }
 fn gpt2() -> String {
     "gpt2".into()
