@@ -232,7 +232,9 @@ fn a_scaffold_from_an_installed_dctk_builds_in_the_shared_directory_and_exports_
     assert!(config.contains(&format!("target-dir = \"{}\"", target.display())), "{config}");
     let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
     let sdk_root = home.join("sdk");
-    assert!(manifest.contains(&sdk_root.display().to_string()) && !manifest.contains(&support::repo_root().display().to_string()), "{manifest}");
+    // The SDK embedded in the binary, not the source tree's plugins/sdk.
+    let tree_sdk = support::repo_root().join("plugins/sdk").display().to_string();
+    assert!(manifest.contains(&sdk_root.display().to_string()) && !manifest.contains(&tree_sdk), "{manifest}");
 
     // cargo picks the target directory from the scaffold's config (no CARGO_TARGET_DIR).
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
