@@ -252,3 +252,65 @@ fn resumed_mixture_run_matches_the_uninterrupted_one() {
     assert!(straight_curve.len() > 18);
     assert_eq!(straight_curve, curve(&run), "losses differ after resume");
 }
+
+/// The README's data example with every default: `dctk data ingest data/corpora --out
+/// corpora/bundled`, then `train` on it. The held-out fraction is one default everywhere (CLI
+/// ingest, a script's `ingest()`, `train`'s automatic ingest), so the corpus holds the
+/// held-out tokens `train`'s default `val_tokens` asks for.
+#[test]
+fn readme_data_flow_works_with_default_settings() {
+    let s = Scratch::new("readme-data");
+    let bundled = repo_root().join("data/corpora");
+    let o = dctk(s.path(), &["data", "ingest", bundled.to_str().unwrap(), "--out", "corpora/bundled"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let study = r#"
+let m = ingest(#{ out: "corpora/script", inputs: ["data:corpora"] });
+let r = train(#{ model: "micro", corpus: "corpora/bundled", unique_tokens: 20_000, epochs: 1, threads: 2 });
+print(`@steps=${r.steps} domains=${r.accounting.domains.len()}`);
+"#;
+    let (ok, out) = run_study(&s, "readme.rhai", study, "runs", &[]);
+    assert!(ok, "{out}");
+    let v = values(&out);
+    assert_eq!((v["steps"], v["domains"]), (4.0, 7.0), "{out}");
+    // train's automatic ingest of the same raw input (planned only).
+    let auto = s.write("auto.rhai", "train(#{ model: \"micro\", corpus: \"data:corpora\", unique_tokens: 20_000, epochs: 1 });");
+    let o = dctk(s.path(), &["plan", auto.to_str().unwrap(), "--runs", "runs"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let auto_dir = std::fs::read_dir(s.path().join(".dctk/corpora")).unwrap().next().unwrap().unwrap().path();
+    for dir in [s.path().join("corpora/bundled"), s.path().join("corpora/script"), auto_dir] {
+        let m = std::fs::read_to_string(dir.join("manifest.ron")).unwrap();
+        assert_eq!(m.matches("val_ppm: 50000,").count(), 7, "{}: every domain holds out 5%", dir.display());
+    }
+}
+
+/// `dctk data verify` checks the manifest against the shards: a hand-edited token count, or a
+/// shard path outside the corpus, is refused (and a file outside is never opened).
+#[test]
+fn data_verify_refuses_edited_counts_and_paths_outside_the_corpus() {
+    let s = Scratch::new("verify-edits");
+    write_corpus(&s);
+    let o = dctk(s.path(), &["data", "ingest", "raw", "--out", "c", "--val-fraction", "0.1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let manifest = s.path().join("c/manifest.ron");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let verify = || {
+        let o = dctk(s.path(), &["data", "verify", "c"]);
+        (o.status.success(), text(&o))
+    };
+    assert!(verify().0, "{}", verify().1);
+    // The first `train_tokens: N` (the apples domain) raised by 1000.
+    let n: u64 = original.split("train_tokens: ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    std::fs::write(&manifest, original.replacen(&format!("train_tokens: {n},"), &format!("train_tokens: {},", n + 1000), 1)).unwrap();
+    let (ok, t) = verify();
+    assert!(!ok && t.contains("manifest.ron") && t.contains("domains[apples].train_tokens") && t.contains(&format!("is {}", n + 1000)), "{t}");
+    // An absolute shard path: refused without revealing the file's size.
+    let first = original.split("tokens_file: \"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    std::fs::write(&manifest, original.replacen(&format!("tokens_file: \"{first}\""), "tokens_file: \"/etc/passwd\"", 1)).unwrap();
+    let (ok, t) = verify();
+    assert!(!ok && t.contains("tokens_file \"/etc/passwd\" is an absolute path") && !t.contains("found"), "{t}");
+    std::fs::write(&manifest, original.replacen(&format!("tokens_file: \"{first}\""), "tokens_file: \"../../../secret/x.tok\"", 1)).unwrap();
+    let (ok, t) = verify();
+    assert!(!ok && t.contains("\"../../../secret/x.tok\" is not a plain relative path"), "{t}");
+    std::fs::write(&manifest, &original).unwrap();
+    assert!(verify().0);
+}

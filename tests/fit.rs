@@ -132,3 +132,21 @@ print(`hitchhiker ${{h.held_out.are}}`);
     let are = val("hitchhiker")[0];
     assert!(are < 1e-3, "exact synthetic law must extrapolate: ARE {are}");
 }
+
+#[test]
+fn a_law_named_by_a_path_is_refused() {
+    let s = Scratch::new("fitpath");
+    // A real library: the old loader opened any file a script named.
+    let lib = support::dctk_bin().parent().unwrap().join("libdctk_plugin_mir.so");
+    for law in [lib.display().to_string(), "/x/lib.so".to_string()] {
+        let script = format!(
+            "let f = fit(#{{ law: \"{law}\", runs: [#{{x: 1.0, loss: 2.0}}, #{{x: 2.0, loss: 1.5}}], columns: \"x=x,loss=loss\" }});"
+        );
+        let path = s.write("law.rhai", &script);
+        let out = dctk(s.path(), &["run", path.to_str().unwrap(), "-q"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("law.rhai:1:9: fit:") && t.contains(&format!("law \"{law}\"")) && t.contains("is not a plugin name"), "{t}");
+        assert!(!t.contains("is not a law"), "the library must not have been opened: {t}");
+    }
+}

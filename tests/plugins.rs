@@ -125,6 +125,29 @@ fn a_panicking_plugin_is_an_error_and_dctk_keeps_going() {
     assert!(t.contains("1 plugin check(s) failed"), "{t}");
 }
 
+#[test]
+fn plugin_names_that_are_paths_are_refused() {
+    let s = Scratch::new("plugins-path");
+    let lib = built("libdctk_plugin_mir.so").display().to_string();
+    for name in [lib.as_str(), "/x/lib.so", "../mir"] {
+        let script = s.write(
+            "reg.rhai",
+            &format!(
+                "train(#{{ model: \"micro\", corpus: \"data:corpora\", unique_tokens: 20_000, epochs: 1, seq_len: 128, val_tokens: 1_024, regularizers: [\"{name}\"] }});"
+            ),
+        );
+        let out = dctk_with(s.path(), None, &["plan", script.to_str().unwrap()]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("key \"regularizers\"") && t.contains(&format!("\"{name}\" is not a plugin name")), "{t}");
+        assert!(t.contains("reg.rhai:1:"), "the error is positioned: {t}");
+    }
+    // The command line may still name a library file: the user declares it.
+    let out = dctk_with(s.path(), None, &["plugins", "check", &lib]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("ok      mir: regularizer ok"), "{t}");
+}
+
 fn cargo(dir: &Path, target: &Path, args: &[&str]) {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
@@ -171,4 +194,72 @@ fn plugin_new_scaffolds_crates_that_build_test_and_load() {
         &["plugin", "new", "my_reg", "--kind", "regularizer", "--path", s.path().join("my_reg").to_str().unwrap()],
     );
     assert!(!out.status.success() && text(&out).contains("already exists"), "{}", text(&out));
+}
+
+/// A scaffold made by an installed dctk (a copy of the binary outside the source tree) builds
+/// against the SDK embedded in that binary, into the shared plugin build directory its
+/// `.cargo/config.toml` names; installed as the README says (copied into the user plugin
+/// directory), the plugin loads and `dctk export` bundles its sources.
+#[test]
+fn a_scaffold_from_an_installed_dctk_builds_in_the_shared_directory_and_exports_its_sources() {
+    let s = Scratch::new("plugin-installed");
+    let bin = s.path().join("bin/dctk");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(dctk_bin(), &bin).unwrap();
+    let home = s.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // The shared build directory, kept warm between test runs (tch compiles once).
+    let shared = built_dir().parent().unwrap().join("plugin-new-test");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::symlink(&shared, home.join("plugin-target")).unwrap();
+    let installed = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .args(args)
+            .current_dir(s.path())
+            .env("DCTK_HOME", &home)
+            .env("DCTK_DATA_ROOTS", support::repo_root().join("data"))
+            .env_remove("DCTK_PLUGIN_PATH")
+            .output()
+            .expect("running the installed dctk");
+        (out.status.success(), text(&out))
+    };
+    let crate_dir = s.path().join("inst_reg");
+    let (ok, t) = installed(&["plugin", "new", "inst_reg", "--kind", "regularizer", "--path", crate_dir.to_str().unwrap()]);
+    assert!(ok, "{t}");
+    let target = home.join("plugin-target");
+    assert!(t.contains("shared plugin build directory") && t.contains(&target.display().to_string()), "{t}");
+    let config = std::fs::read_to_string(crate_dir.join(".cargo/config.toml")).unwrap();
+    assert!(config.contains(&format!("target-dir = \"{}\"", target.display())), "{config}");
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+    let sdk_root = home.join("sdk");
+    // The SDK embedded in the binary, not the source tree's plugins/sdk.
+    let tree_sdk = support::repo_root().join("plugins/sdk").display().to_string();
+    assert!(manifest.contains(&sdk_root.display().to_string()) && !manifest.contains(&tree_sdk), "{manifest}");
+
+    // cargo picks the target directory from the scaffold's config (no CARGO_TARGET_DIR).
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--offline"])
+        .current_dir(&crate_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("running cargo");
+    assert!(out.status.success(), "cargo build in {} failed:\n{}", crate_dir.display(), text(&out));
+    let lib = target.join("release/libdctk_plugin_inst_reg.so");
+    assert!(lib.is_file(), "{} was not built", lib.display());
+    // Installed as the README says.
+    let user = home.join("plugins");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::copy(&lib, user.join("libdctk_plugin_inst_reg.so")).unwrap();
+    let (ok, t) = installed(&["plugins", "check", "inst_reg"]);
+    assert!(ok && t.contains("ok      inst_reg: regularizer ok"), "{t}");
+    // Exported with its sources.
+    let study = s.write(
+        "s.rhai",
+        "train(#{ model: \"micro\", corpus: \"data:corpora\", unique_tokens: 20_000, epochs: 1, seq_len: 128, val_tokens: 1_024, regularizers: [\"inst_reg\"] });",
+    );
+    let (ok, t) = installed(&["export", study.to_str().unwrap(), "--out", "bundle"]);
+    assert!(ok, "{t}");
+    let src = s.path().join("bundle/plugins/inst_reg/src/lib.rs");
+    assert_eq!(std::fs::read_to_string(&src).unwrap_or_default(), std::fs::read_to_string(crate_dir.join("src/lib.rs")).unwrap(), "{t}");
 }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::manifest::{budget_order_key, is_val, CorpusManifest, DomainKind, DomainManifest};
+use crate::manifest::{
+    budget_order_key, corpus_file, is_val, CorpusManifest, DomainKind, DomainManifest,
+    MANIFEST_FILE,
+};
 use crate::shard::{map_verified, TokenStore, INDEX_RECORD_BYTES};
 use crate::tokenizer::Tokenizer;
 
@@ -246,7 +249,8 @@ impl Corpus {
             let mut maps = Vec::new();
             let mut docs = Vec::new();
             for (si, sh) in dm.shards.iter().enumerate() {
-                let tok_path = dir.join(&sh.tokens_file);
+                let field = |f: &str| format!("domains[{}].shards[{si}].{f}", dm.name);
+                let tok_path = corpus_file(&dir, &field("tokens_file"), &sh.tokens_file)?;
                 if sh.tokens_bytes != sh.tokens * manifest.token_bytes as u64 {
                     return Err(DataError::Manifest {
                         path: tok_path,
@@ -259,7 +263,16 @@ impl Corpus {
                     &sh.tokens_blake3,
                     opts.verify_hashes,
                 )?;
-                let idx_path = dir.join(&sh.index_file);
+                let idx_path = corpus_file(&dir, &field("index_file"), &sh.index_file)?;
+                if Some(sh.index_bytes) != sh.docs.checked_add(1).and_then(|n| n.checked_mul(INDEX_RECORD_BYTES)) {
+                    return Err(DataError::Manifest {
+                        path: idx_path,
+                        msg: format!(
+                            "index_bytes ({}) disagrees with (docs + 1) × {INDEX_RECORD_BYTES} (docs = {})",
+                            sh.index_bytes, sh.docs
+                        ),
+                    });
+                }
                 let idx = map_verified(
                     &idx_path,
                     sh.index_bytes,
@@ -267,8 +280,12 @@ impl Corpus {
                     opts.verify_hashes,
                 )?;
                 read_index(&idx_path, &idx, sh.docs, sh.tokens, si as u32, &mut docs)?;
+                if opts.verify_hashes {
+                    check_ids(&tok_path, &map, manifest.token_bytes, manifest.tokenizer.vocab_size)?;
+                }
                 maps.push(map);
             }
+            check_counts(&dir, dm, &docs)?;
             let store = Arc::new(TokenStore {
                 maps,
                 token_bytes: manifest.token_bytes,
@@ -319,6 +336,59 @@ impl Corpus {
 
     pub fn vocab_size(&self) -> u32 {
         self.manifest.tokenizer.vocab_size
+    }
+}
+
+/// The manifest's per-domain counts, recomputed from the (size- and hash-checked) shard
+/// indexes: a hand-edited count is refused rather than trusted (a larger `train_tokens`
+/// would otherwise let a budget silently serve fewer tokens than it asked for).
+fn check_counts(dir: &Path, dm: &DomainManifest, docs: &[DocRef]) -> Result<()> {
+    let (mut train_docs, mut train_tokens, mut val_docs, mut val_tokens) = (0u64, 0u64, 0u64, 0u64);
+    for d in docs {
+        if is_val(d.key, dm.val_ppm) {
+            val_docs += 1;
+            val_tokens += d.tokens;
+        } else {
+            train_docs += 1;
+            train_tokens += d.tokens;
+        }
+    }
+    let found = [
+        ("docs", dm.docs, train_docs + val_docs),
+        ("tokens", dm.tokens, train_tokens + val_tokens),
+        ("train_docs", dm.train_docs, train_docs),
+        ("train_tokens", dm.train_tokens, train_tokens),
+        ("val_docs", dm.val_docs, val_docs),
+        ("val_tokens", dm.val_tokens, val_tokens),
+    ];
+    for (field, said, counted) in found {
+        if said != counted {
+            return Err(DataError::Manifest {
+                path: dir.join(MANIFEST_FILE),
+                msg: format!(
+                    "domains[{}].{field} is {said} but its shard indexes hold {counted}; the manifest was edited or corrupted — re-run ingest",
+                    dm.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every id of a token file is below the manifest's `vocab_size` (a hand-edited vocabulary
+/// would otherwise index past the model's embedding).
+fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32) -> Result<()> {
+    let max = if token_bytes == 2 {
+        bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).max()
+    } else {
+        bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).max()
+    };
+    match max {
+        Some(m) if m >= vocab_size => Err(DataError::Manifest {
+            path: path.to_path_buf(),
+            msg: format!("holds token id {m}, but the manifest's tokenizer.vocab_size is {vocab_size}"),
+        }),
+        _ => Ok(()),
     }
 }
 

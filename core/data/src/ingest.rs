@@ -43,12 +43,17 @@ pub struct DomainInput {
     pub val_fraction: f64,
 }
 
+/// The held-out fraction of documents when none is given, the same for `dctk data ingest`,
+/// a script's `ingest(#{...})`, an automatic ingest by `train` and this crate: 5% leaves each
+/// domain of the bundled corpora enough held-out tokens for `train`'s default `val_tokens`.
+pub const DEFAULT_VAL_FRACTION: f64 = 0.05;
+
 fn default_val_fraction() -> f64 {
-    0.01
+    DEFAULT_VAL_FRACTION
 }
 
 impl DomainInput {
-    /// A real domain from `paths`, JSONL field `text`, 1% held out.
+    /// A real domain from `paths`, JSONL field `text`, [`DEFAULT_VAL_FRACTION`] held out.
     pub fn new(name: impl Into<String>, paths: Vec<PathBuf>) -> Self {
         Self {
             name: name.into(),

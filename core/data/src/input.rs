@@ -85,11 +85,14 @@ impl RawItem {
         match self {
             RawItem::Text { text, .. } => Ok(Some(text)),
             RawItem::JsonLine { line, raw } => {
+                // A UTF-8 byte-order mark (Windows editors write one at the start of a file;
+                // `cat` of such files puts one at the start of a later line) is not JSON.
+                let raw = strip_bom(&raw);
                 if raw.trim().is_empty() {
                     return Ok(None);
                 }
                 // Parse only the field we need: other fields are skipped, not built.
-                let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw)
+                let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)
                     .map_err(|e| DataError::Json {
                         path: path.to_path_buf(),
                         line,
@@ -106,6 +109,12 @@ impl RawItem {
             }
         }
     }
+}
+
+/// `text` without a leading UTF-8 byte-order mark (U+FEFF), which JSON, JSONL and RON
+/// readers would otherwise report as a syntax error at the first character.
+pub fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// The files a path stands for: itself, or every file under a directory, sorted by path so

@@ -65,9 +65,10 @@ pub use error::{DataError, Result};
 pub use fsutil::write_atomic;
 pub use ingest::{
     ingest, ingest_with_stats, ingest_with_tokenizer, DomainInput, IngestConfig, IngestStats,
+    DEFAULT_VAL_FRACTION,
 };
 pub use input::{InputFormat, InputSpec, SourceInfo, TextSplit};
-pub use manifest::{CorpusManifest, DomainKind, DomainManifest, ShardInfo};
+pub use manifest::{corpus_file, CorpusManifest, DomainKind, DomainManifest, ShardInfo};
 pub use mix::{MixDomainSpec, MixSpec};
 pub use sampler::{
     Batch, DomainAccounting, Exhaustion, MixAccounting, MixDomain, Packing, Proportions, Sampler,

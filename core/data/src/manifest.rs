@@ -4,7 +4,7 @@
 //! manifest is complete; nothing in it depends on time or machine, so re-ingesting the same
 //! inputs reproduces it byte for byte.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +101,7 @@ impl CorpusManifest {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let m: Self = ron::from_str(&text).map_err(|e| DataError::Manifest {
+        let m: Self = ron::from_str(crate::input::strip_bom(&text)).map_err(|e| DataError::Manifest {
             path: path.clone(),
             msg: e.to_string(),
         })?;
@@ -116,6 +116,43 @@ impl CorpusManifest {
         }
         Ok(m)
     }
+}
+
+/// The file a manifest names by `rel` (its `field`, e.g. `domains[web].shards[0].tokens_file`),
+/// checked to lie inside the corpus directory `dir`: a relative path of plain components (no
+/// `..`, no root), which after resolving symlinks is still under `dir`. A hand-edited
+/// manifest cannot make a corpus read (or `data verify` reveal the size of) a file outside it.
+/// A file that does not exist is returned unresolved (opening it then names it).
+pub fn corpus_file(dir: &Path, field: &str, rel: &str) -> Result<PathBuf> {
+    let manifest = dir.join(MANIFEST_FILE);
+    let refuse = |why: String| DataError::Manifest {
+        path: manifest.clone(),
+        msg: format!("{field} \"{rel}\" {why}; a corpus names only files inside its directory"),
+    };
+    let plain = !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !plain {
+        return Err(refuse(if Path::new(rel).is_absolute() {
+            "is an absolute path".into()
+        } else {
+            "is not a plain relative path (no `..`)".into()
+        }));
+    }
+    let path = dir.join(rel);
+    let Ok(real) = path.canonicalize() else {
+        return Ok(path);
+    };
+    let real_dir = dir.canonicalize().map_err(io_err(dir))?;
+    if !real.starts_with(&real_dir) {
+        return Err(refuse(format!(
+            "resolves (through a symlink) to {}, outside {}",
+            real.display(),
+            real_dir.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// SplitMix64 finaliser: a fast, well-mixed, portable 64-bit hash of a 64-bit key.

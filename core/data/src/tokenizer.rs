@@ -97,7 +97,7 @@ impl Tokenizer {
     pub fn from_file_with_eot(path: impl AsRef<Path>, eot_token: Option<&str>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        let tok = tokenizers::Tokenizer::from_str(&text).map_err(|e| {
+        let tok = tokenizers::Tokenizer::from_str(crate::input::strip_bom(&text)).map_err(|e| {
             DataError::Tokenizer(format!(
                 "{}: not a Hugging Face tokenizer.json: {e}",
                 path.display()
@@ -213,9 +213,10 @@ impl Tokenizer {
         let tok = match (info.kind.as_str(), &info.file) {
             ("gpt2", _) => Self::gpt2()?,
             (_, Some(f)) => {
-                let mut t = Self::from_file_with_eot(dir.join(f), None)?;
+                let path = crate::manifest::corpus_file(dir, "tokenizer.file", f)?;
+                let mut t = Self::from_file_with_eot(&path, None)?;
                 if t.eot_id != info.eot_id {
-                    t = Self::from_file_with_eot_id(dir.join(f), info.eot_id)?;
+                    t = Self::from_file_with_eot_id(path, info.eot_id)?;
                 }
                 t.kind = if info.kind == "bpe" { "bpe" } else { "hf" };
                 t
@@ -234,12 +235,22 @@ impl Tokenizer {
                 info.hash
             )));
         }
+        if tok.vocab_size != info.vocab_size || tok.eot_id != info.eot_id {
+            return Err(DataError::Tokenizer(format!(
+                "{}: tokenizer.vocab_size {} and eot_id {} disagree with the tokenizer it names ({} ids, separator {})",
+                dir.join(crate::manifest::MANIFEST_FILE).display(),
+                info.vocab_size,
+                info.eot_id,
+                tok.vocab_size,
+                tok.eot_id
+            )));
+        }
         Ok(tok)
     }
 
     fn from_file_with_eot_id(path: PathBuf, eot_id: u32) -> Result<Self> {
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let tok = tokenizers::Tokenizer::from_str(&text)
+        let tok = tokenizers::Tokenizer::from_str(crate::input::strip_bom(&text))
             .map_err(|e| DataError::Tokenizer(e.to_string()))?;
         let name = tok.id_to_token(eot_id).ok_or_else(|| {
             DataError::Tokenizer(format!("{}: no token with id {eot_id}", path.display()))

@@ -12,12 +12,12 @@
 //! ```
 //!
 //! Modules: [`cmd`] (one file per subcommand), [`script`] (Rhai), [`study`] (cells on
-//! disk, executor, sandbox), [`train`] (libtorch), [`data`] (the corpus → tokens path), [`fitting`] (scaling laws via `dctk-laws`),
+//! disk, executor, sandbox), [`train`] (libtorch), [`corpus`] (the host side of the data: corpus → planned run data), [`fitting`] (scaling laws via `dctk-laws`),
 //! [`bench`], [`env`].
 pub mod bench;
 pub mod cmd;
+pub mod corpus;
 pub mod cpu;
-pub mod data;
 pub mod env;
 pub mod fitting;
 pub mod plugin;

@@ -27,10 +27,10 @@ pub fn is_temp_name(name: &str) -> bool {
 }
 
 /// Writes `bytes` to `path` atomically and durably (see the module docs). The parent
-/// directory is created if missing. Errors name the file.
+/// directory must exist (a missing one is an error, not created: a typo in an output path
+/// should fail, not make directories). Errors name the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
-    fs::create_dir_all(dir).map_err(|e| named(e, "creating", dir))?;
     let tmp = tmp_sibling(path, "w");
     let res = (|| {
         let mut f = fs::File::create(&tmp).map_err(|e| named(e, "writing", &tmp))?;
@@ -81,6 +81,8 @@ mod tests {
     fn replaces_whole_file_and_leaves_no_temp_files() {
         let dir = std::env::temp_dir().join(format!("dctk-fs-{}", std::process::id()));
         let p = dir.join("sub/x.txt");
+        assert!(write_atomic(&p, b"first").is_err(), "a missing directory is not created");
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
         write_atomic(&p, b"first").unwrap();
         write_atomic(&p, b"second").unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "second");

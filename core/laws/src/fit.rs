@@ -9,25 +9,15 @@
 //! so results do not depend on the number of threads.
 
 use crate::error::{LawError, Result};
+pub use crate::law::Method;
 use crate::law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 use crate::optim::{minimize_bounded, LbfgsOptions, OptResult, Status};
-use crate::report::{Diagnostics, Estimate, FitReport, Interval};
+use crate::report::{BootstrapSummary, Diagnostics, Estimate, FitReport, Interval};
 use crate::data::Points;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// Plain minimisation of the objective, or the Huber-likelihood MLE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Method {
-    /// Minimise Σ ρ(r_i).
-    #[default]
-    Minimise,
-    /// Maximise the likelihood of ln L ~ HuberDensity(loc = ln L̂, scale = e^σ, δ)
-    /// (Besiroglu et al. 2024's headline fit); adds the parameter `log_sigma`.
-    HuberMle,
-}
 
 /// Bootstrap settings.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -293,6 +283,18 @@ impl Fit {
     }
 }
 
+impl Fit {
+    /// Residual plot (see [`crate::plot::write_residual_svg`]).
+    pub fn write_residual_svg(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::plot::write_residual_svg(&self.report, &self.points, path.as_ref())
+    }
+
+    /// Fitted-curve plot (see [`crate::plot::write_curve_svg`]).
+    pub fn write_curve_svg(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::plot::write_curve_svg(&self.report, self.law.as_ref(), &self.params(), &self.points, path.as_ref())
+    }
+}
+
 /// Percentile interval (linear interpolation between order statistics, as
 /// numpy's default) plus the sample standard deviation.
 pub fn percentile_interval(values: &mut [f64], level: f64) -> Interval {
@@ -482,10 +484,10 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
     let mut boot_summary = None;
     if let Some(bo) = &opts.bootstrap {
         let (s, failed) = bootstrap_refits(&problem, &b.x, bo, &opts.lbfgs)?;
-        boot_summary = Some(crate::report::BootstrapSummary { resamples: bo.resamples, failed, seed: bo.seed, level: bo.level });
+        boot_summary = Some(BootstrapSummary { resamples: bo.resamples, failed, seed: bo.seed, level: bo.level });
         samples = s;
     }
-    let report = crate::report::build_report(&problem, &full, b, &samples, opts, n_starts, n_converged, n_failed, boot_summary, t0.elapsed().as_secs_f64());
+    let report = build_report(&problem, &full, b, &samples, opts, n_starts, n_converged, n_failed, boot_summary, t0.elapsed().as_secs_f64());
     let law_samples: Vec<Vec<f64>> = samples.iter().map(|s| s[..problem.n_params].to_vec()).collect();
     Ok(Fit { report, law, points: points.clone(), bootstrap_samples: law_samples })
 }
@@ -497,6 +499,54 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
 /// then reaches the tight optimum at a fraction of the cost of running every
 /// start to it (the ~1,300 starts that share the best Chinchilla basin do
 /// not each need the last digits).
+#[allow(clippy::too_many_arguments)]
+/// The report of a finished fit, from its problem, best start and bootstrap samples.
+fn build_report(
+    problem: &Problem,
+    full: &[f64],
+    best: &OptResult,
+    samples: &[Vec<f64>],
+    opts: &FitOptions,
+    n_starts: usize,
+    n_converged: usize,
+    n_failed: usize,
+    bootstrap: Option<BootstrapSummary>,
+    elapsed_s: f64,
+) -> FitReport {
+    let level = opts.bootstrap.map_or(0.95, |b| b.level);
+    let log_sigma = if problem.mle { Some(best.x[problem.free.len()]) } else { None };
+    let (params, derived) = estimates(problem, full, log_sigma, samples, level);
+    let observed: Vec<f64> = match problem.objective.space {
+        Space::Log => problem.target.iter().map(|t| t.exp()).collect(),
+        Space::Linear => problem.target.clone(),
+    };
+    FitReport {
+        law: problem.law.name().into(),
+        equation: problem.law.equation(),
+        citation: problem.law.citation(),
+        objective: if problem.mle {
+            format!("Huber-likelihood NLL ({})", problem.objective.describe())
+        } else {
+            problem.objective.describe()
+        },
+        method: opts.method,
+        objective_value: best.f,
+        params,
+        derived,
+        n_points: problem.inputs.len(),
+        n_starts,
+        n_converged,
+        converged_rtol: opts.converged_rtol,
+        n_failed,
+        diagnostics: diagnostics(problem, full, &observed, best),
+        bootstrap,
+        elapsed_s,
+        inputs: problem.law.inputs(),
+        fitted: problem.law.predict(full, &problem.inputs),
+        observed,
+    }
+}
+
 fn multistart(problem: &Problem, starts: &[Vec<f64>], opts: &FitOptions, law: &str) -> Result<(Vec<OptResult>, OptResult)> {
     let screen = match opts.screen_ftol {
         Some(ftol) if ftol > opts.lbfgs.ftol => LbfgsOptions { ftol, ..opts.lbfgs },

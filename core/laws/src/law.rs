@@ -143,6 +143,17 @@ impl Inputs {
     }
 }
 
+/// Plain minimisation of the objective, or the Huber-likelihood MLE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Method {
+    /// Minimise Σ ρ(r_i).
+    #[default]
+    Minimise,
+    /// Maximise the likelihood of ln L ~ HuberDensity(loc = ln L̂, scale = e^σ, δ)
+    /// (Besiroglu et al. 2024's headline fit); adds the parameter `log_sigma`.
+    HuberMle,
+}
+
 /// Which residual space and which loss the fit minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Space {

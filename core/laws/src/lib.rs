@@ -17,7 +17,7 @@
 //!   compute-optimal allocation, effective-data multiplier;
 //!   [`hitchhiker`](mod@hitchhiker): the fit-on-checkpoints protocol.
 //! - [`data::Points`] (CSV with column mapping, or in-memory rows),
-//!   [`report::FitReport`] (text, JSON, SVG plots), [`spec::FitSpec`] (the
+//!   [`report::FitReport`] (text, JSON; pure data), [`plot`] (its SVG plots), [`spec::FitSpec`] (the
 //!   shared request format of `dctk fit` and Rhai `fit()`).
 //!
 //! ```no_run
@@ -38,6 +38,7 @@ pub mod hitchhiker;
 pub mod law;
 pub mod laws;
 pub mod optim;
+pub mod plot;
 pub mod report;
 pub mod spec;
 

@@ -33,7 +33,9 @@ fn small_grid() -> Option<Vec<Vec<f64>>> {
 
 #[test]
 fn compute_optimal_matches_published_g() {
-    // Muennighoff's published base parameters give G = 0.2258019 (science.md §2.2).
+    // Muennighoff et al. 2023's published base parameters (huggingface/datablations README,
+    // "Parametric Fit") give G = (αA/(βB))^(1/(α+β)) = 0.2258019 (the compute-optimal
+    // allocation of Hoffmann et al. 2022, eq. 4).
     let c = compute_optimal(520.8250, 1487.7161, 0.3526596, 0.3526596, 1e21).unwrap();
     assert!(rel(c.g, 0.2258019) < 1e-5, "G {}", c.g);
     // C = 6 N D holds for the allocation.

@@ -1,4 +1,8 @@
-//! Reproduction of Epoch AI's Chinchilla replication (science.md §1.6, §8):
+//! Reproduction of Epoch AI's Chinchilla replication (Besiroglu, Erdil, Barnett,
+//! You 2024, "Chinchilla Scaling: A replication attempt", arXiv 2404.10102, on
+//! their released data: the points they extracted from Hoffmann et al. 2022's
+//! Figure 4, `tests/data/chinchilla_epoch_svg_extracted.csv`) of Hoffmann et al.
+//! 2022's Approach 3 (the parametric loss of their eq. 2, fitted with a Huber loss):
 //! the 4,500-start Huber/L-BFGS fit on the 240 points, the Huber objective of
 //! Chinchilla's rounded parameters, the Huber-likelihood MLE and the
 //! bootstrap standard errors.

@@ -1,6 +1,9 @@
-//! Muennighoff et al.'s data-constrained law: the datablations README values
-//! (science.md §2.4), the published G, and the two-stage fit (stage 2 fits
-//! only R_D*, R_N* with the base frozen) on synthetic data.
+//! Muennighoff et al. 2023, "Scaling Data-Constrained Language Models" (arXiv
+//! 2305.16264): the data-constrained law (Chinchilla's form at the effective data
+//! D' and effective parameters N' of their eqs. 5–6), checked against the values
+//! of the authors' release (huggingface/datablations, README "Parametric Fit"),
+//! the published G, and the two-stage fit (stage 2 fits only R_D*, R_N* with the
+//! base frozen) on synthetic data.
 
 mod common;
 use common::{rel, Noise};

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
-use dctk_data::{Corpus, DomainInput, IngestConfig};
+use dctk_data::{Corpus, DomainInput, IngestConfig, DEFAULT_VAL_FRACTION};
 
-use crate::data::{describe, ingest_summary, input_domains, tokenizer_spec};
+use crate::corpus::{describe, ingest_summary, input_domains, tokenizer_spec};
 
 pub fn cli() -> Command {
     Command::new("data")
@@ -46,8 +46,9 @@ pub fn cli() -> Command {
                     Arg::new("val-fraction")
                         .long("val-fraction")
                         .value_parser(value_parser!(f64))
-                        .default_value("0.01")
-                        .help("Fraction of documents held out for validation (by a hash of their text)"),
+                        .help(format!(
+                            "Fraction of documents held out for validation (by a hash of their text) [default: {DEFAULT_VAL_FRACTION}, as for train]"
+                        )),
                 )
                 .arg(Arg::new("dedup").long("dedup").action(ArgAction::SetTrue).help("Drop exact duplicate documents"))
                 .arg(Arg::new("min-chars").long("min-chars").value_parser(value_parser!(usize)).default_value("1").help("Drop shorter documents"))
@@ -57,7 +58,7 @@ pub fn cli() -> Command {
         )
         .subcommand(
             Command::new("verify")
-                .about("Open a corpus, checking sizes, blake3 hashes and indexes; print its domains")
+                .about("Open a corpus, checking sizes, blake3 hashes, indexes, token ids, counts and the tokenizer; print its domains")
                 .arg(Arg::new("dir").required(true).value_parser(value_parser!(PathBuf))),
         )
 }
@@ -83,7 +84,7 @@ fn ingest(a: &ArgMatches) -> Result<()> {
         }
         domains.push(DomainInput::new(name, paths));
     }
-    let val_fraction = *a.get_one::<f64>("val-fraction").unwrap();
+    let val_fraction = a.get_one::<f64>("val-fraction").copied().unwrap_or(DEFAULT_VAL_FRACTION);
     if !(0.0..1.0).contains(&val_fraction) {
         bail!("--val-fraction must be in [0, 1), got {val_fraction}");
     }
@@ -133,7 +134,10 @@ fn ingest(a: &ArgMatches) -> Result<()> {
 
 fn verify(a: &ArgMatches) -> Result<()> {
     let dir = a.get_one::<PathBuf>("dir").unwrap();
+    // Opening checks every shard's size, hash, index, ids and the manifest's counts; the
+    // tokenizer is rebuilt to check its hash, vocabulary size and separator too.
     let corpus = Corpus::open(dir).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    corpus.tokenizer().map_err(|e| anyhow::anyhow!(describe(&e)))?;
     let t = &corpus.manifest.tokenizer;
     println!("{}: ok ({} tokenizer, vocab {}, {} tokens)", dir.display(), t.kind, t.vocab_size, corpus.manifest.total_tokens());
     println!("{:<16} {:>9} {:>12} {:>12} {:>10}", "domain", "docs", "tokens", "train", "val");

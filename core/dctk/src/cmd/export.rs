@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use clap::{value_parser, Arg, ArgMatches, Command};
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataManifest;
+use crate::corpus::DataManifest;
 use crate::plugin::PluginRecord;
 use crate::script::{Mode, RoundEnd, Session, Study};
 use crate::study::executor::ExecutorOptions;
@@ -140,8 +140,13 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
 }
 
 /// The crate sources of a plugin library `…/target/<profile>/lib<name>.so`: the package
-/// under `<workspace>/plugins/*/` whose `[lib] name` is `<name>`.
+/// under `<workspace>/plugins/*/` whose `[lib] name` is `<name>`; else the crate a
+/// `dctk plugin new` scaffold built it from (see [`crate::plugin::source`]).
 fn plugin_source(lib: &Path) -> Option<PathBuf> {
+    workspace_plugin_source(lib).or_else(|| crate::plugin::source::built_crate_dir(lib))
+}
+
+fn workspace_plugin_source(lib: &Path) -> Option<PathBuf> {
     let stem = lib.file_stem()?.to_string_lossy().trim_start_matches("lib").to_string();
     let workspace = lib.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target"))?.parent()?;
     for entry in fs::read_dir(workspace.join("plugins")).ok()?.flatten() {

@@ -1,11 +1,17 @@
 //! `dctk plugin new NAME --kind regularizer|augmenter|law`: scaffold a plugin
-//! crate that builds and loads as is. The crate is its own workspace, depends on
-//! this dctk's `plugins/sdk` by path, copies this dctk's Cargo.lock (so tch and
-//! every shared dependency resolve to the exact versions the handshake expects),
-//! and points `LIBTORCH` at the libtorch this dctk was built with.
+//! crate that builds and loads as is. The crate is its own workspace and depends on
+//! the plugin SDK this dctk was built with: its sources are embedded in the binary
+//! and written once to `$DCTK_HOME/sdk/<version>-<hash>/` (so a scaffold made by an
+//! installed dctk builds too, and always against exactly the SDK the handshake
+//! expects). It gets this dctk's Cargo.lock (tch and every shared dependency resolve
+//! to the exact versions the handshake compares), `LIBTORCH` pointing at the libtorch
+//! this dctk was built with, and a `target-dir` shared by all plugins
+//! (`$DCTK_HOME/plugin-target`), so tch compiles once for every plugin a user writes.
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgMatches, Command};
 use std::path::{Path, PathBuf};
+
+use crate::plugin::source::{dctk_home, plugin_target_dir};
 
 pub fn cli() -> Command {
     Command::new("plugin").about("Plugin authoring tools").subcommand_required(true).arg_required_else_help(true).subcommand(
@@ -14,7 +20,7 @@ pub fn cli() -> Command {
             .arg(Arg::new("name").required(true).help("plugin name: lowercase letters, digits, _"))
             .arg(Arg::new("kind").long("kind").required(true).value_parser(["regularizer", "augmenter", "law"]).help("plugin kind"))
             .arg(Arg::new("path").long("path").help("directory to create (default: ./dctk-plugin-NAME)"))
-            .arg(Arg::new("sdk").long("sdk").help("path to dctk's plugins/sdk (default: the one this dctk was built from)")),
+            .arg(Arg::new("sdk").long("sdk").help("path to a dctk plugins/sdk (default: the SDK embedded in this dctk)")),
     )
 }
 
@@ -23,19 +29,110 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let name = a.get_one::<String>("name").expect("required");
     let kind = a.get_one::<String>("kind").expect("required");
     let dir = a.get_one::<String>("path").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(format!("dctk-plugin-{name}")));
+    let home = dctk_home().context("neither DCTK_HOME nor HOME is set: set DCTK_HOME to a directory for dctk's files")?;
     let sdk = match a.get_one::<String>("sdk") {
         Some(s) => PathBuf::from(s),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/sdk"),
+        None => embedded_sdk(&home)?,
     };
-    scaffold(name, kind, &dir, &sdk)?;
+    let target = plugin_target_dir().expect("DCTK_HOME or HOME is set");
+    scaffold(name, kind, &dir, &sdk, &target)?;
+    let lib = format!("libdctk_plugin_{name}.so");
+    let user = crate::plugin::loader::user_dir().expect("DCTK_HOME or HOME is set");
     println!("created {kind} plugin `{name}` in {}", dir.display());
+    println!("sdk:   {} (the plugin SDK of this dctk)", sdk.display());
+    println!(
+        "build: into the shared plugin build directory {} (set in {}): tch compiles once, for all your plugins",
+        target.display(),
+        dir.join(".cargo/config.toml").display()
+    );
     println!("next:  cd {} && cargo test --release && cargo build --release", dir.display());
-    println!("then:  DCTK_PLUGIN_PATH={}/target/release dctk plugins info {name}", dir.display());
+    println!("then:  mkdir -p {u} && cp {t}/release/{lib} {u}/ && dctk plugins info {name}", u = user.display(), t = target.display());
     Ok(())
 }
 
-/// Write the crate. Refuses to overwrite an existing directory.
-pub fn scaffold(name: &str, kind: &str, dir: &Path, sdk: &Path) -> Result<()> {
+/// The SDK crates (`sdk/`, the SDK; `build/`, its build-script helper) as this dctk was built
+/// with them, and the workspace's Cargo.toml (for the inherited package fields).
+const SDK_FILES: &[(&str, &str)] = &[
+    ("sdk/Cargo.toml", include_str!("../../../../plugins/sdk/Cargo.toml")),
+    ("sdk/build.rs", include_str!("../../../../plugins/sdk/build.rs")),
+    ("sdk/src/abi.rs", include_str!("../../../../plugins/sdk/src/abi.rs")),
+    ("sdk/src/guest.rs", include_str!("../../../../plugins/sdk/src/guest.rs")),
+    ("sdk/src/lib.rs", include_str!("../../../../plugins/sdk/src/lib.rs")),
+    ("sdk/src/settings.rs", include_str!("../../../../plugins/sdk/src/settings.rs")),
+    ("build/Cargo.toml", include_str!("../../../../plugins/build/Cargo.toml")),
+    ("build/src/lib.rs", include_str!("../../../../plugins/build/src/lib.rs")),
+];
+const WORKSPACE_MANIFEST: &str = include_str!("../../../../Cargo.toml");
+/// Same dependency versions as dctk (tch must match exactly).
+const CARGO_LOCK: &str = include_str!("../../../../Cargo.lock");
+
+/// A crate manifest of the embedded SDK with the fields it inherits from dctk's workspace
+/// (`version.workspace = true`, …) written out, so it builds outside that workspace.
+fn standalone_manifest(manifest: &str) -> Result<String> {
+    let mut inherited = std::collections::BTreeMap::new();
+    let mut in_package = false;
+    for line in WORKSPACE_MANIFEST.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_package = t == "[workspace.package]";
+        } else if in_package {
+            if let Some((k, v)) = t.split_once('=') {
+                inherited.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
+    let mut out = String::new();
+    for line in manifest.lines() {
+        match line.trim().strip_suffix(".workspace = true") {
+            Some(key) => {
+                let v = inherited.get(key).with_context(|| format!("the SDK inherits `{key}`, which dctk's workspace does not set"))?;
+                out.push_str(&format!("{key} = {v}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the embedded SDK once to `home/sdk/<version>-<content hash>/` and returns its
+/// `sdk/` directory. The directory is complete or absent (written beside, then renamed), and
+/// shared by every scaffold of this dctk build, so the shared target directory reuses the
+/// compiled SDK.
+fn embedded_sdk(home: &Path) -> Result<PathBuf> {
+    let mut h = blake3::Hasher::new();
+    for (path, text) in SDK_FILES {
+        h.update(path.as_bytes());
+        h.update(&[0]);
+        h.update(text.as_bytes());
+        h.update(&[0]);
+    }
+    h.update(WORKSPACE_MANIFEST.as_bytes());
+    let root = home.join("sdk").join(format!("{}-{}", dctk_plugin_sdk::SDK_VERSION, &h.finalize().to_hex()[..12]));
+    if !root.join("sdk/Cargo.toml").is_file() {
+        let tmp = dctk_fs::tmp_sibling(&root, "sdk");
+        for (path, text) in SDK_FILES {
+            let dest = tmp.join(path);
+            std::fs::create_dir_all(dest.parent().unwrap()).with_context(|| format!("creating {}", dest.display()))?;
+            let text = if path.ends_with("Cargo.toml") { standalone_manifest(text)? } else { text.to_string() };
+            std::fs::write(&dest, text).with_context(|| format!("writing {}", dest.display()))?;
+        }
+        match std::fs::rename(&tmp, &root) {
+            Ok(()) => {}
+            // Another scaffold wrote the same SDK first.
+            Err(_) if root.join("sdk/Cargo.toml").is_file() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            Err(e) => return Err(e).with_context(|| format!("writing the plugin SDK to {}", root.display())),
+        }
+    }
+    Ok(root.join("sdk"))
+}
+
+/// Write the crate, building into `target_dir`. Refuses to overwrite an existing directory.
+pub fn scaffold(name: &str, kind: &str, dir: &Path, sdk: &Path, target_dir: &Path) -> Result<()> {
     if name.is_empty()
         || !name.starts_with(|c: char| c.is_ascii_lowercase())
         || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -110,24 +207,34 @@ panic = "unwind"
     std::fs::write(dir.join("src/lib.rs"), fill(body))?;
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
     let libtorch = option_env!("DCTK_LIBTORCH_BUILD_DIR").unwrap_or("");
-    let config = if libtorch.is_empty() {
-        "# Set LIBTORCH to the libtorch dctk was built with (see `dctk doctor`).\n".to_string()
+    let mut config = format!(
+        "# One build directory for all of a user's plugins: tch (the slow part) compiles once.\n[build]\ntarget-dir = {}\n\n",
+        toml_string(&target_dir.display().to_string())
+    );
+    if libtorch.is_empty() {
+        config.push_str("# Set LIBTORCH to the libtorch dctk was built with (see `dctk doctor`).\n");
     } else {
-        format!("# The libtorch this dctk was built with: the handshake requires the same version.\n[env]\nLIBTORCH = {{ value = \"{libtorch}\", force = false }}\n")
-    };
-    std::fs::write(dir.join(".cargo/config.toml"), config)?;
-    // Same dependency versions as dctk (tch must match exactly).
-    let lock = sdk.join("../../Cargo.lock");
-    if lock.exists() {
-        std::fs::copy(&lock, dir.join("Cargo.lock")).with_context(|| format!("copying {}", lock.display()))?;
+        config.push_str(&format!(
+            "# The libtorch this dctk was built with: the handshake requires the same version.\n[env]\nLIBTORCH = {{ value = {}, force = false }}\n",
+            toml_string(libtorch)
+        ));
     }
+    std::fs::write(dir.join(".cargo/config.toml"), config)?;
+    std::fs::write(dir.join("Cargo.lock"), CARGO_LOCK).with_context(|| format!("writing {}", dir.join("Cargo.lock").display()))?;
+    let user = crate::plugin::loader::user_dir().map(|d| d.display().to_string()).unwrap_or_else(|| "~/.dctk/plugins".into());
     std::fs::write(
         dir.join("README.md"),
         format!(
-            "# dctk {kind} plugin `{name}`\n\n```sh\ncargo test --release\ncargo build --release\nDCTK_PLUGIN_PATH=$PWD/target/release dctk plugins info {name}\nDCTK_PLUGIN_PATH=$PWD/target/release dctk plugins check {name}\n```\n\nEdit `src/lib.rs`; the SDK's crate docs (`cargo doc -p dctk-plugin-sdk --open`) describe the ABI.\n"
+            "# dctk {kind} plugin `{name}`\n\n```sh\ncargo test --release\ncargo build --release\nmkdir -p {user} && cp {t}/release/libdctk_plugin_{name}.so {user}/\ndctk plugins info {name}\ndctk plugins check {name}\n```\n\nIt builds into {t}, shared by all your plugins (see `.cargo/config.toml`). Edit `src/lib.rs`; the SDK's crate docs (`cargo doc -p dctk-plugin-sdk --open`) describe the ABI.\n",
+            t = target_dir.display()
         ),
     )?;
     Ok(())
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string")
 }
 
 const REGULARIZER: &str = r#"//! dctk regularizer plugin `{{name}}`: adds `weight · mean(logits²)` to the loss

@@ -69,12 +69,22 @@ fn list() -> Result<()> {
     Ok(())
 }
 
+/// A plugin named on the command line: a plugin name (the search path), or the path of a
+/// library file, which the user thereby declares for this process.
+fn named(arg: &str) -> Result<Arc<Plugin>> {
+    let path = std::path::Path::new(arg);
+    if arg.contains(std::path::MAIN_SEPARATOR) || path.extension().is_some() {
+        return plugin::declare(path);
+    }
+    plugin::find(arg)
+}
+
 fn fmt_bound(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| x.to_string())
 }
 
 fn info(name: &str) -> Result<()> {
-    let p = match plugin::find(name) {
+    let p = match named(name) {
         Ok(p) => p,
         Err(e) => {
             if let Some(law) = builtin_law(name) {
@@ -150,7 +160,8 @@ fn builtin_info(law: &dyn dctk_laws::LawForm) -> Result<()> {
 
 /// Smoke-test one plugin; returns a one-line summary of what it did.
 fn check_one(p: &Arc<Plugin>) -> Result<String> {
-    let target = p.file.display().to_string();
+    // By name: `find` returns `p` itself (declared, or first on the search path).
+    let target = p.name.clone();
     let mut done = Vec::new();
     if p.regularizer().is_some() {
         let mut set = load_regularizers(&[RegularizerRequest::new(&target, serde_json::Value::Null)], 0)?;
@@ -198,7 +209,7 @@ fn check(names: &[String]) -> Result<()> {
         targets.extend(d.plugins.into_iter().map(Ok));
         targets.extend(d.errors.into_iter().map(|(f, e)| Err(anyhow::anyhow!("{}: {e}", f.display()))));
     } else {
-        targets.extend(names.iter().map(|n| plugin::find(n)));
+        targets.extend(names.iter().map(|n| named(n)));
     }
     let mut failed = 0;
     for t in targets {

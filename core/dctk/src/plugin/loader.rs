@@ -1,5 +1,5 @@
-//! Finding, loading and checking plugin libraries: the search path, the
-//! handshake (ABI version first, then SDK, tch, libtorch and rustc versions), the
+//! Finding, loading and checking plugin libraries: the search path (plugins load by plain
+//! name from it, never from a path a script names), the handshake (ABI version first, then SDK, tch, libtorch and rustc versions), the
 //! file hash, and a process-wide cache. Libraries are never unloaded: they are
 //! leaked on load, so descriptors, vtables and instances stay valid for the process.
 use anyhow::{bail, Context, Result};
@@ -119,10 +119,7 @@ pub fn search_path() -> Vec<PathBuf> {
 
 /// The user plugin directory: `$DCTK_HOME/plugins`, else `~/.dctk/plugins`.
 pub fn user_dir() -> Option<PathBuf> {
-    if let Some(h) = std::env::var_os("DCTK_HOME") {
-        return Some(PathBuf::from(h).join("plugins"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".dctk").join("plugins"))
+    super::source::dctk_home().map(|h| h.join("plugins"))
 }
 
 /// Does `file` look like a plugin library (`libdctk_plugin_*.so|.dylib`, `dctk_plugin_*.dll`)?
@@ -177,11 +174,43 @@ pub fn discover() -> Discovery {
     d
 }
 
-/// The plugin called `name`, or a path to a library. Errors list what is available.
+/// Is `name` a plain plugin name (`[a-z0-9_-]+`)? Anything else (a path, a file name) is
+/// refused: plugins load only from the search path, never from a path a script or spec names.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+        bail!(
+            "\"{name}\" is not a plugin name (plain [a-z0-9_-]+): plugins load by name from the plugin search path ({}), \
+             never from a path; to use a library, put it in one of those directories (or in DCTK_PLUGIN_PATH)",
+            search_path().iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Libraries named explicitly on dctk's command line (`dctk plugins info|check FILE`), by
+/// plugin name: declared for this process only, and found before the search path.
+fn declared() -> &'static Mutex<Vec<Arc<Plugin>>> {
+    static D: OnceLock<Mutex<Vec<Arc<Plugin>>>> = OnceLock::new();
+    D.get_or_init(Default::default)
+}
+
+/// Loads the library `file` that the user named on the command line and makes it the plugin
+/// of its name for this process (a root declared by the user, as `DCTK_PLUGIN_PATH` is; no
+/// script or spec can reach this).
+pub fn declare(file: &Path) -> Result<Arc<Plugin>> {
+    let p = load(file)?;
+    let mut d = declared().lock().unwrap_or_else(|p| p.into_inner());
+    d.retain(|q| q.name != p.name);
+    d.push(p.clone());
+    Ok(p)
+}
+
+/// The plugin called `name` (a plain name, see [`check_name`]): a [`declare`]d one, else the
+/// first on the search path. Errors list what is available.
 pub fn find(name: &str) -> Result<Arc<Plugin>> {
-    let as_path = Path::new(name);
-    if name.contains(std::path::MAIN_SEPARATOR) || as_path.extension().is_some() {
-        return load(as_path);
+    check_name(name)?;
+    if let Some(p) = declared().lock().unwrap_or_else(|p| p.into_inner()).iter().find(|p| p.name == name) {
+        return Ok(p.clone());
     }
     let d = discover();
     if let Some(p) = d.get(name) {

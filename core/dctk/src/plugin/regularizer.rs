@@ -5,7 +5,7 @@
 //! plugin's name, and any plugin error or panic becomes an `Err` naming the plugin.
 use super::loader::{find, Plugin};
 use super::PluginRecord;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use dctk_plugin_sdk::abi::{self, ErrorSink, ForwardFn, MetricSink, RegularizerVTable, StepInfo, Str, TensorHandle};
 use dctk_plugin_sdk::guest::{borrow, error_sink, into_handle, panic_message};
 use dctk_plugin_sdk::settings::validate;
@@ -125,7 +125,7 @@ pub fn validate_regularizers(requests: &[RegularizerRequest]) -> Result<Vec<Plug
         if out.iter().any(|r| r.name == req.name) {
             bail!("regularizer `{}` is listed twice", req.name);
         }
-        let plugin = find(&req.name)?;
+        let plugin = find(&req.name).context("key \"regularizers\"")?;
         plugin.require("regularizer")?;
         let settings = validate(&plugin.name, &plugin.settings("regularizer")?, &req.settings).map_err(anyhow::Error::msg)?;
         out.push(PluginRecord::new(&plugin, "regularizer", Some(settings)));
@@ -154,7 +154,7 @@ pub fn load_regularizers(requests: &[RegularizerRequest], seed: u64) -> Result<R
         if items.iter().any(|i| i.plugin.name == req.name) {
             bail!("regularizer `{}` is listed twice", req.name);
         }
-        let plugin = find(&req.name)?;
+        let plugin = find(&req.name).context("key \"regularizers\"")?;
         plugin.require("regularizer")?;
         let vt = plugin.regularizer().expect("checked by require");
         let accepted = plugin.settings("regularizer")?;

@@ -20,6 +20,12 @@ fn lib(stem: &str) -> String {
     built(&format!("lib{stem}.so")).display().to_string()
 }
 
+/// The built library `lib<stem>.so`, declared for this process (as `dctk plugins check FILE`
+/// does): its plugin name.
+fn declared(stem: &str) -> String {
+    declare(std::path::Path::new(&lib(stem))).unwrap().name.clone()
+}
+
 #[test]
 fn refuses_a_different_abi_version_and_keeps_going() {
     let e = format!("{:#}", load(std::path::Path::new(&lib("dctk_fixture_bad_abi"))).unwrap_err());
@@ -36,7 +42,7 @@ fn refuses_a_library_without_the_symbol() {
 
 #[test]
 fn a_panic_inside_a_plugin_becomes_an_error() {
-    let path = lib("dctk_fixture_panicky");
+    let path = declared("dctk_fixture_panicky");
     // Panic in the constructor.
     let e = load_regularizers(&[RegularizerRequest::new(&path, serde_json::json!({"panic_in": "new"}))], 0)
         .err()
@@ -52,7 +58,7 @@ fn a_panic_inside_a_plugin_becomes_an_error() {
         assert!(e.contains("regularizer `panicky`") && e.contains("fixture panic in aux_loss"), "{e}");
     }
     // And other plugins still work afterwards.
-    let mut mir = load_regularizers(&[RegularizerRequest::new(&lib("dctk_plugin_mir"), serde_json::Value::Null)], 0).unwrap();
+    let mut mir = load_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::Value::Null)], 0).unwrap();
     let (_vs, model) = toy_model(64);
     let mb = MicroBatch { step: 0, micro: 0, base_vocab: 60, inputs: &x, targets: &x, logits: None };
     assert!(mir.aux_loss(&mb, &mut |ids| model.forward(ids)).unwrap().loss.is_some());
@@ -60,7 +66,7 @@ fn a_panic_inside_a_plugin_becomes_an_error() {
 
 #[test]
 fn host_forward_panics_are_errors_too() {
-    let mut set = load_regularizers(&[RegularizerRequest::new(&lib("dctk_plugin_mir"), serde_json::Value::Null)], 0).unwrap();
+    let mut set = load_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::Value::Null)], 0).unwrap();
     let x = Tensor::zeros([2, 16], (Kind::Int64, Device::Cpu));
     let mb = MicroBatch { step: 0, micro: 0, base_vocab: 60, inputs: &x, targets: &x, logits: None };
     let e = format!("{:#}", set.aux_loss(&mb, &mut |_| panic!("model exploded")).err().unwrap());
@@ -69,7 +75,7 @@ fn host_forward_panics_are_errors_too() {
 
 #[test]
 fn settings_are_validated_before_any_run() {
-    let mir = lib("dctk_plugin_mir");
+    let mir = declared("dctk_plugin_mir");
     let e = format!("{:#}", load_regularizers(&[RegularizerRequest::new(&mir, serde_json::json!({"lamda": 0.1}))], 0).err().unwrap());
     assert!(e.contains("plugin `mir`") && e.contains("unknown setting `lamda`") && e.contains("lambda"), "{e}");
     let e = format!("{:#}", load_regularizers(&[RegularizerRequest::new(&mir, serde_json::json!({"r_max": "half"}))], 0).err().unwrap());
@@ -81,6 +87,24 @@ fn settings_are_validated_before_any_run() {
     assert!(e.contains("r_min") && e.contains("mir"), "{e}");
     let e = format!("{:#}", load_regularizers(&[RegularizerRequest::new("no_such_plugin", serde_json::Value::Null)], 0).err().unwrap());
     assert!(e.contains("no plugin named `no_such_plugin`"), "{e}");
+}
+
+#[test]
+fn plugin_names_that_are_paths_are_refused_naming_the_setting() {
+    let mir = lib("dctk_plugin_mir");
+    for name in [mir.as_str(), "/x/lib.so", "../plugins/mir", "mir.so", "Mir", ""] {
+        let req = [RegularizerRequest::new(name, serde_json::Value::Null)];
+        for e in [load_regularizers(&req, 0).err().unwrap(), validate_regularizers(&req).err().unwrap()] {
+            let e = format!("{e:#}");
+            assert!(e.contains("key \"regularizers\"") && e.contains(&format!("\"{name}\" is not a plugin name")), "{e}");
+        }
+        let e = format!("{:#}", law::load_law(name).err().unwrap());
+        assert!(e.contains("is not a plugin name"), "{e}");
+        let e = format!("{:#}", augmenter::load_augmenter(name, &serde_json::Value::Null).err().unwrap());
+        assert!(e.contains("is not a plugin name"), "{e}");
+    }
+    // The same library by name, from the search path (beside the test binary's target dir).
+    assert_eq!(find("mir").unwrap().name, "mir");
 }
 
 /// A bigram toy LM over `vocab` rows: logits [B, T, vocab] for ids [B, T].
@@ -104,8 +128,8 @@ fn batch(step: u64, base: i64) -> (Tensor, Tensor) {
 fn toy_model_trains_through_the_api_with_mir_and_zloss() {
     let base = 60;
     let reqs = vec![
-        RegularizerRequest::new(&lib("dctk_plugin_mir"), serde_json::json!({"lambda": 0.4})),
-        RegularizerRequest::new(&lib("dctk_plugin_zloss"), serde_json::Value::Null),
+        RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::json!({"lambda": 0.4})),
+        RegularizerRequest::new(&declared("dctk_plugin_zloss"), serde_json::Value::Null),
     ];
     let mut set = load_regularizers(&reqs, 1234).unwrap();
     assert_eq!(set.extra_vocab_tokens(), 1);
@@ -147,7 +171,7 @@ fn toy_model_trains_through_the_api_with_mir_and_zloss() {
 
 #[test]
 fn mir_masks_reproduce_from_seed_step_micro() {
-    let mir = lib("dctk_plugin_mir");
+    let mir = declared("dctk_plugin_mir");
     let (_vs, model) = toy_model(64);
     let (x, y) = batch(0, 60);
     let run = |seed: u64, step: u64, micro: u64| {
@@ -171,9 +195,9 @@ fn requests_parse_from_a_name_or_a_map() {
     assert!(serde_json::from_value::<RegularizerRequest>(serde_json::json!({"name": "mir", "lambda": 1})).is_err());
     assert!(serde_json::from_value::<RegularizerRequest>(serde_json::json!(3)).is_err());
     // validate_regularizers checks without instantiating and reports what the manifest records.
-    let recs = validate_regularizers(&[RegularizerRequest::new(&lib("dctk_plugin_mir"), serde_json::json!({"lambda": 0.1}))]).unwrap();
+    let recs = validate_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::json!({"lambda": 0.1}))]).unwrap();
     assert_eq!(recs[0].settings.as_ref().unwrap()["lambda"], serde_json::json!(0.1));
-    assert!(validate_regularizers(&[RegularizerRequest::new(&lib("dctk_plugin_mir"), serde_json::json!({"x": 1}))]).is_err());
+    assert!(validate_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::json!({"x": 1}))]).is_err());
 }
 
 #[test]
@@ -198,7 +222,7 @@ fn build_version_mismatch_names_the_field_and_the_fix() {
 fn dctk_gpt_trains_with_mir_and_logs_the_aux_loss() {
     use crate::train::model::{GPT2_PADDED_VOCAB, GPT2_VOCAB};
     use crate::train::{Gpt, ModelConfig};
-    let mut set = load_regularizers(&[RegularizerRequest::new(&lib("dctk_plugin_mir"), serde_json::Value::Null)], 7).unwrap();
+    let mut set = load_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::Value::Null)], 7).unwrap();
     set.check_vocab(GPT2_VOCAB, GPT2_PADDED_VOCAB).unwrap();
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use indexmap::IndexMap;
 use rhai::Map;
 
-use crate::data::DataCache;
+use crate::corpus::DataCache;
 use crate::study::cell::{prepare_train, CellState, TrainCell};
 use crate::study::executor::ExecutorOptions;
 use crate::study::sandbox::Sandbox;
@@ -203,7 +203,7 @@ impl Session {
                 return Ok(summary);
             }
         }
-        let summary = crate::data::ingest_from_script(settings, &resolve)?;
+        let summary = crate::corpus::ingest_from_script(settings, &resolve)?;
         crate::study::write_atomic(&stamp, summary.to_string().as_bytes()).map_err(|e| format!("{e:#}"))?;
         Ok(summary)
     }

@@ -9,7 +9,7 @@
 //! wherever its id appears, and nothing else is.
 //!
 //! Data resolution (raw input ingested into `.dctk/corpora/` beside the runs root, domains,
-//! budgets, validation batches) is [`crate::data`]'s; the cell records its [`DataManifest`]
+//! budgets, validation batches) is [`crate::corpus`]'s; the cell records its [`DataManifest`]
 //! and, once the run is done, the sampler's exact [`MixAccounting`] in `manifest.ron`.
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::inputs::CellInputs;
 use super::lock::CellLock;
 use super::{write_atomic, write_ron_atomic, Status};
-use crate::data::{DataCache, DataManifest, RunData};
+use crate::corpus::{DataCache, DataManifest, RunData};
 use crate::env::{self, Versions};
 use crate::train::trainer::{self, precision_name, resolve_placement, RunPlan};
 use crate::train::{ExecOptions, ModelConfig, RunResult, TrainSpec};

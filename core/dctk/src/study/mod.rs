@@ -32,7 +32,11 @@ pub mod record;
 pub mod sandbox;
 
 /// Writes `bytes` to `path` atomically and durably (the one implementation: [`dctk_fs::write_atomic`]).
+/// Creates the parent directory first (study records live in directories made on demand).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    }
     Ok(dctk_fs::write_atomic(path, bytes)?)
 }
 

@@ -22,7 +22,7 @@ use tch::{Device, Kind};
 
 use super::model::{ModelConfig, VocabLayout, GPT2_VOCAB};
 use super::spec::TrainSpec;
-use crate::data::RunData;
+use crate::corpus::RunData;
 use crate::plugin::regularizer::RegularizerRequest;
 
 /// The most optimizer steps a run may plan (a billion: years on the fastest step dctk takes).
@@ -158,7 +158,7 @@ pub fn epoch_tokens(data: &RunData) -> Result<u64> {
     if let Some(&n) = CACHE.lock().unwrap().get_or_insert_with(HashMap::new).get(key) {
         return Ok(n);
     }
-    let sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", crate::data::describe(&e)))?;
+    let sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", crate::corpus::describe(&e)))?;
     let n = sampler.accounting().epoch_tokens();
     CACHE.lock().unwrap().get_or_insert_with(HashMap::new).insert(key.clone(), n);
     Ok(n)

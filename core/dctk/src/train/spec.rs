@@ -234,7 +234,7 @@ mod d {
         4_096
     }
     pub fn val_fraction() -> f64 {
-        0.05
+        dctk_data::DEFAULT_VAL_FRACTION
     }
     pub fn seq_len() -> i64 {
         256

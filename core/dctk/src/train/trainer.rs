@@ -4,7 +4,7 @@
 //! sampler's exact accounting is checked and the [`RunResult`] returned.
 //!
 //! The trainer takes a spec, the run's data (an open corpus and the mixture to sample, see
-//! [`crate::data`]) and a run directory, and writes only its own artefacts there
+//! [`crate::corpus`]) and a run directory, and writes only its own artefacts there
 //! (`metrics.jsonl`, `ckpt/`): the study layer that called it records the status and the
 //! result. One call of [`train`] either finishes the run, resumes it from its checkpoint and
 //! finishes it, or reports divergence.
@@ -29,7 +29,7 @@ pub use super::plan::RunPlan;
 use super::results::{last_train_loss, read_eval_curve, MetricsLog, RunResult};
 use super::spec::TrainSpec;
 use super::step::{train_step, BatchTensors, StepSettings};
-use crate::data::{describe, val_batches, RunData};
+use crate::corpus::{describe, val_batches, RunData};
 use crate::env;
 use dctk_data::DataError;
 
@@ -106,7 +106,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     let micro = spec.micro_batch();
     let fingerprint = &data.manifest.fingerprint;
     let mut sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", describe(&e)))?;
-    let val: Vec<(String, Vec<BatchTensors>)> = val_batches(data, spec, micro as usize)
+    let val: Vec<(String, Vec<BatchTensors>)> = val_batches(data, micro as usize)
         .map_err(anyhow::Error::msg)?
         .into_iter()
         .map(|(name, batches)| (name, batches.iter().map(|b| BatchTensors::new(b, device)).collect()))
@@ -351,7 +351,7 @@ mod tests {
     #[test]
     #[ignore = "benchmark: cargo test --release -p dctk -- --ignored --nocapture loader_headroom"]
     fn loader_headroom() {
-        use crate::data::{plan_data, resolve_corpus, AutoIngest, CorpusCache};
+        use crate::corpus::{plan_data, resolve_corpus, AutoIngest, CorpusCache, DataSpec};
         let root = std::env::temp_dir().join(format!("dctk-headroom-{}", std::process::id()));
         let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpora");
         let auto = AutoIngest { text_field: "text".into(), val_fraction: 0.05 };
@@ -366,7 +366,7 @@ mod tests {
                     "seq_len": seq_len, "batch_size": batch, "cross_doc_attention": cross,
                 }))
                 .unwrap();
-                let data = plan_data(&spec, corpus.clone(), &resolved).unwrap();
+                let data = plan_data(&DataSpec::from_train(&spec, &raw).unwrap(), corpus.clone(), &resolved).unwrap();
                 let mut sampler = data.corpus.sampler(&data.mix).unwrap();
                 let tokens_per_step = (batch * seq_len) as f64;
                 let t0 = Instant::now();

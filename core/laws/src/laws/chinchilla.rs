@@ -1,5 +1,5 @@
 //! Chinchilla Approach 3 (Hoffmann et al. 2022, "Training Compute-Optimal
-//! Large Language Models", arXiv 2203.15556), in the log-sum-exp
+//! Large Language Models", arXiv 2203.15556, eq. 2), in the log-sum-exp
 //! parameterisation used by Epoch AI's replication (Besiroglu et al. 2024,
 //! "Chinchilla Scaling: A replication attempt", arXiv 2404.10102).
 //!

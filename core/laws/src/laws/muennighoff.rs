@@ -1,8 +1,9 @@
 //! Muennighoff et al. 2023, "Scaling Data-Constrained Language Models"
 //! (arXiv 2305.16264; huggingface/datablations, README "Parametric Fit" and
-//! `utils/parametric_fit.ipynb`): Chinchilla's form evaluated at effective
-//! data D' and effective parameters N', which discount repeated epochs and
-//! excess parameters with decay constants R_D*, R_N*.
+//! `utils/parametric_fit.ipynb`): Chinchilla's form (Hoffmann et al. 2022,
+//! eq. 2) evaluated at effective data D' and effective parameters N' (their
+//! eqs. 5–6), which discount repeated epochs and excess parameters with decay
+//! constants R_D*, R_N*.
 //!
 //! U_N depends on the base parameters through the compute-optimal G, and
 //! min/max kinks make analytic derivatives error-prone for little gain (the

@@ -1,0 +1,107 @@
+//! Resolved and opened corpora and planned data, cached within one process and keyed by the
+//! serialized [`DataSpec`] (plus the runs root, which places automatic ingests): a sweep over
+//! lr, epochs or weight decay resolves, ingests, verifies and plans its corpus once per data
+//! setting, and a seed sweep plans its selection once and only re-seeds the data order.
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+
+use super::{plan_selection, resolve_corpus, CorpusCache, DataSpec, PlannedSelection, ResolvedCorpus, RunData};
+use crate::train::TrainSpec;
+
+/// The per-process cache of resolved corpora and planned data.
+#[derive(Clone, Default)]
+pub struct DataCache {
+    resolved: Arc<Mutex<HashMap<String, ResolvedCorpus>>>,
+    selections: Arc<Mutex<HashMap<String, Arc<PlannedSelection>>>>,
+    planned: Arc<Mutex<HashMap<String, Arc<RunData>>>>,
+    corpora: CorpusCache,
+}
+
+/// A cache key: the runs root and plain data, serialized.
+fn key(runs_root: &Path, parts: impl serde::Serialize) -> String {
+    serde_json::to_string(&(runs_root, parts)).expect("plain data")
+}
+
+impl DataCache {
+    /// The planned data of `spec`, whose `corpus` the caller resolved to `corpus`.
+    pub fn get(&self, spec: &TrainSpec, corpus: &Path, runs_root: &Path, progress: bool) -> Result<Arc<RunData>> {
+        let data_spec = DataSpec::from_train(spec, corpus).map_err(anyhow::Error::msg)?;
+        let data = self.plan(&data_spec, runs_root, progress)?;
+        // The model's vocabulary is laid out from this corpus's tokenizer (train::VocabLayout),
+        // so it covers every id the data holds by construction.
+        Ok(data)
+    }
+
+    /// The planned data of `spec`.
+    pub fn plan(&self, spec: &DataSpec, runs_root: &Path, progress: bool) -> Result<Arc<RunData>> {
+        let data_key = key(runs_root, spec);
+        if let Some(d) = self.planned.lock().unwrap().get(&data_key) {
+            return Ok(d.clone());
+        }
+        let selection_key = key(runs_root, (&spec.source, &spec.selection));
+        let cached = self.selections.lock().unwrap().get(&selection_key).cloned();
+        let selection = match cached {
+            Some(s) => s,
+            None => {
+                let resolved = self.resolve(spec, runs_root, progress)?;
+                let opened = self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)?;
+                let s = Arc::new(plan_selection(&spec.selection, opened, &resolved).map_err(anyhow::Error::msg)?);
+                self.selections.lock().unwrap().insert(selection_key, s.clone());
+                s
+            }
+        };
+        let data = Arc::new(selection.with_order_seed(spec, spec.order_seed).map_err(anyhow::Error::msg)?);
+        self.planned.lock().unwrap().insert(data_key, data.clone());
+        Ok(data)
+    }
+
+    fn resolve(&self, spec: &DataSpec, runs_root: &Path, progress: bool) -> Result<ResolvedCorpus> {
+        let source_key = key(runs_root, &spec.source);
+        if let Some(r) = self.resolved.lock().unwrap().get(&source_key) {
+            return Ok(r.clone());
+        }
+        let r = resolve_corpus(&spec.source.path, runs_root, &spec.source.ingest, progress).map_err(anyhow::Error::msg)?;
+        self.resolved.lock().unwrap().insert(source_key, r.clone());
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::plan_data;
+
+    #[test]
+    fn a_seed_sweep_plans_its_selection_once_with_the_fingerprints_of_a_full_plan() {
+        let root = std::env::temp_dir().join(format!("dctk-data-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let docs: String = (0..400).map(|i| format!("{{\"text\": \"document {i} says {} things\"}}\n", i * 7)).collect();
+        std::fs::write(root.join("web.jsonl"), docs).unwrap();
+        let runs = root.join("runs");
+        let spec = |seed: u64| {
+            let t = TrainSpec::from_json(serde_json::json!({
+                "corpus": "web.jsonl", "unique_tokens": 1_000, "epochs": 1, "seq_len": 16, "batch_size": 2,
+                "val_tokens": 17, "val_fraction": 0.2, "seed": seed,
+            }))
+            .unwrap();
+            DataSpec::from_train(&t, &root.join("web.jsonl")).unwrap()
+        };
+        let cache = DataCache::default();
+        let planned: Vec<Arc<RunData>> = (0..5).map(|seed| cache.plan(&spec(seed), &runs, false).unwrap()).collect();
+        assert_eq!(cache.selections.lock().unwrap().len(), 1, "one selection for five seeds");
+        assert_eq!(cache.resolved.lock().unwrap().len(), 1);
+        for (seed, data) in planned.iter().enumerate() {
+            let resolved = resolve_corpus(&root.join("web.jsonl"), &runs, &spec(0).source.ingest, false).unwrap();
+            let full = plan_data(&spec(seed as u64), data.corpus.clone(), &resolved).unwrap();
+            assert_eq!(full.manifest, data.manifest, "seed {seed}");
+            assert_eq!(full.mix, data.mix, "seed {seed}");
+            assert_eq!(data.mix.seed, seed as u64);
+        }
+        assert_ne!(planned[0].manifest.fingerprint, planned[1].manifest.fingerprint, "the order seed is part of the data identity");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

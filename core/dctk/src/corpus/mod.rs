@@ -1,0 +1,43 @@
+//! The host's side of the data: the thin glue between `dctk-data` (the data pipeline: ingest,
+//! shards, budgets, mixtures, exact accounting) and the trainer. One file per job:
+//!
+//! * [`resolve`]: **where a run's corpus comes from** ([`resolve_corpus`]): an ingested corpus
+//!   directory as is, or raw `.jsonl` input ingested into a content-addressed cache beside the
+//!   runs root; and the per-process cache of opened corpora.
+//! * [`spec`]: **what decides a run's data** ([`DataSpec`]), built from a `TrainSpec` by one
+//!   function.
+//! * [`plan`]: **what a spec asks of that corpus** ([`plan_data`]): which domains, each one's
+//!   unique-token budget, weights or a proportion schedule, epoch limits, the fixed per-domain
+//!   validation batches and the data fingerprint.
+//! * [`cache`]: planned data within one process, keyed by the serialized [`DataSpec`].
+//! * [`ingest`]: ingest options as the CLI and scripts write them.
+//!
+//! Every message names the file, line, domain or spec key at fault ([`describe`] rewords the
+//! pipeline's errors where dctk's wording differs).
+//!
+//! The trainer sees a [`RunData`]: an open [`dctk_data::Corpus`], the [`dctk_data::MixSpec`]
+//! to build its [`dctk_data::Sampler`] from, and a [`DataManifest`] (recorded in the run
+//! manifest; its `fingerprint` enters the run id).
+use dctk_data::DataError;
+
+pub mod cache;
+pub mod ingest;
+pub mod plan;
+pub mod resolve;
+pub mod spec;
+
+pub use cache::DataCache;
+pub use ingest::{ingest_from_script, ingest_summary, input_domains, tokenizer_spec};
+pub use plan::{plan_data, plan_selection, split_by_weight, val_batches, DataManifest, DomainPlan, PlannedSelection, RunData};
+pub use resolve::{corpus_cache_dir, resolve_corpus, AutoIngest, CorpusCache, ResolvedCorpus, CORPUS_CACHE_DIR};
+pub use spec::{CorpusSource, DataSpec, Selection};
+
+/// Rewrites a data-pipeline error into dctk's wording where the two differ.
+pub fn describe(e: &DataError) -> String {
+    match e {
+        DataError::MissingField { path, line, field } => {
+            format!("{}:{line}: missing string field \"{field}\"", path.display())
+        }
+        other => other.to_string(),
+    }
+}
