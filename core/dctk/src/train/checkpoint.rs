@@ -40,7 +40,17 @@ fn ckpt_dirs(run_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (run_dir.join("ckpt"), run_dir.join("ckpt.tmp"), run_dir.join("ckpt.old"))
 }
 
+/// Writes a checkpoint (see the module docs); on failure the half-written `ckpt.tmp/` is
+/// removed, so it cannot trouble the next attempt.
 pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState) -> Result<()> {
+    let result = save_swapping(run_dir, vs, opt, state);
+    if result.is_err() {
+        let _ = remove_debris(run_dir);
+    }
+    result
+}
+
+fn save_swapping(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState) -> Result<()> {
     let (live, tmp, old) = ckpt_dirs(run_dir);
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
@@ -64,6 +74,24 @@ pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState)
     fs::rename(&tmp, &live)?;
     if old.exists() {
         fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// Removes what a killed or failed writer left in a run directory: `ckpt.tmp/` (a checkpoint
+/// being written; `ckpt/` or `ckpt.old/` still hold the last good one) and the temporary
+/// files of atomic writes (`.*.tmp-*`) in the run directory and in `ckpt/`. Only under the
+/// cell's lock, where no other writer is live.
+pub fn remove_debris(run_dir: &Path) -> Result<()> {
+    let (live, tmp, _) = ckpt_dirs(run_dir);
+    if tmp.is_dir() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    } else if tmp.exists() {
+        fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    dctk_fs::remove_temp_files(run_dir);
+    if live.is_dir() {
+        dctk_fs::remove_temp_files(&live);
     }
     Ok(())
 }
