@@ -30,7 +30,23 @@ print(`params ${runs[0].params} ${runs[1].params}`);
     for cell in cells(&s.path().join("runs")) {
         let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
         assert!(manifest.contains("\"n_layer\": 1") || manifest.contains("n_layer: 1"), "{manifest}");
+        // The checkpoint says what it holds: the model config and vocabulary layout.
+        let meta = safetensors_metadata(&cell.join("ckpt/model.safetensors"));
+        let dctk: serde_json::Value = serde_json::from_str(meta["dctk"].as_str().unwrap()).unwrap();
+        let cfg = &dctk["model_config"];
+        assert_eq!((cfg["n_layer"].as_i64(), cfg["d_model"].as_i64(), cfg["n_head"].as_i64()), (Some(1), Some(64), Some(2)), "{dctk}");
+        assert!(cfg["d_ff"] == 96 || cfg["d_ff"] == 256, "{dctk}");
+        assert_eq!((cfg["vocab_size"].as_i64(), dctk["vocab"]["base"].as_i64(), dctk["vocab"]["padded"].as_i64()), (Some(50_304), Some(50_257), Some(50_304)));
+        assert_eq!(dctk["run_id"].as_str(), cell.file_name().unwrap().to_str());
     }
+}
+
+/// The `__metadata__` of a safetensors file's header: 8 bytes of little-endian length, then JSON.
+fn safetensors_metadata(path: &std::path::Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"].clone()
 }
 
 /// `epochs_realized` is the sampler's count of passes over the data as served (documents and

@@ -19,7 +19,7 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::checkpoint::{self, CheckpointState};
+use super::checkpoint::{self, CheckpointMeta, CheckpointState};
 use super::eval::evaluate;
 use super::model::Gpt;
 use super::optim::{AdamW, AdamWConfig};
@@ -202,6 +202,7 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
     let mut divergence: Option<Divergence> = None;
     let mut exhausted_at_step = None;
     let mut step = start_step;
+    let ckpt_meta = CheckpointMeta { run_id: run_id.to_string(), model_config: cfg.clone(), vocab: vocab.clone() };
     let checkpoint_now = |step: u64, vs: &nn::VarStore, opt: &AdamW, sampler: &dctk_data::Sampler| -> Result<()> {
         let state = CheckpointState {
             step,
@@ -210,7 +211,7 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
             data_fingerprint: fingerprint.clone(),
             sampler: Some(sampler.state()),
         };
-        checkpoint::save(run_dir, vs, opt, &state)
+        checkpoint::save(run_dir, vs, opt, &state, &ckpt_meta)
     };
     while step < plan.total_steps {
         if opts.stop_after_steps.is_some_and(|n| step - start_step >= n) {
