@@ -30,7 +30,23 @@ print(`params ${runs[0].params} ${runs[1].params}`);
     for cell in cells(&s.path().join("runs")) {
         let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
         assert!(manifest.contains("\"n_layer\": 1") || manifest.contains("n_layer: 1"), "{manifest}");
+        // The checkpoint says what it holds: the model config and vocabulary layout.
+        let meta = safetensors_metadata(&cell.join("ckpt/model.safetensors"));
+        let dctk: serde_json::Value = serde_json::from_str(meta["dctk"].as_str().unwrap()).unwrap();
+        let cfg = &dctk["model_config"];
+        assert_eq!((cfg["n_layer"].as_i64(), cfg["d_model"].as_i64(), cfg["n_head"].as_i64()), (Some(1), Some(64), Some(2)), "{dctk}");
+        assert!(cfg["d_ff"] == 96 || cfg["d_ff"] == 256, "{dctk}");
+        assert_eq!((cfg["vocab_size"].as_i64(), dctk["vocab"]["base"].as_i64(), dctk["vocab"]["padded"].as_i64()), (Some(50_304), Some(50_257), Some(50_304)));
+        assert_eq!(dctk["run_id"].as_str(), cell.file_name().unwrap().to_str());
     }
+}
+
+/// The `__metadata__` of a safetensors file's header: 8 bytes of little-endian length, then JSON.
+fn safetensors_metadata(path: &std::path::Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"].clone()
 }
 
 /// `epochs_realized` is the sampler's count of passes over the data as served (documents and
@@ -194,4 +210,76 @@ print(`status ${r.status} params ${r.params} ${r.non_embedding_params}`);
     // The corpus's real tokens reach the top of the tokenizer, below MASK.
     let m = metrics(&run);
     assert!(m.iter().filter(|r| r["kind"] == "train").all(|r| r["mir/aux_loss"].as_f64().unwrap().is_finite()));
+}
+
+fn debris(cell: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in [cell.to_path_buf(), cell.join("ckpt")] {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name == "ckpt.tmp" || (name.starts_with('.') && name.contains(".tmp-")) {
+                found.push(format!("{}/{name}", dir.display()));
+            }
+        }
+    }
+    found
+}
+
+/// A checkpoint that fails leaves no `ckpt.tmp/`; debris a killed process left (`ckpt.tmp/`,
+/// `.*.tmp-*`) is removed when the cell starts again, and the cell resumes and finishes.
+#[test]
+fn failed_checkpoints_and_leftovers_leave_no_debris() {
+    let s = Scratch::new("debris");
+    let script = s.write(
+        "d.rhai",
+        r#"let r = train(#{ name: "d", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 4, checkpoint_every: 2, threads: 1 });
+print(`status ${r.status} resumed ${r.resumed_from_step}`);"#,
+    );
+    let script = script.to_str().unwrap();
+    let out = dctk(s.path(), &["run", script, "-q", "--stop-after-steps", "5"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let cell = only_run(&s.path().join("runs"));
+    assert!(cell.join("ckpt/state.ron").exists());
+    // Make the next checkpoint fail after ckpt.tmp/ is written: `ckpt.old` is a file, which the
+    // swap cannot remove as a directory.
+    std::fs::write(cell.join("ckpt.old"), "in the way").unwrap();
+    let out = dctk(s.path(), &["run", script, "-q"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(cell.join("status")).unwrap().trim(), "failed");
+    assert_eq!(debris(&cell), Vec::<String>::new(), "a failed checkpoint left debris");
+    // Leftovers of a killed writer, then a rerun: removed, and the cell resumes to done.
+    std::fs::remove_file(cell.join("ckpt.old")).unwrap();
+    std::fs::create_dir_all(cell.join("ckpt.tmp")).unwrap();
+    std::fs::write(cell.join("ckpt.tmp/model.safetensors"), "half").unwrap();
+    std::fs::write(cell.join(".result.ron.tmp-atomic-1-2"), "half").unwrap();
+    std::fs::write(cell.join("ckpt/.state.ron.tmp-atomic-1-2"), "half").unwrap();
+    let out = dctk(s.path(), &["run", script, "-q", "--rerun-failed"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("status done resumed 4"), "{t}");
+    assert_eq!(debris(&cell), Vec::<String>::new());
+}
+
+/// A diverged cell records why: the step, which number was not finite, the grad norm; in
+/// result.ron and in the cell's log.
+#[test]
+fn a_diverged_cell_records_why() {
+    let s = Scratch::new("why");
+    let script = s.write(
+        "w.rhai",
+        r#"let r = train(#{ name: "w", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8, lr: 1e6, threads: 1 });
+print(`status ${r.status} step ${r.divergence.step} cause ${r.divergence.cause}`);"#,
+    );
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let line = t.lines().find(|l| l.starts_with("status ")).unwrap_or_else(|| panic!("{t}"));
+    assert!(line.starts_with("status diverged step "), "{t}");
+    let cause = line.split(" cause ").nth(1).unwrap();
+    assert!(["train loss", "regularizer aux loss", "grad norm"].contains(&cause), "{t}");
+    let cell = only_run(&s.path().join("runs"));
+    let result = std::fs::read_to_string(cell.join("result.ron")).unwrap();
+    assert!(result.contains("divergence: Some(") && result.contains(&format!("cause: \"{cause}\"")) && result.contains("grad_norm:"), "{result}");
+    let log = std::fs::read_to_string(cell.join("log.txt")).unwrap();
+    assert!(log.contains("diverged at step") && log.contains(cause) && log.contains("grad norm"), "{log}");
 }

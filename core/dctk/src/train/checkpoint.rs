@@ -2,7 +2,8 @@
 //! interrupted at any moment resumes to the same losses, step for step (on CPU).
 //!
 //! ```text
-//! ckpt/model.safetensors   model variables by name
+//! ckpt/model.safetensors   model variables by name; metadata `dctk`: the model config and
+//!                          vocabulary layout (JSON), so the file says what it holds
 //! ckpt/optim.safetensors   AdamW moments (and fp32 masters in bf16 runs)
 //! ckpt/state.ron           step, AdamW step, data fingerprint, run id, sampler state
 //! ```
@@ -13,16 +14,76 @@
 //!
 //! Writing is crash-safe: the new checkpoint is written to `ckpt.tmp/`, then swapped in
 //! by two renames; a reader falls back to `ckpt.old/` if a crash hit between them.
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use dctk_data::SamplerState;
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Tensor};
+use safetensors::tensor::{Dtype, View};
+use tch::{nn::VarStore, Device, Tensor};
 
+use super::model::{ModelConfig, VocabLayout};
 use super::optim::AdamW;
+
+/// What the checkpoint's tensors are: written as the safetensors metadata key `dctk`, a JSON
+/// object `{"run_id", "model_config", "vocab"}` (one key, so the header is deterministic).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointMeta {
+    pub run_id: String,
+    pub model_config: ModelConfig,
+    pub vocab: VocabLayout,
+}
+
+/// A tensor's bytes on the host, for the safetensors writer.
+struct HostTensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for HostTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Writes named tensors as safetensors with `metadata` in the header (tch's writer has none).
+/// The tensor bytes are exactly what `Tensor::write_safetensors` writes, and
+/// `Tensor::read_safetensors` reads the file back.
+fn write_safetensors(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>, path: &Path) -> Result<()> {
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_device(Device::Cpu).contiguous();
+        let dtype = Dtype::try_from(t.kind()).with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, numel).with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+        views.push((name.as_str(), HostTensor { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), bytes }));
+    }
+    safetensors::tensor::serialize_to_file(views, &metadata, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The `dctk` metadata of a checkpoint's `model.safetensors`, if it has any.
+pub fn read_meta(model_file: &Path) -> Result<Option<CheckpointMeta>> {
+    let bytes = fs::read(model_file).with_context(|| format!("reading {}", model_file.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).with_context(|| format!("reading {}", model_file.display()))?;
+    match meta.metadata().as_ref().and_then(|m| m.get("dctk")) {
+        None => Ok(None),
+        Some(json) => Ok(Some(serde_json::from_str(json).with_context(|| format!("{}: metadata `dctk`", model_file.display()))?)),
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CheckpointState {
@@ -40,7 +101,17 @@ fn ckpt_dirs(run_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (run_dir.join("ckpt"), run_dir.join("ckpt.tmp"), run_dir.join("ckpt.old"))
 }
 
-pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState) -> Result<()> {
+/// Writes a checkpoint (see the module docs); on failure the half-written `ckpt.tmp/` is
+/// removed, so it cannot trouble the next attempt.
+pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState, meta: &CheckpointMeta) -> Result<()> {
+    let result = save_swapping(run_dir, vs, opt, state, meta);
+    if result.is_err() {
+        let _ = remove_debris(run_dir);
+    }
+    result
+}
+
+fn save_swapping(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState, meta: &CheckpointMeta) -> Result<()> {
     let (live, tmp, old) = ckpt_dirs(run_dir);
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
@@ -48,7 +119,8 @@ pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState)
     fs::create_dir_all(&tmp)?;
     let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let vars: Vec<(String, Tensor)> = vars.into_iter().collect();
-    Tensor::write_safetensors(&vars, tmp.join("model.safetensors")).context("writing model.safetensors")?;
+    let meta = HashMap::from([("dctk".to_string(), serde_json::to_string(meta)?)]);
+    write_safetensors(&vars, Some(meta), &tmp.join("model.safetensors"))?;
     Tensor::write_safetensors(&opt.state_tensors(), tmp.join("optim.safetensors")).context("writing optim.safetensors")?;
     let state_ron = ron::ser::to_string_pretty(state, ron::ser::PrettyConfig::default().struct_names(true))?;
     dctk_fs::write_atomic(&tmp.join("state.ron"), state_ron.as_bytes())?;
@@ -64,6 +136,24 @@ pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState)
     fs::rename(&tmp, &live)?;
     if old.exists() {
         fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// Removes what a killed or failed writer left in a run directory: `ckpt.tmp/` (a checkpoint
+/// being written; `ckpt/` or `ckpt.old/` still hold the last good one) and the temporary
+/// files of atomic writes (`.*.tmp-*`) in the run directory and in `ckpt/`. Only under the
+/// cell's lock, where no other writer is live.
+pub fn remove_debris(run_dir: &Path) -> Result<()> {
+    let (live, tmp, _) = ckpt_dirs(run_dir);
+    if tmp.is_dir() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    } else if tmp.exists() {
+        fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    dctk_fs::remove_temp_files(run_dir);
+    if live.is_dir() {
+        dctk_fs::remove_temp_files(&live);
     }
     Ok(())
 }

@@ -69,6 +69,56 @@ pub struct RunResult {
     /// (tokens served / (unique tokens + one separator per document)), …; the domains' tokens
     /// served sum to steps × batch_size × seq_len.
     pub accounting: MixAccounting,
+    /// Why the run diverged, when it did.
+    #[serde(default)]
+    pub divergence: Option<Divergence>,
+}
+
+/// Why a run was marked diverged: the first step whose training loss, regularizer auxiliary
+/// loss or gradient norm was not finite, and what each was.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Divergence {
+    /// The step (1-based: steps completed) whose numbers were not finite.
+    pub step: u64,
+    /// The first non-finite one: "train loss", "regularizer aux loss" or "grad norm".
+    pub cause: String,
+    pub train_loss: f64,
+    pub aux_loss: Option<f64>,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+impl Divergence {
+    /// The divergence of step `step` with these numbers, if any is not finite.
+    pub fn of(step: u64, outcome: &super::step::StepOutcome) -> Option<Divergence> {
+        let cause = if !outcome.train_loss.is_finite() {
+            "train loss"
+        } else if outcome.aux_loss.is_some_and(|a| !a.is_finite()) {
+            "regularizer aux loss"
+        } else if !outcome.grad_norm.is_finite() {
+            "grad norm"
+        } else {
+            return None;
+        };
+        Some(Divergence {
+            step,
+            cause: cause.into(),
+            train_loss: outcome.train_loss,
+            aux_loss: outcome.aux_loss,
+            grad_norm: outcome.grad_norm,
+        })
+    }
+
+    /// `train loss is NaN (train loss NaN, grad norm inf)`.
+    pub fn describe(&self) -> String {
+        let value = match self.cause.as_str() {
+            "train loss" => self.train_loss,
+            "regularizer aux loss" => self.aux_loss.unwrap_or(f64::NAN),
+            _ => self.grad_norm,
+        };
+        let aux = self.aux_loss.map(|a| format!(", regularizer aux loss {a}")).unwrap_or_default();
+        format!("{} is {value} (train loss {}{aux}, grad norm {})", self.cause, self.train_loss, self.grad_norm)
+    }
 }
 
 /// Appends JSON lines to `metrics.jsonl`, flushing each so a killed run loses nothing

@@ -154,6 +154,14 @@ fn run_result_round_trips_through_ron() {
                 ),
             ],
         },
+        divergence: None,
     };
     round_trip(&result);
+    // A diverged run records why (NaN does not equal itself, so compare the text).
+    let diverged = RunResult {
+        status: "diverged".into(),
+        divergence: Some(super::results::Divergence { step: 3, cause: "grad norm".into(), train_loss: 9.5, aux_loss: Some(1.0), grad_norm: f64::INFINITY }),
+        ..result
+    };
+    round_trip(&diverged);
 }

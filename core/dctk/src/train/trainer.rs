@@ -19,14 +19,14 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::checkpoint::{self, CheckpointState};
+use super::checkpoint::{self, CheckpointMeta, CheckpointState};
 use super::eval::evaluate;
 use super::model::Gpt;
 use super::optim::{AdamW, AdamWConfig};
 use super::model::VocabLayout;
 use super::plan::epoch_tokens;
 pub use super::plan::RunPlan;
-use super::results::{last_train_loss, read_eval_curve, MetricsLog, RunResult};
+use super::results::{last_train_loss, read_eval_curve, Divergence, MetricsLog, RunResult};
 use super::spec::TrainSpec;
 use super::step::{train_step, BatchTensors, StepSettings};
 use crate::corpus::{describe, val_batches, RunData};
@@ -89,8 +89,19 @@ pub fn precision_name(kind: Kind) -> &'static str {
     }
 }
 
-/// Trains (or resumes) the run in `run_dir`. The caller has written the manifest.
+/// Trains (or resumes) the run in `run_dir`. The caller has written the manifest and holds
+/// the cell's lock: temporary files a killed or failed process left (`ckpt.tmp/`, `.*.tmp-*`)
+/// are removed before the run starts and again if it fails.
 pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    checkpoint::remove_debris(run_dir)?;
+    let result = train_locked(spec, data, run_id, run_dir, opts);
+    if result.is_err() {
+        let _ = checkpoint::remove_debris(run_dir);
+    }
+    result
+}
+
+fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     let started = Instant::now();
     if let Some(t) = spec.threads {
         tch::set_num_threads(t);
@@ -188,9 +199,10 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
 
     let (mut train_seconds, mut trained_tokens) = (0.0f64, 0u64);
     let mut final_train_loss = f64::NAN;
-    let mut diverged = false;
+    let mut divergence: Option<Divergence> = None;
     let mut exhausted_at_step = None;
     let mut step = start_step;
+    let ckpt_meta = CheckpointMeta { run_id: run_id.to_string(), model_config: cfg.clone(), vocab: vocab.clone() };
     let checkpoint_now = |step: u64, vs: &nn::VarStore, opt: &AdamW, sampler: &dctk_data::Sampler| -> Result<()> {
         let state = CheckpointState {
             step,
@@ -199,7 +211,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
             data_fingerprint: fingerprint.clone(),
             sampler: Some(sampler.state()),
         };
-        checkpoint::save(run_dir, vs, opt, &state)
+        checkpoint::save(run_dir, vs, opt, &state, &ckpt_meta)
     };
     while step < plan.total_steps {
         if opts.stop_after_steps.is_some_and(|n| step - start_step >= n) {
@@ -220,7 +232,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
             Err(DataError::Exhausted { .. }) => {
                 // Every domain reached its epochs_limit: the run ends here, evaluated and saved.
                 exhausted_at_step = Some(step);
-                bar.println(format!("run {run_id}: every domain reached its epochs_limit at step {step}: stopping"));
+                say(&bar, &format!("run {run_id}: every domain reached its epochs_limit at step {step}: stopping"));
                 if step > 0 && !eval_steps.contains(&step) {
                     eval_record(&mut log, &model, step)?;
                 }
@@ -246,7 +258,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
             "loss": train_loss, "lr": lr, "grad_norm": grad_norm,
             "tokens_per_s": plan.tokens_per_step as f64 / dt,
         });
-        for (k, v) in outcome.metrics {
+        for (k, v) in &outcome.metrics {
             record[k] = serde_json::json!(v);
         }
         log.write(record)?;
@@ -258,9 +270,9 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
                 "tokens_per_s": trained_tokens as f64 / train_seconds,
             }));
         }
-        if !train_loss.is_finite() || !grad_norm.is_finite() {
-            diverged = true;
-            bar.println(format!("run {run_id}: loss became {train_loss} at step {step}: marking the run diverged"));
+        if let Some(d) = Divergence::of(step, &outcome) {
+            say(&bar, &format!("run {run_id}: diverged at step {step}: {}; marking the run diverged", d.describe()));
+            divergence = Some(d);
             break;
         }
         if eval_steps.contains(&step) {
@@ -291,6 +303,7 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     }
 
     let curve = read_eval_curve(run_dir)?;
+    let diverged = divergence.is_some();
     if final_train_loss.is_nan() && !diverged {
         // Resumed at the very end: take the last logged training loss.
         final_train_loss = last_train_loss(run_dir).unwrap_or(f64::NAN);
@@ -328,8 +341,19 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
         resumed_from_step,
         exhausted_at_step,
         accounting,
+        divergence,
     };
     Ok(result)
+}
+
+/// A message for the user: above the progress bar, or on stderr (the cell's log.txt) when
+/// there is no bar.
+fn say(bar: &ProgressBar, msg: &str) {
+    if bar.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        bar.println(msg);
+    }
 }
 
 /// One progress record on stdout for the `dctk run` that launched this cell process.
