@@ -1,7 +1,7 @@
 //! `dctk cell exec runs/<id>`: execute one planned cell from its `manifest.ron`.
 //!
 //! This is what `dctk run` launches for every pending cell (one process per cell, see
-//! [`crate::study::executor`]), and what one task of a cluster job array runs. The cell
+//! [`crate::study::execute`]), and what one task of a cluster job array runs. The cell
 //! locks itself, resumes from its checkpoint, and exits 0 (done or diverged), 2 (failed:
 //! `error.txt` says why), 3 (stopped early or cancelled by SIGINT/SIGTERM, checkpointed and
 //! resumable) or 75 (another process holds the cell's lock).
@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
-use crate::study::cell::{execute, CellBusy};
-use crate::study::executor::{EXIT_BUSY, EXIT_FAILED, EXIT_STOPPED};
+use crate::study::cache::CellBusy;
+use crate::study::exec_cell::execute;
+use crate::study::execute::{EXIT_BUSY, EXIT_FAILED, EXIT_STOPPED};
 use crate::train::trainer::StoppedEarly;
 use crate::train::ExecOptions;
 

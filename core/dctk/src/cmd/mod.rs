@@ -1,5 +1,7 @@
 //! Subcommands, one file each, cargo-style: `cli()` builds the clap command and
-//! `exec()` runs it over the library layer, which does the work.
+//! `exec()` runs it over the library layer, which does the work. Argument groups several
+//! commands share are in [`args`]; no command imports another.
+pub mod args;
 pub mod bench;
 pub mod cell;
 pub mod data;

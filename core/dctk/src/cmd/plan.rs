@@ -1,36 +1,31 @@
 //! `dctk plan STUDY.rhai`: the study's cells without running anything: which are done,
 //! pending, failed or running elsewhere; the estimated FLOPs and time of what is pending;
 //! and, for every cell whose id changed since the last plan, exactly which inputs changed.
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use crate::script::{Mode, RoundEnd, Session, Study};
-use crate::study::cell::CellState;
-use crate::study::executor::ExecutorOptions;
-use crate::study::record::{changed_ids, study_dir, PlanRecord, PlannedCell, Table};
+use super::args::{plan_options, study_args};
+use crate::script::Study;
+use crate::study::bundle::report_bundle_differences;
+use crate::study::cache::CellState;
+use crate::study::records::{changed_ids, plan_record, study_dir, PlanRecord};
+use crate::study::rounds::RoundEnd;
+use crate::study::session::Session;
 
 pub fn cli() -> Command {
-    crate::cmd::run::study_args(Command::new("plan").about("Show a study's cells, their status, cost and what changed; runs nothing"))
+    study_args(Command::new("plan").about("Show a study's cells, their status, cost and what changed; runs nothing"))
         .arg(Arg::new("all").long("all").action(ArgAction::SetTrue).help("List every cell (default: the first 50 and every pending one)"))
 }
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
     let script = args.get_one::<PathBuf>("script").unwrap().clone();
-    let opts = crate::cmd::run::session_options(
-        args,
-        Mode::Plan,
-        ExecutorOptions::new(1, 1, false, false),
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let opts = plan_options(args)?;
     let record_dir = study_dir(&opts.runs_root, &script);
     let study = Study::new(opts, &script);
     let end = study.plan()?;
-    crate::cmd::export::report_bundle_differences(&study.session);
+    report_bundle_differences(&study.session);
     let record = plan_record(&study.session);
     let previous = PlanRecord::load(&record_dir.join("plan.json"));
     print!("{}", render(&study.session, &end, previous.as_ref(), &record, args.get_flag("all")));
@@ -38,15 +33,6 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     // A 10,000-cell plan holds a lot of small allocations: let the OS take them back.
     std::mem::forget(study);
     Ok(())
-}
-
-/// The planned cells of a session, as a plan record.
-pub fn plan_record(s: &Session) -> PlanRecord {
-    let cells = s.cells.lock().unwrap();
-    PlanRecord::from_cells(
-        s.script.display().to_string(),
-        cells.values().map(|e| PlannedCell { label: e.cell.label.clone(), id: e.cell.id.clone(), inputs: e.cell.inputs.clone() }).collect(),
-    )
 }
 
 fn human_flops(f: f64) -> String {
@@ -64,7 +50,7 @@ fn human_seconds(s: f64) -> String {
 }
 
 /// The plan as text.
-pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record: &PlanRecord, all: bool) -> String {
+fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record: &PlanRecord, all: bool) -> String {
     use std::fmt::Write;
     let cells = s.cells.lock().unwrap();
     let mut out = String::new();
@@ -160,46 +146,4 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
         );
     }
     out
-}
-
-/// One row per cell, in plan order: what the study measured. Floats use Rust's shortest
-/// round-trip form, so two equal tables mean bitwise-equal numbers. Timings are left out
-/// (they differ between runs; they are in each cell's result.ron).
-pub fn results_table(s: &Session) -> Table {
-    let cells = s.cells.lock().unwrap();
-    let domains: BTreeSet<String> = cells
-        .values()
-        .filter_map(|e| match &e.state {
-            CellState::Finished(r) => Some(r.final_val_loss_by_domain.keys().cloned().collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let mut columns: Vec<String> = [
-        "label", "id", "status", "model", "params", "unique_tokens", "epochs", "steps", "train_tokens", "final_val_loss", "best_val_loss",
-        "final_train_loss",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    columns.extend(domains.iter().map(|d| format!("val_loss.{d}")));
-    let rows = cells
-        .values()
-        .map(|e| {
-            let m = &e.cell;
-            let model = serde_json::to_value(&m.spec.model).map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).unwrap_or_default();
-            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
-            row.push(m.spec.unique_tokens.to_string());
-            row.push(m.spec.epochs.to_string());
-            match &e.state {
-                CellState::Finished(r) => {
-                    row.extend([r.steps.to_string(), r.train_tokens.to_string(), r.final_val_loss.to_string(), r.best_val_loss.to_string(), r.final_train_loss.to_string()]);
-                    row.extend(domains.iter().map(|d| r.final_val_loss_by_domain.get(d).map(|x| x.to_string()).unwrap_or_default()));
-                }
-                _ => row.extend(std::iter::repeat_n(String::new(), 5 + domains.len())),
-            }
-            row
-        })
-        .collect();
-    Table { columns, rows }
 }

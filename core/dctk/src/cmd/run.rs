@@ -2,43 +2,16 @@
 //! from their checkpoints, pending cells run in parallel: running a study again is always
 //! safe, and gives the same numbers.
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
-use crate::script::{Mode, Session, SessionOptions, Study};
-use crate::study::executor::ExecutorOptions;
-use crate::study::record::{study_dir, PlanRecord};
-use crate::study::sandbox::Sandbox;
-
-/// The arguments `run`, `plan` and `export` share: the script, where runs live, data
-/// roots, the operations limit.
-pub fn study_args(cmd: Command) -> Command {
-    cmd.arg(Arg::new("script").required(true).value_parser(value_parser!(PathBuf)).help("The study, a .rhai file"))
-        .arg(
-            Arg::new("runs")
-                .long("runs")
-                .value_parser(value_parser!(PathBuf))
-                .default_value("runs")
-                .help("Directory that holds the cells (runs/<id>/)"),
-        )
-        .arg(
-            Arg::new("data-root")
-                .long("data-root")
-                .value_parser(value_parser!(PathBuf))
-                .action(ArgAction::Append)
-                .help("A directory the study may read data from (\"data:NAME\" looks here); repeatable; also DCTK_DATA_ROOTS"),
-        )
-        .arg(
-            Arg::new("max-operations")
-                .long("max-operations")
-                .value_parser(value_parser!(u64))
-                .default_value("50000000")
-                .help("Rhai operations one pass of the script may run (runaway-loop guard)"),
-        )
-}
+use super::args::{session_options, study_args};
+use crate::script::Study;
+use crate::study::bundle::report_bundle_differences;
+use crate::study::execute::ExecutorOptions;
+use crate::study::records::{plan_record, results_table, study_dir, PlanRecord};
+use crate::study::session::{Mode, Session};
 
 pub fn cli() -> Command {
     study_args(Command::new("run").about("Run a study: plan its cells, reuse finished ones, run the rest in parallel"))
@@ -81,25 +54,6 @@ pub fn cli() -> Command {
         )
 }
 
-/// Session options from the shared arguments.
-pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions, cancel: Arc<AtomicBool>) -> Result<SessionOptions> {
-    let script = args.get_one::<PathBuf>("script").unwrap();
-    if !script.is_file() {
-        bail!("{}: no such study script", script.display());
-    }
-    let roots: Vec<PathBuf> = args.get_many::<PathBuf>("data-root").map(|r| r.cloned().collect()).unwrap_or_default();
-    let sandbox = Sandbox::new(script, &roots).map_err(anyhow::Error::msg)?;
-    Ok(SessionOptions {
-        runs_root: args.get_one::<PathBuf>("runs").unwrap().clone(),
-        sandbox,
-        max_operations: *args.get_one::<u64>("max-operations").unwrap(),
-        mode,
-        rerun_failed: args.try_get_one::<bool>("rerun-failed").ok().flatten().copied().unwrap_or(false),
-        executor,
-        cancel,
-    })
-}
-
 pub fn exec(args: &ArgMatches) -> Result<()> {
     let script = args.get_one::<PathBuf>("script").unwrap().clone();
     let cancel = crate::env::cancel_on_signals()?;
@@ -114,14 +68,14 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let runs_root = opts.runs_root.clone();
     let record_dir = study_dir(&runs_root, &script);
     let study = Study::new(opts, &script);
-    let mut check_bundle = |s: &Session| crate::cmd::export::report_bundle_differences(s);
+    let mut check_bundle = |s: &Session| report_bundle_differences(s);
     let outcome = study.run(&mut check_bundle);
     // Whatever happened, remember the cells this invocation planned.
-    let record = crate::cmd::plan::plan_record(&study.session);
+    let record = plan_record(&study.session);
     let previous = PlanRecord::load(&record_dir.join("plan.json"));
     record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
     let summary = outcome?;
-    let table = crate::cmd::plan::results_table(&study.session);
+    let table = results_table(&study.session);
     let results = record_dir.join("results.csv");
     table.write(&results)?;
     let cells = study.session.cells.lock().unwrap().len();

@@ -1,5 +1,14 @@
-//! Studies on disk: content-addressed cells, their status files and atomic writes, and
-//! the study-level records (last plan, results table).
+//! The study layer, in the order of the data flow:
+//!
+//! - [`plan`]: a script's `train` settings → a cell (id from its named [`inputs`], manifest);
+//! - [`cache`]: which cells are done, failed, resumable or busy, and what a plan reuses
+//!   (locks: [`lock`]);
+//! - [`session`]: the cells one invocation planned; [`rounds`]: the loop that runs the
+//!   script, executes what it planned and runs it again;
+//! - [`execute`]: executors (local processes now; cluster next); [`exec_cell`]: what one
+//!   cell process does;
+//! - [`records`]: the last plan and the results table; [`bundle`]: export and bundle check;
+//! - [`sandbox`]: which paths a study may touch.
 //!
 //! A cell's id is a hash of everything that decides its numbers ([`inputs`]); the cell
 //! lives in `runs/<id>/`:
@@ -24,12 +33,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-pub mod cell;
-pub mod executor;
+pub mod bundle;
+pub mod cache;
+pub mod exec_cell;
+pub mod execute;
 pub mod inputs;
 pub mod lock;
-pub mod record;
+pub mod plan;
+pub mod records;
+pub mod rounds;
 pub mod sandbox;
+pub mod session;
 
 /// Writes `bytes` to `path` atomically and durably (the one implementation: [`dctk_fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

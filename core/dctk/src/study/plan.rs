@@ -1,5 +1,7 @@
-//! One training cell: resolve a spec's data, name everything its numbers depend on, and
-//! give it an id and a directory; read its state; execute it (in a cell process).
+//! Planning: from a script's `train` settings to a cell — resolve its data, name
+//! everything its numbers depend on ([`named_inputs`]), give it an id and a directory,
+//! and write its `manifest.ron` (the contract a cell process executes, see
+//! [`crate::study::exec_cell`]).
 //!
 //! The id is blake3 over the cell's [`CellInputs`]: the resolved spec (minus its label
 //! `name`, its `threads` and its `corpus` path: data is identified by content), the data
@@ -15,17 +17,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use dctk_data::MixAccounting;
 use serde::{Deserialize, Serialize};
 
 use super::inputs::CellInputs;
-use super::lock::CellLock;
-use super::{write_atomic, write_ron_atomic, Status};
+use super::write_ron_atomic;
 use crate::data::{DataCache, DataManifest, RunData};
 use crate::env::{self, Versions};
-use crate::train::trainer::{self, precision_name, resolve_placement, RunPlan};
-use crate::train::{ExecOptions, ModelConfig, RunResult, TrainSpec};
+use crate::train::trainer::{precision_name, resolve_placement, RunPlan};
+use crate::train::{ModelConfig, TrainSpec};
 
 /// Everything needed to rerun a cell elsewhere.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,38 +105,8 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     // The step count (and its check) without the full plan, which the manifest builds.
     let (tokens_per_step, total_steps) = RunPlan::steps(spec, spec.unique_tokens)?;
 
-    let mut inputs = CellInputs::default();
-    inputs.insert("kind", "train");
-    let mut id_spec = serde_json::to_value(spec)?;
-    if let Some(m) = id_spec.as_object_mut() {
-        // The label, the thread count and the local path decide no number; device and
-        // precision enter below as resolved ("auto" and "cpu" on a CPU are one cell);
-        // text_field and val_fraction only shape an automatic ingest, whose result the
-        // data fingerprint identifies.
-        for key in ["name", "threads", "corpus", "device", "precision", "text_field", "val_fraction"] {
-            m.remove(key);
-        }
-    }
-    inputs.insert_json("spec", &id_spec);
-    // The fingerprint covers the tokenizer, every selected subset and the validation
-    // settings; per-domain details are in the data manifest (and `dctk run` on an
-    // exported bundle compares them domain by domain).
-    inputs.insert("data.fingerprint", &run_data.manifest.fingerprint);
-    inputs.insert("data.tokenizer", &run_data.manifest.tokenizer);
-    for p in &plugins {
-        inputs.insert(format!("plugin.{}.blake3", p.name), &p.blake3);
-        inputs.insert(format!("plugin.{}.version", p.name), &p.version);
-        if let Some(s) = &p.settings {
-            inputs.insert_json(&format!("plugin.{}.settings", p.name), &serde_json::Value::Object(s.clone()));
-        }
-    }
     let device_kind = env::device_name(device).split(':').next().unwrap().to_string();
-    inputs.insert("device", &device_kind);
-    inputs.insert("precision", precision_name(kind));
-    inputs.insert("version.dctk", &versions.dctk);
-    inputs.insert("version.tch", &versions.tch);
-    inputs.insert("version.libtorch", &versions.libtorch);
-    inputs.insert("version.cuda", if device_kind == "cuda" { cuda_tag(&versions.libtorch) } else { "none (cpu)".into() });
+    let inputs = named_inputs(spec, &run_data.manifest, &plugins, &device_kind, precision_name(kind), &versions)?;
     let id = inputs.id();
 
     let dir = super::run_dir(runs_root, &id);
@@ -156,59 +127,56 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     })
 }
 
+/// The named inputs a cell's id is a hash of: the spec's settings that decide numbers,
+/// the data fingerprint and tokenizer, each plugin's library hash, version and settings,
+/// the device kind and precision, and the versions. Planning computes them here; a cell
+/// process recomputes them on its machine before its first step and refuses to train
+/// when they differ from its manifest's.
+pub fn named_inputs(
+    spec: &TrainSpec,
+    data: &DataManifest,
+    plugins: &[crate::plugin::PluginRecord],
+    device_kind: &str,
+    precision: &str,
+    versions: &Versions,
+) -> Result<CellInputs> {
+    let mut inputs = CellInputs::default();
+    inputs.insert("kind", "train");
+    let mut id_spec = serde_json::to_value(spec)?;
+    if let Some(m) = id_spec.as_object_mut() {
+        // The label, the thread count and the local path decide no number; device and
+        // precision enter below as resolved ("auto" and "cpu" on a CPU are one cell);
+        // text_field and val_fraction only shape an automatic ingest, whose result the
+        // data fingerprint identifies.
+        for key in ["name", "threads", "corpus", "device", "precision", "text_field", "val_fraction"] {
+            m.remove(key);
+        }
+    }
+    inputs.insert_json("spec", &id_spec);
+    // The fingerprint covers the tokenizer, every selected subset and the validation
+    // settings; per-domain details are in the data manifest (and `dctk run` on an
+    // exported bundle compares them domain by domain).
+    inputs.insert("data.fingerprint", &data.fingerprint);
+    inputs.insert("data.tokenizer", &data.tokenizer);
+    for p in plugins {
+        inputs.insert(format!("plugin.{}.blake3", p.name), &p.blake3);
+        inputs.insert(format!("plugin.{}.version", p.name), &p.version);
+        if let Some(s) = &p.settings {
+            inputs.insert_json(&format!("plugin.{}.settings", p.name), &serde_json::Value::Object(s.clone()));
+        }
+    }
+    inputs.insert("device", device_kind);
+    inputs.insert("precision", precision);
+    inputs.insert("version.dctk", &versions.dctk);
+    inputs.insert("version.tch", &versions.tch);
+    inputs.insert("version.libtorch", &versions.libtorch);
+    inputs.insert("version.cuda", if device_kind == "cuda" { cuda_tag(&versions.libtorch) } else { "none (cpu)".into() });
+    Ok(inputs)
+}
+
 /// The CUDA tag of a libtorch version (`2.11.0+cu130` → `cu130`).
 fn cuda_tag(libtorch: &str) -> String {
     libtorch.split_once('+').map(|(_, t)| t.to_string()).unwrap_or_else(|| "unknown".into())
-}
-
-/// Where a cell stands on disk.
-#[derive(Clone, Debug)]
-pub enum CellState {
-    /// Never started here.
-    New,
-    /// Finished: its result (status `done` or `diverged`).
-    Finished(Box<RunResult>),
-    /// Failed with this message (from `error.txt`).
-    Failed(String),
-    /// Started, not finished, not running now: resumes from its checkpoint (at this step).
-    Interrupted(Option<u64>),
-    /// Another dctk process holds its lock.
-    Busy(String),
-}
-
-impl CellState {
-    pub fn read(dir: &Path) -> CellState {
-        match Status::read(dir) {
-            None => CellState::New,
-            Some(Status::Done | Status::Diverged) => match fs::read_to_string(dir.join("result.ron")).ok().and_then(|t| ron::from_str::<RunResult>(&t).ok()) {
-                Some(r) => CellState::Finished(Box::new(r)),
-                None => CellState::Interrupted(checkpoint_step(dir)),
-            },
-            Some(status) => match CellLock::holder(dir) {
-                Some(holder) => CellState::Busy(holder),
-                None if status == Status::Failed => CellState::Failed(
-                    fs::read_to_string(dir.join("error.txt")).unwrap_or_else(|_| "failed (no error.txt)".into()).trim().to_string(),
-                ),
-                None => CellState::Interrupted(checkpoint_step(dir)),
-            },
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            CellState::New => "new",
-            CellState::Finished(r) if r.status == "diverged" => "diverged",
-            CellState::Finished(_) => "done",
-            CellState::Failed(_) => "failed",
-            CellState::Interrupted(_) => "interrupted",
-            CellState::Busy(_) => "running",
-        }
-    }
-}
-
-fn checkpoint_step(dir: &Path) -> Option<u64> {
-    let ckpt = crate::train::checkpoint::find(dir)?;
-    crate::train::checkpoint::read_state(&ckpt).ok().map(|s| s.step)
 }
 
 /// Writes the cell's manifest (before it first runs).
@@ -220,55 +188,3 @@ pub fn materialize(cell: &TrainCell) -> Result<()> {
     Ok(())
 }
 
-/// Another process holds the cell's lock: try again later.
-#[derive(Debug)]
-pub struct CellBusy(pub String);
-
-impl std::fmt::Display for CellBusy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the cell is being run by another dctk ({})", self.0)
-    }
-}
-
-impl std::error::Error for CellBusy {}
-
-/// Executes the cell in `dir` from its `manifest.ron` (what a cell process does, here
-/// or as one task of a job array): lock it, re-resolve and check its data, train
-/// (resuming from its checkpoint), record accounting. Failures write `error.txt` and
-/// status `failed`; a run stopped on request stays resumable.
-pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
-    let _lock = CellLock::acquire(dir)?.ok_or_else(|| CellBusy(CellLock::holder(dir).unwrap_or_default()))?;
-    if let CellState::Finished(r) = CellState::read(dir) {
-        return Ok(*r);
-    }
-    let result = execute_locked(dir, opts);
-    if let Err(e) = &result {
-        if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
-            let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());
-            let _ = Status::Failed.write(dir);
-        }
-    }
-    result
-}
-
-fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
-    let path = dir.join("manifest.ron");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let _ = fs::remove_file(dir.join("error.txt"));
-    let runs_root = dir.parent().unwrap_or(Path::new("."));
-    let data = DataCache::default().get(&manifest.spec, Path::new(&manifest.corpus_path), runs_root, opts.progress)?;
-    if data.manifest.fingerprint != manifest.data.fingerprint {
-        bail!(
-            "{}: the data changed since this cell was planned (fingerprint {} now, {} in the manifest); \
-             rerun the study to plan it again",
-            manifest.corpus_path,
-            &data.manifest.fingerprint[..16],
-            &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
-        );
-    }
-    let result = trainer::train(&manifest.spec, &data, &manifest.run_id, dir, opts)?;
-    let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
-    write_ron_atomic(&path, &manifest)?;
-    Ok(result)
-}

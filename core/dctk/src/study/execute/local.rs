@@ -1,5 +1,5 @@
-//! The local executor: runs pending cells, each in its own `dctk cell exec` process,
-//! `jobs` at a time, with a progress bar per cell and one overall.
+//! The local executor: runs pending cells on this machine, each in its own
+//! `dctk cell exec` process, `jobs` at a time, with a progress bar per cell and one overall.
 //!
 //! Why processes and not threads: libtorch keeps process-wide state that decides numbers
 //! (the default RNG that `manual_seed` resets each step, the intra-op thread count), so two
@@ -24,50 +24,15 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Exit codes of `dctk cell exec`.
-pub const EXIT_FAILED: i32 = 2;
-pub const EXIT_STOPPED: i32 = 3;
-pub const EXIT_BUSY: i32 = 75;
+use super::{Executor, ExecutorOptions, Job, Outcome, EXIT_BUSY, EXIT_STOPPED};
 
-/// How to execute cells.
-#[derive(Clone, Debug)]
-pub struct ExecutorOptions {
-    /// Cells run at once.
-    pub jobs: usize,
-    /// libtorch CPU threads of each cell process.
-    pub threads_per_cell: i32,
-    pub progress: bool,
-    /// Stop launching and interrupt running cells at the first failure.
-    pub fail_fast: bool,
-    /// Forwarded to each cell (tests of resume).
-    pub stop_after_steps: Option<u64>,
-}
+/// Cell processes on this machine.
+pub struct LocalExecutor;
 
-impl ExecutorOptions {
-    /// `jobs` cells in parallel sharing `threads` CPU threads (0 = all cores).
-    pub fn new(jobs: usize, threads: usize, progress: bool, fail_fast: bool) -> ExecutorOptions {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        let jobs = jobs.max(1);
-        ExecutorOptions { jobs, threads_per_cell: (threads / jobs).max(1) as i32, progress, fail_fast, stop_after_steps: None }
+impl Executor for LocalExecutor {
+    fn run(&self, jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> Vec<(Job, Outcome)> {
+        run(jobs, opts, cancel)
     }
-}
-
-/// One cell to run.
-#[derive(Clone, Debug)]
-pub struct Job {
-    pub id: String,
-    pub label: String,
-    pub dir: PathBuf,
-}
-
-/// How a cell's process ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Finished (done or diverged: its status file says which).
-    Finished,
-    Failed(String),
-    /// Stopped before its end (cancelled, or `--stop-after-steps`): resumable.
-    Stopped,
 }
 
 struct Running {
@@ -75,6 +40,8 @@ struct Running {
     child: Child,
     bar: ProgressBar,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// The cell process found the cell finished by another process (it waited for it).
+    finished_elsewhere: Arc<AtomicBool>,
 }
 
 /// Runs `jobs` to completion (or until `cancel` is set), returning each job's outcome.
@@ -144,6 +111,7 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
             r.bar.finish_and_clear();
             multi.remove(&r.bar);
             let outcome = match status.code() {
+                Some(0) if r.finished_elsewhere.load(Ordering::Relaxed) => Outcome::FinishedElsewhere,
                 Some(0) => Outcome::Finished,
                 Some(EXIT_STOPPED) => Outcome::Stopped,
                 Some(EXIT_BUSY) => {
@@ -172,7 +140,7 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
                         cancel.store(true, Ordering::Relaxed);
                     }
                 }
-                Outcome::Finished => {
+                Outcome::Finished | Outcome::FinishedElsewhere => {
                     overall.inc(1);
                 }
                 Outcome::Stopped => {}
@@ -226,6 +194,8 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     bar.set_prefix(job.label.clone());
     let stdout = child.stdout.take().unwrap();
     let (b, m, label) = (bar.clone(), multi.clone(), job.label.clone());
+    let finished_elsewhere = Arc::new(AtomicBool::new(false));
+    let elsewhere = finished_elsewhere.clone();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -233,6 +203,7 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
                 continue;
             };
             match v["event"].as_str() {
+                Some("already_finished") => elsewhere.store(true, Ordering::Relaxed),
                 Some("step") => {
                     b.set_length(v["total_steps"].as_u64().unwrap_or(1));
                     b.set_position(v["step"].as_u64().unwrap_or(0));
@@ -254,5 +225,5 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
             }
         }
     });
-    Ok(Running { job: job.clone(), child, bar, reader: Some(reader) })
+    Ok(Running { job: job.clone(), child, bar, reader: Some(reader), finished_elsewhere })
 }

@@ -1,5 +1,7 @@
-//! A study session: the cells a script planned, their states, and the rounds that run
-//! the script until every cell it reads is finished.
+//! A study session: the state of one `dctk run`/`plan`/`export` invocation — the cells
+//! its script planned (by id, in order), what the study cache says of each, and which run
+//! after this round. The round loop is [`crate::study::rounds`]'s; the Rhai functions that
+//! call into a session are [`crate::script`]'s.
 //!
 //! How "scripts plan, Rust executes" works with ordinary-looking code: `train(...)` never
 //! trains. It plans a cell and returns a [`Run`] handle at once. Reading a result from a
@@ -15,13 +17,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use rhai::Map;
 
+use super::cache::{reuse, CellState};
+use super::execute::ExecutorOptions;
+use super::plan::{prepare_train, TrainCell};
+use super::sandbox::Sandbox;
 use crate::data::DataCache;
-use crate::study::cell::{prepare_train, CellState, TrainCell};
-use crate::study::executor::ExecutorOptions;
-use crate::study::sandbox::Sandbox;
-use crate::train::{RunResult, TrainSpec};
+use crate::train::TrainSpec;
 
 /// Plan only (no execution), or run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,8 +127,8 @@ impl Session {
         }
     }
 
-    /// Plans the cell of `spec` (the `train` function): returns its handle.
-    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize) -> anyhow::Result<Run> {
+    /// Plans the cell of `spec` (the `train` function): returns where it stands.
+    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize) -> anyhow::Result<PlannedRef> {
         let label = match &spec.name {
             Some(n) if !n.is_empty() => n.clone(),
             _ => self.default_label(source, line),
@@ -147,20 +149,12 @@ impl Session {
         // A new entry is always first this round: its state is read just below.
         let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry { state: CellState::New, cell: Arc::new(cell), pending: false });
         if first_this_round {
-            entry.state = CellState::read(&entry.cell.dir);
             let failed_here = self.failed_here.lock().unwrap().get(&id).cloned();
-            entry.pending = match (&entry.state, failed_here) {
-                (CellState::Finished(_), _) => false,
-                (CellState::Failed(_), None) => self.opts.rerun_failed,
-                (CellState::Failed(_), Some(_)) => false,
-                (_, Some(why)) => {
-                    entry.state = CellState::Failed(why);
-                    false
-                }
-                (CellState::New | CellState::Interrupted(_) | CellState::Busy(_), None) => true,
-            };
+            let (state, pending) = reuse(CellState::read(&entry.cell.dir), failed_here, self.opts.rerun_failed);
+            entry.state = state;
+            entry.pending = pending;
         }
-        Ok(Run::from_entry(entry))
+        Ok(PlannedRef { id: entry.cell.id.clone(), label: entry.cell.label.clone(), dir: entry.cell.dir.clone(), pending: entry.pending, state: entry.state.clone() })
     }
 
     /// `ingest(#{...})`, once: the same settings over unchanged inputs reuse the corpus
@@ -195,8 +189,8 @@ impl Session {
                 parts.push(format!("{}|{}|{mtime}", f.display(), m.len()));
             }
         }
-        let key = crate::study::content_id(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
-        let stamp = crate::study::record::study_dir(&self.opts.runs_root, &self.script).join(format!("ingest-{key}.json"));
+        let key = super::content_id(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
+        let stamp = super::records::study_dir(&self.opts.runs_root, &self.script).join(format!("ingest-{key}.json"));
         let out = settings.get("out").and_then(|v| v.as_str()).map(|o| resolve(o, "key \"out\"")).transpose()?;
         if out.as_ref().is_some_and(|o| o.exists()) {
             if let Some(summary) = std::fs::read_to_string(&stamp).ok().and_then(|t| serde_json::from_str(&t).ok()) {
@@ -204,7 +198,7 @@ impl Session {
             }
         }
         let summary = crate::data::ingest_from_script(settings, &resolve)?;
-        crate::study::write_atomic(&stamp, summary.to_string().as_bytes()).map_err(|e| format!("{e:#}"))?;
+        super::write_atomic(&stamp, summary.to_string().as_bytes()).map_err(|e| format!("{e:#}"))?;
         Ok(summary)
     }
 
@@ -214,49 +208,13 @@ impl Session {
     }
 }
 
-/// What a script holds for a planned cell: `train`'s return value.
-///
-/// `run.id`, `run.label`, `run.status` and `run.run_dir` are known at once; any other key
-/// (`run.final_val_loss`, `run["curve"]`, …) is the cell's result and waits for the cell.
+/// A planned cell as `train` sees it: its identity, whether it runs after this round,
+/// and its state in the study cache.
 #[derive(Clone, Debug)]
-pub struct Run {
+pub struct PlannedRef {
     pub id: String,
     pub label: String,
-    pub dir: String,
-    pub state: RunState,
-}
-
-#[derive(Clone, Debug)]
-pub enum RunState {
-    Pending,
-    Finished(Arc<Map>, String),
-    Failed(String),
-}
-
-impl Run {
-    fn from_entry(e: &CellEntry) -> Run {
-        let state = if e.pending {
-            RunState::Pending
-        } else {
-            match &e.state {
-                CellState::Finished(r) => RunState::Finished(Arc::new(result_map(r)), r.status.clone()),
-                CellState::Failed(msg) => RunState::Failed(msg.clone()),
-                _ => RunState::Pending,
-            }
-        };
-        Run { id: e.cell.id.clone(), label: e.cell.label.clone(), dir: e.cell.dir.display().to_string(), state }
-    }
-
-    pub fn status(&self) -> &str {
-        match &self.state {
-            RunState::Pending => "pending",
-            RunState::Finished(_, s) => s,
-            RunState::Failed(_) => "failed",
-        }
-    }
-}
-
-/// A run's result as a Rhai map (the fields of [`RunResult`]).
-pub fn result_map(r: &RunResult) -> Map {
-    rhai::serde::to_dynamic(r).ok().and_then(|d| d.try_cast::<Map>()).unwrap_or_default()
+    pub dir: PathBuf,
+    pub pending: bool,
+    pub state: CellState,
 }

@@ -1,13 +1,16 @@
 //! Study-level records in `runs/studies/<study>/`: the last plan (labels, ids and inputs,
-//! so the next plan can say why an id changed) and the results table.
-use std::collections::{HashMap, HashSet};
+//! so the next plan can say why an id changed) and the results table (`results.csv`,
+//! one row per cell).
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::cache::CellState;
 use super::inputs::{diff, CellInputs, Change};
+use super::session::Session;
 use super::{safe_name, write_atomic};
 
 /// One cell as a plan saw it. In a [`PlanRecord`], `inputs` holds only what is not in
@@ -152,24 +155,78 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn to_csv(&self) -> String {
-        let esc = |s: &str| {
-            if s.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_string()
-            }
-        };
-        let mut out = self.columns.iter().map(|c| esc(c)).collect::<Vec<_>>().join(",");
-        out.push('\n');
+    pub fn to_csv(&self) -> Result<String> {
+        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+        w.write_record(&self.columns)?;
         for r in &self.rows {
-            out.push_str(&r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(","));
-            out.push('\n');
+            w.write_record(r)?;
         }
-        out
+        Ok(String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?)
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        write_atomic(path, self.to_csv().as_bytes()).with_context(|| format!("writing {}", path.display()))
+        write_atomic(path, self.to_csv()?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The planned cells of a session, as a plan record.
+pub fn plan_record(s: &Session) -> PlanRecord {
+    let cells = s.cells.lock().unwrap();
+    PlanRecord::from_cells(
+        s.script.display().to_string(),
+        cells.values().map(|e| PlannedCell { label: e.cell.label.clone(), id: e.cell.id.clone(), inputs: e.cell.inputs.clone() }).collect(),
+    )
+}
+
+/// One row per cell, in plan order: what the study measured. Floats use Rust's shortest
+/// round-trip form, so two equal tables mean bitwise-equal numbers. Timings are left out
+/// (they differ between runs; they are in each cell's result.ron).
+pub fn results_table(s: &Session) -> Table {
+    let cells = s.cells.lock().unwrap();
+    let domains: BTreeSet<String> = cells
+        .values()
+        .filter_map(|e| match &e.state {
+            CellState::Finished(r) => Some(r.final_val_loss_by_domain.keys().cloned().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut columns: Vec<String> = [
+        "label", "id", "status", "model", "params", "unique_tokens", "epochs", "steps", "train_tokens", "final_val_loss", "best_val_loss",
+        "final_train_loss",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    columns.extend(domains.iter().map(|d| format!("val_loss.{d}")));
+    let rows = cells
+        .values()
+        .map(|e| {
+            let m = &e.cell;
+            let model = serde_json::to_value(&m.spec.model).map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).unwrap_or_default();
+            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
+            row.push(m.spec.unique_tokens.to_string());
+            row.push(m.spec.epochs.to_string());
+            match &e.state {
+                CellState::Finished(r) => {
+                    row.extend([r.steps.to_string(), r.train_tokens.to_string(), r.final_val_loss.to_string(), r.best_val_loss.to_string(), r.final_train_loss.to_string()]);
+                    row.extend(domains.iter().map(|d| r.final_val_loss_by_domain.get(d).map(|x| x.to_string()).unwrap_or_default()));
+                }
+                _ => row.extend(std::iter::repeat_n(String::new(), 5 + domains.len())),
+            }
+            row
+        })
+        .collect();
+    Table { columns, rows }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_quotes_what_csv_needs_and_nothing_else() {
+        let t = Table { columns: vec!["label".into(), "x".into()], rows: vec![vec!["a,b".into(), "1.5".into()], vec!["say \"hi\"".into(), "".into()]] };
+        assert_eq!(t.to_csv().unwrap(), "label,x\n\"a,b\",1.5\n\"say \"\"hi\"\"\",\n");
     }
 }

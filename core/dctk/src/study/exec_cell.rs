@@ -1,0 +1,66 @@
+//! Executing one cell from its `manifest.ron` (what a `dctk cell exec` process does,
+//! here or as one task of a job array): lock it, re-resolve and check its inputs, write
+//! status `running`, train (resuming from its checkpoint), then write `result.ron`, the
+//! final status and the sampler's accounting. Failures write `error.txt` and status
+//! `failed`; a run stopped on request stays resumable.
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::cache::{CellBusy, CellState};
+use super::lock::CellLock;
+use super::plan::Manifest;
+use super::{write_atomic, write_ron_atomic, Status};
+use crate::data::DataCache;
+use crate::train::trainer;
+use crate::train::{ExecOptions, RunResult};
+
+/// Executes the cell in `dir` (see the module doc).
+pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let _lock = CellLock::acquire(dir)?.ok_or_else(|| CellBusy(CellLock::holder(dir).unwrap_or_default()))?;
+    if let CellState::Finished(r) = CellState::read(dir) {
+        // Another process finished it (while `dctk run` waited for its lock): say so, so
+        // that run reports it as waited for, not as run here.
+        if opts.progress_json {
+            println!("{}", serde_json::json!({"event": "already_finished"}));
+        }
+        return Ok(*r);
+    }
+    let result = execute_locked(dir, opts);
+    if let Err(e) = &result {
+        if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
+            let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());
+            let _ = Status::Failed.write(dir);
+        }
+    }
+    result
+}
+
+fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let path = dir.join("manifest.ron");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let _ = fs::remove_file(dir.join("error.txt"));
+    let runs_root = dir.parent().unwrap_or(Path::new("."));
+    let data = DataCache::default().get(&manifest.spec, Path::new(&manifest.corpus_path), runs_root, opts.progress)?;
+    if data.manifest.fingerprint != manifest.data.fingerprint {
+        bail!(
+            "{}: the data changed since this cell was planned (fingerprint {} now, {} in the manifest); \
+             rerun the study to plan it again",
+            manifest.corpus_path,
+            &data.manifest.fingerprint[..16],
+            &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
+        );
+    }
+    Status::Running.write(dir)?;
+    let result = trainer::train(&manifest.spec, &data, &manifest.run_id, dir, opts)?;
+    // The trainer returns the result; the study records it: result.ron first, then the
+    // status that says it is there.
+    write_ron_atomic(&dir.join("result.ron"), &result)?;
+    let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
+    status.write(dir)?;
+    let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
+    write_ron_atomic(&path, &manifest)?;
+    Ok(result)
+}
