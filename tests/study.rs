@@ -390,3 +390,79 @@ print(`loss ${r.final_val_loss}`);
     let result = std::fs::read_to_string(only_run(&s.path().join("runs")).join("result.ron")).unwrap();
     assert!(result.contains("resumed_from_step: Some("), "{result}");
 }
+
+/// The one cell directory under `runs` (the per-study records live in `runs/studies`).
+fn the_cell(runs: &Path) -> PathBuf {
+    let c = cells(runs);
+    assert_eq!(c.len(), 1, "{c:?}");
+    c[0].clone()
+}
+
+/// The `blake3` line of `dctk plugins info NAME` under the given plugin path.
+fn plugin_hash(dir: &Path, plugin_path: &Path, name: &str) -> String {
+    let out = dctk_cmd(dir).args(["plugins", "info", name]).env("DCTK_PLUGIN_PATH", plugin_path).output().unwrap();
+    let t = text(&out);
+    t.lines().find_map(|l| l.strip_prefix("blake3")).unwrap_or_else(|| panic!("no blake3 line:\n{t}")).trim().to_string()
+}
+
+#[test]
+fn a_cell_executed_with_another_plugin_build_is_refused_naming_both_hashes() {
+    let s = Scratch::new("plugin-contract");
+    let plugins = s.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let lib = plugins.join("libdctk_plugin_mir.so");
+    std::fs::copy(dctk_bin().parent().unwrap().join("libdctk_plugin_mir.so"), &lib).expect("build the workspace first");
+    let script = s
+        .write(
+            "p.rhai",
+            r#"train(#{ name: "m", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1, regularizers: ["mir"] });"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let planned = plugin_hash(s.path(), &plugins, "mir");
+    let out = dctk_cmd(s.path()).args(["run", &script, "-q", "--threads", "1", "--stop-after-steps", "1"]).env("DCTK_PLUGIN_PATH", &plugins).output().unwrap();
+    assert!(!out.status.success(), "stopped after one step: {}", text(&out));
+    let cell = the_cell(&s.path().join("runs"));
+    // "Rebuild" the plugin: same name and version, other bytes.
+    let mut bytes = std::fs::read(&lib).unwrap();
+    bytes.extend_from_slice(b"rebuilt");
+    std::fs::write(&lib, bytes).unwrap();
+    let here = plugin_hash(s.path(), &plugins, "mir");
+    assert_ne!(planned, here);
+    let out = dctk_cmd(s.path()).args(["cell", "exec", cell.to_str().unwrap(), "-q"]).env("DCTK_PLUGIN_PATH", &plugins).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains(&format!("plugin.mir.blake3: {planned} (planned) → {here} (here)")), "{t}");
+    assert!(std::fs::read_to_string(cell.join("error.txt")).unwrap().contains("plugin.mir.blake3"));
+    assert!(!std::fs::read_to_string(cell.join("metrics.jsonl")).unwrap_or_default().lines().any(|l| l.contains("\"step\":2")), "no step was trained");
+}
+
+#[test]
+fn absurd_threads_are_refused_at_plan_and_threads_are_not_frozen_into_manifests() {
+    let s = Scratch::new("threads-contract");
+    let body = |threads: &str| {
+        format!(
+            r#"train(#{{ name: "t", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1, threads: {threads} }});"#
+        )
+    };
+    let script = s.write("t.rhai", &body("1000000")).to_str().unwrap().to_string();
+    for cmd in ["plan", "run"] {
+        let out = dctk(s.path(), &[cmd, &script, "-q"][..if cmd == "plan" { 2 } else { 3 }]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {t}");
+        assert!(t.contains("t.rhai:1:") && t.contains("key \"threads\": 1000000"), "{cmd}: {t}");
+    }
+    assert!(!s.path().join("runs").exists() || cells(&s.path().join("runs")).is_empty(), "nothing planned to disk");
+    // A sane setting: the cell runs, and its manifest does not carry it for later studies.
+    s.write("t.rhai", &body("2"));
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cell = the_cell(&s.path().join("runs"));
+    let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
+    assert!(manifest.contains("threads: None"), "{manifest}");
+    let result = std::fs::read_to_string(cell.join("result.ron")).unwrap();
+    assert!(result.contains("threads: 2"), "the study's setting still applied: {result}");
+}

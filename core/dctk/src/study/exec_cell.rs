@@ -14,7 +14,41 @@ use super::plan::Manifest;
 use super::{write_atomic, write_ron_atomic, Status};
 use crate::data::DataCache;
 use crate::train::trainer;
-use crate::train::{ExecOptions, RunResult};
+use crate::data::DataManifest;
+use crate::env;
+use crate::train::trainer::{precision_name, resolve_placement};
+use crate::train::{ExecOptions, RunResult, TrainSpec};
+
+/// A manifest is a contract: before the first step, recompute the cell's named inputs on
+/// this machine (plugin libraries found here, device and precision resolved here, this
+/// build's versions, the data as resolved here) and refuse to train under an id that
+/// names other inputs. On another node of a job array, or after a rebuild, this is what
+/// stops a cell from training code its id does not name.
+fn verify_inputs(manifest: &Manifest, data: &DataManifest) -> Result<()> {
+    let plugins = crate::plugin::regularizer::validate_regularizers(&manifest.spec.regularizers)?;
+    let (device, kind) = resolve_placement(&manifest.spec)?;
+    let device_kind = env::device_name(device).split(':').next().unwrap_or("cpu").to_string();
+    let here = super::plan::named_inputs(&manifest.spec, data, &plugins, &device_kind, precision_name(kind), &env::versions())?;
+    let changes = super::inputs::diff(&manifest.inputs, &here);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = changes
+        .iter()
+        .map(|c| match c {
+            super::inputs::Change::Changed { name, before, after } => format!("  {name}: {before} (planned) → {after} (here)"),
+            super::inputs::Change::Added { name, value } => format!("  {name}: (not planned) → {value} (here)"),
+            super::inputs::Change::Removed { name, value } => format!("  {name}: {value} (planned) → (absent here)"),
+        })
+        .collect();
+    bail!(
+        "cell {} ({}): refused: this machine's inputs differ from the ones its id names, so it would train other code or data than planned:\n{}\n\
+         rerun the study here to plan the cell again (a new id)",
+        manifest.label,
+        manifest.run_id,
+        lines.join("\n")
+    )
+}
 
 /// Executes the cell in `dir` (see the module doc).
 pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
@@ -53,8 +87,13 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
             &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
         );
     }
+    verify_inputs(&manifest, &data.manifest)?;
+    // `threads` is not in the id: this process's thread count is what `dctk cell exec
+    // --threads` set (the executor passes the planning study's setting), never one frozen
+    // into the manifest by whichever study planned the cell first.
+    let spec = TrainSpec { threads: None, ..manifest.spec.clone() };
     Status::Running.write(dir)?;
-    let result = trainer::train(&manifest.spec, &data, &manifest.run_id, dir, opts)?;
+    let result = trainer::train(&spec, &data, &manifest.run_id, dir, opts)?;
     // The trainer returns the result; the study records it: result.ron first, then the
     // status that says it is there.
     write_ron_atomic(&dir.join("result.ron"), &result)?;

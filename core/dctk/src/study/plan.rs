@@ -79,7 +79,9 @@ impl TrainCell {
         Ok(Manifest {
             run_id: self.id.clone(),
             label: self.label.clone(),
-            spec: self.spec.clone(),
+            // `threads` decides no number the id names (see `named_inputs`): not frozen here
+            // for every later study that reuses this directory.
+            spec: TrainSpec { threads: None, ..self.spec.clone() },
             corpus_path: self.corpus.display().to_string(),
             model: self.spec.model_config().map_err(anyhow::Error::msg)?,
             plan: RunPlan::new(&self.spec, self.spec.unique_tokens)?,
@@ -96,6 +98,7 @@ impl TrainCell {
 
 /// Plans the cell for `spec`, whose corpus the caller resolved to `corpus`.
 pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &Path, data: &DataCache, progress: bool) -> Result<TrainCell> {
+    check_threads(spec.threads)?;
     let run_data = data.get(spec, corpus, runs_root, progress)?;
     let (device, kind) = resolve_placement(spec)?;
     let versions = env::versions();
@@ -125,6 +128,22 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
         params: model.total_params(),
         flops,
     })
+}
+
+/// The most CPU threads a cell may ask for: more than any machine dctk runs on has, and
+/// few enough that libtorch's thread pool can start them.
+pub const MAX_THREADS: i32 = 1024;
+
+/// `threads` is refused at plan when no cell process could start that many (libtorch
+/// aborts creating its pool), instead of every run of the cell crashing.
+fn check_threads(threads: Option<i32>) -> Result<()> {
+    match threads {
+        Some(t) if t > MAX_THREADS => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            anyhow::bail!("key \"threads\": {t} is more than dctk can start (at most {MAX_THREADS}; this machine has {cores} core(s))")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The named inputs a cell's id is a hash of: the spec's settings that decide numbers,

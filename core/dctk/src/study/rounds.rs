@@ -112,7 +112,7 @@ pub fn run(
         let mut jobs = Vec::new();
         for cell in &pending {
             materialize(cell).map_err(StudyError::Other)?;
-            jobs.push(Job { id: cell.id.clone(), label: cell.label.clone(), dir: cell.dir.clone() });
+            jobs.push(Job { id: cell.id.clone(), label: cell.label.clone(), dir: cell.dir.clone(), threads: cell.spec.threads });
         }
         let outcomes = executor.run(jobs, &s.opts.executor, &s.opts.cancel);
         executed += outcomes.iter().filter(|(_, o)| *o == Outcome::Finished).count();

@@ -163,7 +163,7 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     std::fs::create_dir_all(&job.dir)?;
     let log = OpenOptions::new().create(true).append(true).open(job.dir.join("log.txt"))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("cell").arg("exec").arg(&job.dir).arg("--threads").arg(opts.threads_per_cell.to_string()).arg("--progress-json");
+    cmd.arg("cell").arg("exec").arg(&job.dir).arg("--threads").arg(job.threads.unwrap_or(opts.threads_per_cell).to_string()).arg("--progress-json");
     if let Some(n) = opts.stop_after_steps {
         cmd.arg("--stop-after-steps").arg(n.to_string());
     }

@@ -50,6 +50,9 @@ pub struct Job {
     pub id: String,
     pub label: String,
     pub dir: PathBuf,
+    /// The planning study's `threads` for this cell, when it set one (it overrides the
+    /// executor's split; it is not in the manifest, see [`crate::study::plan`]).
+    pub threads: Option<i32>,
 }
 
 /// How a cell's process ended.
