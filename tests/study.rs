@@ -466,3 +466,58 @@ fn absurd_threads_are_refused_at_plan_and_threads_are_not_frozen_into_manifests(
     let result = std::fs::read_to_string(cell.join("result.ron")).unwrap();
     assert!(result.contains("threads: 2"), "the study's setting still applied: {result}");
 }
+
+/// Makes the study's finished cell look like a result of another build: its directory
+/// moves to `fake_id` and the last plan record says that cell had another build id.
+fn pretend_other_build(runs: &Path, id: &str, fake_id: &str) {
+    std::fs::rename(runs.join(id), runs.join(fake_id)).unwrap();
+    let studies: Vec<PathBuf> = std::fs::read_dir(runs.join("studies")).unwrap().map(|e| e.unwrap().path()).collect();
+    let plan = studies[0].join("plan.json");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    record["common"]["version.build"] = "0123456789abcdef".into();
+    record["cells"][0]["id"] = fake_id.into();
+    std::fs::write(&plan, serde_json::to_vec(&record).unwrap()).unwrap();
+}
+
+#[test]
+fn results_of_another_build_are_never_reused_silently_and_accepted_only_on_request() {
+    let s = Scratch::new("build-id");
+    let script = s
+        .write(
+            "b.rhai",
+            r#"let r = train(#{ name: "c", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1 });
+print(`loss ${r.final_val_loss}`);"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let runs = s.path().join("runs");
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = the_cell(&runs).file_name().unwrap().to_string_lossy().to_string();
+    let v = text(&dctk(s.path(), &["--version"]));
+    let build = v.split("build ").nth(1).unwrap().split(',').next().unwrap().to_string();
+    assert_eq!(build.len(), 16, "{v}");
+
+    // Another build's result: plan says so and names the cell; a plain run recomputes it.
+    pretend_other_build(&runs, &id, "00000000000000aa");
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains(&format!("(dctk build {build})")), "{t}");
+    assert!(t.contains("1 cell(s) have finished results of another build") && t.contains(&format!("c (00000000000000aa → {id}): version.build: 0123456789abcdef → {build}")), "{t}");
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1"]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("they run again unless you accept") && t.contains("1 run now"), "{t}");
+
+    // With the flag: reused, recorded in the manifest, nothing trained.
+    pretend_other_build(&runs, &id, "00000000000000bb");
+    let before = std::fs::read_to_string(runs.join("00000000000000bb/metrics.jsonl")).unwrap();
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1", "--accept-code-change"]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("--accept-code-change: reused 1 result(s) of another build") && t.contains("0 run now"), "{t}");
+    let cell = runs.join(&id);
+    let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
+    assert!(manifest.contains("accepted_code_change: Some") && manifest.contains("from_id: \"00000000000000bb\""), "{manifest}");
+    assert_eq!(std::fs::read_to_string(cell.join("metrics.jsonl")).unwrap(), before);
+    assert!(std::fs::read_to_string(cell.join("result.ron")).unwrap().contains(&format!("run_id: \"{id}\"")));
+}

@@ -17,6 +17,7 @@
 //! tokens path), [`fitting`] (the one glue to `dctk-laws`, for `dctk fit` and `fit()`),
 //! [`bench`], [`env`].
 pub mod bench;
+pub mod build_id;
 pub mod cmd;
 pub mod data;
 pub mod env;

@@ -52,6 +52,7 @@ pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions,
         max_operations: *args.get_one::<u64>("max-operations").unwrap(),
         mode,
         rerun_failed: args.try_get_one::<bool>("rerun-failed").ok().flatten().copied().unwrap_or(false),
+        accept_code_change: args.try_get_one::<bool>("accept-code-change").ok().flatten().copied().unwrap_or(false),
         executor,
         cancel,
     })

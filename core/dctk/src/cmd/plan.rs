@@ -10,7 +10,7 @@ use super::args::{plan_options, study_args};
 use crate::script::Study;
 use crate::study::bundle::report_bundle_differences;
 use crate::study::cache::CellState;
-use crate::study::records::{changed_ids, plan_record, study_dir, PlanRecord};
+use crate::study::records::{changed_ids, plan_record, study_dir, PlanRecord, LAST_PLAN, RUN_PLAN};
 use crate::study::rounds::RoundEnd;
 use crate::study::session::Session;
 
@@ -27,9 +27,20 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let end = study.plan()?;
     report_bundle_differences(&study.session);
     let record = plan_record(&study.session);
-    let previous = PlanRecord::load(&record_dir.join("plan.json"));
-    print!("{}", render(&study.session, &end, previous.as_ref(), &record, args.get_flag("all")));
-    record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
+    // Diff against the last plan that was run (`plan.json`, written by `dctk run`); before
+    // any run, against the last `dctk plan` (`last-plan.json`).
+    let last_run = PlanRecord::load(&record_dir.join(RUN_PLAN));
+    let last_plan = PlanRecord::load(&record_dir.join(LAST_PLAN));
+    let previous = match (&last_run, &last_plan) {
+        (Some(r), _) => Some((r, "since the last plan that was run")),
+        (None, Some(p)) => Some((p, "since the last plan (no plan of this study was run yet)")),
+        (None, None) => None,
+    };
+    print!("{}", render(&study.session, &end, previous, &record, args.get_flag("all")));
+    if let Some(report) = study.session.other_build_report() {
+        print!("{report}");
+    }
+    record.save_merged(&record_dir.join(LAST_PLAN), last_plan.as_ref())?;
     // A 10,000-cell plan holds a lot of small allocations: let the OS take them back.
     std::mem::forget(study);
     Ok(())
@@ -50,7 +61,7 @@ fn human_seconds(s: f64) -> String {
 }
 
 /// The plan as text.
-fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record: &PlanRecord, all: bool) -> String {
+fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, record: &PlanRecord, all: bool) -> String {
     use std::fmt::Write;
     let cells = s.cells.lock().unwrap();
     let mut out = String::new();
@@ -66,8 +77,9 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record: &P
         .collect();
     let _ = writeln!(
         out,
-        "study {}: {} cell(s): {} done, {} diverged, {} failed, {} interrupted, {} running elsewhere, {} new",
+        "study {} (dctk build {}): {} cell(s): {} done, {} diverged, {} failed, {} interrupted, {} running elsewhere, {} new",
         s.script.display(),
+        crate::env::BUILD_ID,
         cells.len(),
         count("done"),
         count("diverged"),
@@ -126,10 +138,10 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record: &P
     } else {
         let _ = writeln!(out, "nothing to run: every cell is finished");
     }
-    if let Some(prev) = previous {
+    if let Some((prev, since)) = previous {
         let changes = changed_ids(prev, record);
         if !changes.is_empty() {
-            let _ = writeln!(out, "ids changed since the last plan:");
+            let _ = writeln!(out, "ids changed {since}:");
             for c in &changes {
                 let _ = writeln!(out, "  {}: {} → {}", c.label, c.before, c.after);
                 for ch in &c.changes {

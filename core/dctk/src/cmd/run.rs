@@ -10,7 +10,7 @@ use super::args::{session_options, study_args};
 use crate::script::Study;
 use crate::study::bundle::report_bundle_differences;
 use crate::study::execute::ExecutorOptions;
-use crate::study::records::{plan_record, results_table, study_dir, PlanRecord};
+use crate::study::records::{plan_record, results_table, study_dir, PlanRecord, RUN_PLAN};
 use crate::study::session::{Mode, Session};
 
 pub fn cli() -> Command {
@@ -32,6 +32,12 @@ pub fn cli() -> Command {
         )
         .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("No progress bars"))
         .arg(Arg::new("rerun-failed").long("rerun-failed").action(ArgAction::SetTrue).help("Run failed cells again"))
+        .arg(
+            Arg::new("accept-code-change")
+                .long("accept-code-change")
+                .action(ArgAction::SetTrue)
+                .help("Reuse finished results of another dctk build for cells whose other inputs are the same (recorded in their manifests)"),
+        )
         .arg(
             Arg::new("keep-going")
                 .long("keep-going")
@@ -72,8 +78,11 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let outcome = study.run(&mut check_bundle);
     // Whatever happened, remember the cells this invocation planned.
     let record = plan_record(&study.session);
-    let previous = PlanRecord::load(&record_dir.join("plan.json"));
-    record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
+    let previous = PlanRecord::load(&record_dir.join(RUN_PLAN));
+    record.save_merged(&record_dir.join(RUN_PLAN), previous.as_ref())?;
+    if let Some(report) = study.session.other_build_report() {
+        eprint!("{report}");
+    }
     let summary = outcome?;
     let table = results_table(&study.session);
     let results = record_dir.join("results.csv");

@@ -8,8 +8,13 @@
 use std::fs;
 use std::path::Path;
 
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::inputs::{diff, CellInputs, Change};
 use super::lock::CellLock;
-use super::Status;
+use super::plan::TrainCell;
+use super::{write_atomic, write_ron_atomic, Status};
 use crate::train::RunResult;
 
 /// Where a cell stands on disk.
@@ -93,3 +98,80 @@ impl std::fmt::Display for CellBusy {
 }
 
 impl std::error::Error for CellBusy {}
+
+/// The inputs that name the code rather than the experiment: a cell whose inputs differ
+/// from a finished one's only in these has a result of another build.
+const CODE_INPUTS: &[&str] = &["version.build", "version.dctk"];
+
+/// True when `before` and `after` differ, and only in the code's identity.
+pub fn only_code_differs(before: &CellInputs, after: &CellInputs) -> bool {
+    let changes = diff(before, after);
+    !changes.is_empty()
+        && changes.iter().all(|c| {
+            let name = match c {
+                Change::Changed { name, .. } | Change::Added { name, .. } | Change::Removed { name, .. } => name,
+            };
+            CODE_INPUTS.contains(&name.as_str())
+        })
+}
+
+/// A planned cell with no result of this build whose same-label cell has a finished
+/// result of another build.
+#[derive(Clone, Debug)]
+pub struct OtherBuild {
+    pub label: String,
+    pub old_id: String,
+    pub new_id: String,
+    /// What differs (`version.build: a → b`).
+    pub changes: Vec<String>,
+}
+
+/// Recorded in the manifest of a cell whose result was accepted from another build
+/// (`dctk run --accept-code-change`): never silent, always traceable.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AcceptedCodeChange {
+    /// The cell whose result this is.
+    pub from_id: String,
+    pub changes: Vec<String>,
+}
+
+/// `--accept-code-change`: makes `cell` (this build's id) hold the finished result of
+/// `old` (another build's cell with otherwise the same inputs): its manifest records
+/// where the result came from, then metrics, result (with this id) and status are copied.
+pub fn accept_other_build(cell: &TrainCell, old: &OtherBuild, old_dir: &Path) -> Result<()> {
+    fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
+    let mut manifest = cell.manifest()?;
+    manifest.accepted_code_change = Some(AcceptedCodeChange { from_id: old.old_id.clone(), changes: old.changes.clone() });
+    write_ron_atomic(&cell.dir.join("manifest.ron"), &manifest)?;
+    if let Ok(metrics) = fs::read(old_dir.join("metrics.jsonl")) {
+        write_atomic(&cell.dir.join("metrics.jsonl"), &metrics)?;
+    }
+    let text = fs::read_to_string(old_dir.join("result.ron")).with_context(|| format!("reading {}/result.ron", old_dir.display()))?;
+    let mut result: RunResult = ron::from_str(&text).with_context(|| format!("parsing {}/result.ron", old_dir.display()))?;
+    result.run_id = cell.id.clone();
+    result.run_dir = cell.dir.display().to_string();
+    write_ron_atomic(&cell.dir.join("result.ron"), &result)?;
+    let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
+    status.write(&cell.dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_build_or_version_difference_is_a_code_change() {
+        let mut a = CellInputs::default();
+        a.insert("spec.lr", "0.003");
+        a.insert("version.build", "aaaa");
+        let mut b = a.clone();
+        assert!(!only_code_differs(&a, &b), "identical inputs are the same cell");
+        b.insert("version.build", "bbbb");
+        assert!(only_code_differs(&a, &b));
+        b.insert("spec.lr", "0.004");
+        assert!(!only_code_differs(&a, &b), "a setting changed too");
+        let mut old = CellInputs::default();
+        old.insert("spec.lr", "0.003");
+        assert!(only_code_differs(&old, &a), "a record from before build identities");
+    }
+}

@@ -24,7 +24,8 @@
 //!   error.txt       why it failed, if it did
 //!   result.ron      the run's results, written last
 //! runs/studies/<study>/
-//!   plan.json       the cells of the last plan with their inputs: "why did this id change?"
+//!   plan.json       the cells of the last plan that was run, with their inputs: "why did this id change?"
+//!   last-plan.json  the cells of the last `dctk plan` (diffed against before any run)
 //!   results.csv     one row per cell of the last complete `dctk run`
 //! ```
 use std::fs;

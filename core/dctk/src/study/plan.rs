@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Per-domain unique tokens, tokens served and realized epochs: filled in when the run is done.
     #[serde(default)]
     pub accounting: Option<MixAccounting>,
+    /// Set when the result was accepted from another build (`--accept-code-change`).
+    #[serde(default)]
+    pub accepted_code_change: Option<super::cache::AcceptedCodeChange>,
 }
 
 /// A planned training cell: its id and inputs; its manifest is built when it is written
@@ -92,6 +95,7 @@ impl TrainCell {
             plugins: self.plugins.clone(),
             inputs: self.inputs.clone(),
             accounting: None,
+            accepted_code_change: None,
         })
     }
 }
@@ -187,6 +191,7 @@ pub fn named_inputs(
     inputs.insert("device", device_kind);
     inputs.insert("precision", precision);
     inputs.insert("version.dctk", &versions.dctk);
+    inputs.insert("version.build", &versions.build);
     inputs.insert("version.tch", &versions.tch);
     inputs.insert("version.libtorch", &versions.libtorch);
     inputs.insert("version.cuda", if device_kind == "cuda" { cuda_tag(&versions.libtorch) } else { "none (cpu)".into() });

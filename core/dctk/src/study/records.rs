@@ -32,6 +32,12 @@ pub struct PlanRecord {
     pub cells: Vec<PlannedCell>,
 }
 
+/// The record of the last plan that was run (written by `dctk run`): what the study's
+/// results were computed from, and what `dctk plan` diffs against.
+pub const RUN_PLAN: &str = "plan.json";
+/// The record of the last `dctk plan`, diffed against before any plan was run.
+pub const LAST_PLAN: &str = "last-plan.json";
+
 /// `runs/studies/<stem>-<hash of the script's path>/`: one directory per study file.
 pub fn study_dir(runs_root: &Path, script: &Path) -> PathBuf {
     let canonical = script.canonicalize().unwrap_or_else(|_| script.to_path_buf());

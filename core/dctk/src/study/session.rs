@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 
-use super::cache::{reuse, CellState};
+use super::cache::{accept_other_build, only_code_differs, reuse, CellState, OtherBuild};
+use super::records::{study_dir, PlanRecord};
 use super::execute::ExecutorOptions;
 use super::plan::{prepare_train, TrainCell};
 use super::sandbox::Sandbox;
@@ -41,6 +42,9 @@ pub struct SessionOptions {
     pub mode: Mode,
     /// Run failed cells again (once per invocation) instead of reporting their error.
     pub rerun_failed: bool,
+    /// Reuse finished results of another build for cells whose other inputs are the same
+    /// (`dctk run --accept-code-change`), recording it in each such cell's manifest.
+    pub accept_code_change: bool,
     pub executor: ExecutorOptions,
     /// Set by Ctrl-C / SIGTERM: stops the script (via the engine's progress hook) and
     /// the executor (cells checkpoint and stop).
@@ -79,6 +83,13 @@ pub struct Session {
     pub imports: Mutex<Vec<PathBuf>>,
     /// Corpus paths as resolved by the sandbox (a sweep names one corpus 10,000 times).
     corpus_paths: Mutex<HashMap<String, PathBuf>>,
+    /// The study's previous plan record, and its cells by label (to find results of
+    /// another build).
+    previous: std::sync::OnceLock<Option<(PlanRecord, HashMap<String, usize>)>>,
+    /// Cells with a finished result of another build only: by new id.
+    pub other_build: Mutex<IndexMap<String, OtherBuild>>,
+    /// Of those, the ones whose result this invocation accepted (`--accept-code-change`).
+    pub accepted: Mutex<IndexMap<String, OtherBuild>>,
 }
 
 impl Session {
@@ -95,6 +106,9 @@ impl Session {
             output: Mutex::new(Vec::new()),
             imports: Mutex::new(Vec::new()),
             corpus_paths: Mutex::new(HashMap::new()),
+            previous: std::sync::OnceLock::new(),
+            other_build: Mutex::new(IndexMap::new()),
+            accepted: Mutex::new(IndexMap::new()),
         }
     }
 
@@ -150,11 +164,78 @@ impl Session {
         let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry { state: CellState::New, cell: Arc::new(cell), pending: false });
         if first_this_round {
             let failed_here = self.failed_here.lock().unwrap().get(&id).cloned();
-            let (state, pending) = reuse(CellState::read(&entry.cell.dir), failed_here, self.opts.rerun_failed);
+            let mut on_disk = CellState::read(&entry.cell.dir);
+            if matches!(on_disk, CellState::New) {
+                if let Some(other) = self.result_of_other_build(&entry.cell) {
+                    if self.opts.accept_code_change && self.opts.mode == Mode::Run {
+                        accept_other_build(&entry.cell, &other, &super::run_dir(&self.opts.runs_root, &other.old_id))?;
+                        on_disk = CellState::read(&entry.cell.dir);
+                        self.accepted.lock().unwrap().insert(id.clone(), other);
+                    } else {
+                        self.other_build.lock().unwrap().insert(id.clone(), other);
+                    }
+                }
+            }
+            let (state, pending) = reuse(on_disk, failed_here, self.opts.rerun_failed);
             entry.state = state;
             entry.pending = pending;
         }
         Ok(PlannedRef { id: entry.cell.id.clone(), label: entry.cell.label.clone(), dir: entry.cell.dir.clone(), pending: entry.pending, state: entry.state.clone() })
+    }
+
+    /// The finished cell of the previous plan with this cell's label whose inputs differ
+    /// from this cell's only in the code's identity, if any.
+    fn result_of_other_build(&self, cell: &TrainCell) -> Option<OtherBuild> {
+        let previous = self.previous.get_or_init(|| {
+            let record = PlanRecord::load(&study_dir(&self.opts.runs_root, &self.script).join(super::records::RUN_PLAN))?;
+            let by_label = record.cells.iter().enumerate().map(|(i, c)| (c.label.clone(), i)).collect();
+            Some((record, by_label))
+        });
+        let (record, by_label) = previous.as_ref()?;
+        let old = &record.cells[*by_label.get(&cell.label)?];
+        if old.id == cell.id {
+            return None;
+        }
+        let old_inputs = record.inputs(old);
+        if !only_code_differs(&old_inputs, &cell.inputs) {
+            return None;
+        }
+        if !CellState::read(&super::run_dir(&self.opts.runs_root, &old.id)).is_finished() {
+            return None;
+        }
+        Some(OtherBuild {
+            label: cell.label.clone(),
+            old_id: old.id.clone(),
+            new_id: cell.id.clone(),
+            changes: super::inputs::diff(&old_inputs, &cell.inputs).iter().map(|c| c.to_string()).collect(),
+        })
+    }
+
+    /// What `plan` and `run` say about results of another build (never silent).
+    pub fn other_build_report(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let accepted = self.accepted.lock().unwrap();
+        if !accepted.is_empty() {
+            let _ = writeln!(out, "--accept-code-change: reused {} result(s) of another build (recorded in each cell's manifest):", accepted.len());
+            for o in accepted.values() {
+                let _ = writeln!(out, "  {} ({} → {}): {}", o.label, o.old_id, o.new_id, o.changes.join(", "));
+            }
+        }
+        let other = self.other_build.lock().unwrap();
+        let waiting: Vec<&OtherBuild> = other.values().filter(|o| !accepted.contains_key(&o.new_id)).collect();
+        if !waiting.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} cell(s) have finished results of another build of dctk only (this build {}); they run again unless you accept those results with `dctk run --accept-code-change`:",
+                waiting.len(),
+                crate::env::BUILD_ID
+            );
+            for o in waiting {
+                let _ = writeln!(out, "  {} ({} → {}): {}", o.label, o.old_id, o.new_id, o.changes.join(", "));
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// `ingest(#{...})`, once: the same settings over unchanged inputs reuse the corpus
