@@ -4,6 +4,7 @@
 //! exactly one id and `dctk plan` says why; failed cells, keep-going and rerun-failed.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 #[path = "support/mod.rs"]
@@ -384,6 +385,9 @@ print(`loss ${r.final_val_loss}`);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("killed by a signal") && t.contains("c.rhai:4:"), "{t}");
+    // It names the signal, and does not send the user to --rerun-failed: a plain rerun resumes it.
+    assert!(t.contains("killed by a signal (SIGKILL)") && t.contains("a plain rerun resumes it"), "{t}");
+    assert!(!t.contains("--rerun-failed"), "{t}");
     // Not failed on disk (the process never said so): the next run resumes it.
     let out = dctk(s.path(), &["run", &script, "-q"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -520,4 +524,29 @@ print(`loss ${r.final_val_loss}`);"#,
     assert!(manifest.contains("accepted_code_change: Some") && manifest.contains("from_id: \"00000000000000bb\""), "{manifest}");
     assert_eq!(std::fs::read_to_string(cell.join("metrics.jsonl")).unwrap(), before);
     assert!(std::fs::read_to_string(cell.join("result.ron")).unwrap().contains(&format!("run_id: \"{id}\"")));
+}
+
+#[test]
+fn a_full_disk_shows_the_cells_own_error_not_an_exit_code() {
+    let s = Scratch::new("fulldisk");
+    let script = s
+        .write(
+            "d.rhai",
+            r#"train(#{ name: "d", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1 });"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Plan the cell and leave it resumable, then rerun with no file allowed to grow (as on a
+    // full disk: every write to a file fails, log.txt included; SIGXFSZ ignored so writes
+    // fail with an error instead of killing the process).
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1", "--stop-after-steps", "1"]);
+    assert!(!out.status.success());
+    let cmd = format!("trap '' XFSZ; ulimit -f 0; exec '{}' run '{script}' -q --threads 1", dctk_bin().display());
+    let out = Command::new("bash").arg("-c").arg(&cmd).current_dir(s.path()).env("DCTK_DATA_ROOTS", repo_root().join("data")).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("exited with code") && !t.contains("panicked"), "{t}");
+    assert!(t.contains("cell d (") && t.contains("File too large"), "the cell's own error reaches the terminal:\n{t}");
 }

@@ -9,6 +9,8 @@ use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 use super::args::{session_options, study_args};
 use crate::script::Study;
 use crate::study::bundle::report_bundle_differences;
+use crate::study::cache::how_to_retry;
+use crate::study::Status;
 use crate::study::execute::ExecutorOptions;
 use crate::study::records::{plan_record, results_table, study_dir, PlanRecord, RUN_PLAN};
 use crate::study::session::{Mode, Session};
@@ -96,10 +98,16 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         results.display()
     );
     if !summary.failed.is_empty() {
+        let mut marked_failed = 0;
         for (label, id, msg) in &summary.failed {
-            eprintln!("  failed: {label} ({id}): {}", msg.lines().next().unwrap_or(""));
+            let dir = crate::study::run_dir(&runs_root, id);
+            eprintln!("  failed: {label} ({id}): {}; {}", msg.lines().next().unwrap_or(""), how_to_retry(&dir));
+            marked_failed += usize::from(Status::read(&dir) == Some(Status::Failed));
         }
-        bail!("{} cell(s) failed (their error.txt says why); `dctk run --rerun-failed` tries them again", summary.failed.len());
+        if marked_failed > 0 {
+            bail!("{} cell(s) failed (their error.txt says why); `dctk run --rerun-failed` tries them again", summary.failed.len());
+        }
+        bail!("{} cell(s) did not finish (their processes were killed); run the study again to resume them", summary.failed.len());
     }
     Ok(())
 }

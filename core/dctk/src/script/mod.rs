@@ -286,11 +286,12 @@ fn finished(s: &Session, ctx: &NativeCallContext, run: &Run) -> Result<Arc<Map>,
         RunState::Failed(msg) => Err(runtime_error(
             ctx,
             format!(
-                "cell {} ({}) failed: {}\n  its files are in {}; `dctk run --rerun-failed` tries it again",
+                "cell {} ({}) failed: {}\n  its files are in {}; {}",
                 run.label,
                 run.id,
                 msg.lines().next().unwrap_or(""),
-                run.dir
+                run.dir,
+                crate::study::cache::how_to_retry(Path::new(&run.dir))
             ),
         )),
         RunState::Pending => barrier(s, ctx),

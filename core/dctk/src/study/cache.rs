@@ -87,6 +87,17 @@ pub fn reuse(state: CellState, failed_here: Option<String>, rerun_failed: bool) 
     }
 }
 
+/// What to tell a user about a cell that failed in this invocation: a cell whose process
+/// said `failed` runs again with `--rerun-failed`; one whose process was killed before it
+/// could (a signal, the OOM killer) is interrupted on disk, and a plain rerun resumes it.
+pub fn how_to_retry(dir: &Path) -> &'static str {
+    if Status::read(dir) == Some(Status::Failed) {
+        "`dctk run --rerun-failed` tries it again"
+    } else {
+        "it is not marked failed on disk: run the study again to resume it from its checkpoint"
+    }
+}
+
 /// Another process holds the cell's lock: try again later.
 #[derive(Debug)]
 pub struct CellBusy(pub String);

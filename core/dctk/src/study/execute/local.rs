@@ -19,7 +19,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -42,6 +43,8 @@ struct Running {
     reader: Option<std::thread::JoinHandle<()>>,
     /// The cell process found the cell finished by another process (it waited for it).
     finished_elsewhere: Arc<AtomicBool>,
+    /// The error the cell process reported on its pipe (it reaches us on a full disk).
+    error: Arc<Mutex<Option<String>>>,
 }
 
 /// Runs `jobs` to completion (or until `cancel` is set), returning each job's outcome.
@@ -122,13 +125,25 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
                 }
                 code => {
                     let error = std::fs::read_to_string(r.job.dir.join("error.txt")).unwrap_or_default();
-                    Outcome::Failed(if error.trim().is_empty() {
-                        match code {
-                            Some(c) => format!("the cell process exited with code {c}; see {}", r.job.dir.join("log.txt").display()),
-                            None => format!("the cell process was killed by a signal; see {}", r.job.dir.join("log.txt").display()),
-                        }
-                    } else {
+                    let reported = r.error.lock().unwrap().take();
+                    Outcome::Failed(if !error.trim().is_empty() {
                         error.trim().to_string()
+                    } else if let Some(message) = reported {
+                        // error.txt could not be written (a full disk): the cell said why on its pipe.
+                        message
+                    } else {
+                        let log = r.job.dir.join("log.txt");
+                        let tail = last_lines(&log, 5);
+                        let tail = if tail.is_empty() { String::new() } else { format!("; its log ends:\n{tail}") };
+                        match (code, status.signal()) {
+                            (Some(c), _) => format!("the cell process exited with code {c}; see {}{tail}", log.display()),
+                            (None, Some(sig)) => format!(
+                                "the cell process was killed by a signal ({}); its checkpoint is kept and a plain rerun resumes it; see {}{tail}",
+                                signal_name(sig),
+                                log.display()
+                            ),
+                            (None, None) => format!("the cell process ended without an exit code; see {}{tail}", log.display()),
+                        }
                     })
                 }
             };
@@ -153,6 +168,34 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
     }
     overall.finish_and_clear();
     outcomes
+}
+
+/// The last `n` lines of a log file (empty when it is missing or empty).
+fn last_lines(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `SIGKILL` for 9, and so on (the signals that end cell processes in practice).
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
 }
 
 fn first_line(s: &str) -> &str {
@@ -196,6 +239,8 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     let (b, m, label) = (bar.clone(), multi.clone(), job.label.clone());
     let finished_elsewhere = Arc::new(AtomicBool::new(false));
     let elsewhere = finished_elsewhere.clone();
+    let error = Arc::new(Mutex::new(None));
+    let reported = error.clone();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -204,6 +249,7 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
             };
             match v["event"].as_str() {
                 Some("already_finished") => elsewhere.store(true, Ordering::Relaxed),
+                Some("error") => *reported.lock().unwrap() = v["message"].as_str().map(String::from),
                 Some("step") => {
                     b.set_length(v["total_steps"].as_u64().unwrap_or(1));
                     b.set_position(v["step"].as_u64().unwrap_or(0));
@@ -225,5 +271,5 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
             }
         }
     });
-    Ok(Running { job: job.clone(), child, bar, reader: Some(reader), finished_elsewhere })
+    Ok(Running { job: job.clone(), child, bar, reader: Some(reader), finished_elsewhere, error })
 }
