@@ -151,6 +151,13 @@ fn two_concurrent_runs_never_run_one_cell_twice() {
     assert!(b.status.success(), "{}", text(&b));
     let runs = s.path().join("runs");
     assert_eq!(cells(&runs).len(), 5);
+    // Each says what it ran itself: together, every cell exactly once.
+    let run_now = |t: &str| -> usize {
+        let line = t.lines().find(|l| l.contains(" run now")).unwrap_or_else(|| panic!("no summary:\n{t}"));
+        line.split(" run now").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (ta, tb) = (text(&a), text(&b));
+    assert_eq!(run_now(&ta) + run_now(&tb), 5, "each cell was run by one of them:\n{ta}\n{tb}");
     for dir in cells(&runs) {
         // One training pass per cell: every step logged once, one process started it.
         let steps: Vec<u64> = metrics(&dir).iter().filter(|r| r["kind"] == "train").map(|r| r["step"].as_u64().unwrap()).collect();
@@ -549,4 +556,23 @@ fn a_full_disk_shows_the_cells_own_error_not_an_exit_code() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(!t.contains("exited with code") && !t.contains("panicked"), "{t}");
     assert!(t.contains("cell d (") && t.contains("File too large"), "the cell's own error reaches the terminal:\n{t}");
+}
+
+#[test]
+fn a_study_with_a_failed_cell_still_writes_its_results_table() {
+    let s = Scratch::new("failed-table");
+    let script = s.write("f.rhai", FAILING).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["run", &script, "-q", "--stop-after-steps", "6"]);
+    assert!(!out.status.success());
+    let runs = s.path().join("runs");
+    let broken = cells(&runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).unwrap().contains("label: \"b\"")).unwrap();
+    std::fs::write(broken.join("ckpt/state.ron"), "not ron").unwrap();
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let table = results(&runs);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "header and both cells:\n{table}");
+    assert!(rows[0].starts_with("label,id,status,"), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("a,") && r.contains(",done,")), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("b,") && r.contains(",failed,")), "{table}");
 }

@@ -78,22 +78,28 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let study = Study::new(opts, &script);
     let mut check_bundle = |s: &Session| report_bundle_differences(s);
     let outcome = study.run(&mut check_bundle);
-    // Whatever happened, remember the cells this invocation planned.
+    // Whatever happened, remember the cells this invocation planned, and write the
+    // results table of every planned cell (a failed or unfinished one is a row with its
+    // status), so one failed cell does not cost the table of the others.
     let record = plan_record(&study.session);
     let previous = PlanRecord::load(&record_dir.join(RUN_PLAN));
     record.save_merged(&record_dir.join(RUN_PLAN), previous.as_ref())?;
+    let results = record_dir.join("results.csv");
+    let cells = study.session.cells.lock().unwrap().len();
+    if cells > 0 {
+        results_table(&study.session).write(&results)?;
+    }
     if let Some(report) = study.session.other_build_report() {
         eprint!("{report}");
     }
     let summary = outcome?;
-    let table = results_table(&study.session);
-    let results = record_dir.join("results.csv");
-    table.write(&results)?;
-    let cells = study.session.cells.lock().unwrap().len();
+    let finished = study.session.cells.lock().unwrap().values().filter(|e| e.state.is_finished()).count();
+    let reused = finished.saturating_sub(summary.executed + summary.waited);
     eprintln!(
-        "study {}: {cells} cell(s), {} run now, {} round(s) of the script; results table: {}",
+        "study {}: {cells} cell(s), {} run now, {} waited for (run by another dctk meanwhile), {reused} reused, {} round(s) of the script; results table: {}",
         script.display(),
         summary.executed,
+        summary.waited,
         summary.rounds,
         results.display()
     );
