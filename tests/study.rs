@@ -576,3 +576,59 @@ fn a_study_with_a_failed_cell_still_writes_its_results_table() {
     assert!(rows.iter().any(|r| r.starts_with("a,") && r.contains(",done,")), "{table}");
     assert!(rows.iter().any(|r| r.starts_with("b,") && r.contains(",failed,")), "{table}");
 }
+
+const TWO: &str = r#"
+let base = #{ model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 4 };
+let a = base; a.name = "a"; a.weight_decay = 0.1; a.lr = 0.003;
+let b = base; b.name = "b"; b.weight_decay = 0.2; b.lr = 0.001;
+let runs = train([a, b]);
+"#;
+
+#[test]
+fn results_name_varying_settings_records_have_json_twins_and_gc_prunes_only_finished_checkpoints() {
+    let s = Scratch::new("outputs");
+    let both = s.write("two.rhai", TWO).to_str().unwrap().to_string();
+    let runs = s.path().join("runs");
+    // Both cells checkpointed and unfinished; then finish only a (same settings, same id).
+    let out = dctk(s.path(), &["run", &both, "-q", "--threads", "1", "--stop-after-steps", "6"]);
+    assert!(!out.status.success());
+    let only_a = s.write("a.rhai", &TWO.replace("train([a, b])", "train([a])")).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["run", &only_a, "-q", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cell = |label: &str| cells(&runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).unwrap().contains(&format!("label: \"{label}\""))).unwrap();
+    let (a, b) = (cell("a"), cell("b"));
+
+    // JSON twins of the records, readable without RON.
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("result.json")).unwrap()).unwrap();
+    assert_eq!(manifest["label"], "a");
+    assert_eq!(manifest["run_id"], result["run_id"]);
+    assert!(result["final_val_loss"].as_f64().unwrap() > 0.0, "{result}");
+
+    // The table of the two-cell study names what varies.
+    let t = text(&dctk(s.path(), &["plan", &both]));
+    assert!(t.contains("1 done") && t.contains("1 interrupted"), "{t}");
+    let out = dctk(s.path(), &["run", &both, "-q", "--threads", "1", "--stop-after-steps", "1"]);
+    assert!(!out.status.success());
+    let studies: Vec<PathBuf> = std::fs::read_dir(runs.join("studies")).unwrap().map(|e| e.unwrap().path()).collect();
+    let table = studies.iter().map(|d| std::fs::read_to_string(d.join("results.csv")).unwrap_or_default()).find(|t| t.lines().count() == 3).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}: {header:?}"));
+    let row = |label: &str| -> Vec<String> { table.lines().find(|l| l.starts_with(&format!("{label},"))).unwrap().split(',').map(String::from).collect() };
+    assert_eq!(row("a")[col("weight_decay")], "0.1");
+    assert_eq!(row("b")[col("weight_decay")], "0.2");
+    assert_eq!(row("b")[col("lr")], "0.001");
+    assert!(!header.contains(&"seq_len"), "settings that do not vary are not columns: {header:?}");
+
+    // gc: the finished cell's checkpoint goes, the unfinished one's stays.
+    assert!(a.join("ckpt").exists() || a.join("ckpt.old").exists(), "a kept its checkpoint until gc");
+    let out = dctk(s.path(), &["gc"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("removed the checkpoints of 1 finished cell(s)") && !t.contains(": 0 bytes"), "{t}");
+    assert!(!a.join("ckpt").exists() && !a.join("ckpt.old").exists());
+    assert!(b.join("ckpt/state.ron").exists(), "an unfinished cell keeps its checkpoint");
+    assert!(a.join("result.ron").exists() && a.join("metrics.jsonl").exists());
+    let t = text(&dctk(s.path(), &["gc"]));
+    assert!(t.contains("of 0 finished cell(s): 0 bytes"), "{t}");
+}

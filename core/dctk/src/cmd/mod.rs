@@ -8,6 +8,7 @@ pub mod data;
 pub mod doctor;
 pub mod export;
 pub mod fit;
+pub mod gc;
 pub mod plugin_new;
 pub mod plan;
 pub mod plugins;
@@ -17,7 +18,7 @@ use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -28,6 +29,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "cell" => cell::exec(args),
         "data" => data::exec(args),
         "fit" => fit::exec(args),
+        "gc" => gc::exec(args),
         "doctor" => doctor::exec(args),
         "bench" => bench::exec(args),
         "plugins" => plugins::exec(args),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::inputs::{diff, CellInputs, Change};
 use super::lock::CellLock;
 use super::plan::TrainCell;
-use super::{write_atomic, write_ron_atomic, Status};
+use super::{write_atomic, write_record, Status};
 use crate::train::RunResult;
 
 /// Where a cell stands on disk.
@@ -153,7 +153,7 @@ pub fn accept_other_build(cell: &TrainCell, old: &OtherBuild, old_dir: &Path) ->
     fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
     let mut manifest = cell.manifest()?;
     manifest.accepted_code_change = Some(AcceptedCodeChange { from_id: old.old_id.clone(), changes: old.changes.clone() });
-    write_ron_atomic(&cell.dir.join("manifest.ron"), &manifest)?;
+    write_record(&cell.dir.join("manifest.ron"), &manifest)?;
     if let Ok(metrics) = fs::read(old_dir.join("metrics.jsonl")) {
         write_atomic(&cell.dir.join("metrics.jsonl"), &metrics)?;
     }
@@ -161,7 +161,7 @@ pub fn accept_other_build(cell: &TrainCell, old: &OtherBuild, old_dir: &Path) ->
     let mut result: RunResult = ron::from_str(&text).with_context(|| format!("parsing {}/result.ron", old_dir.display()))?;
     result.run_id = cell.id.clone();
     result.run_dir = cell.dir.display().to_string();
-    write_ron_atomic(&cell.dir.join("result.ron"), &result)?;
+    write_record(&cell.dir.join("result.ron"), &result)?;
     let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
     status.write(&cell.dir)
 }
@@ -185,4 +185,56 @@ mod tests {
         old.insert("spec.lr", "0.003");
         assert!(only_code_differs(&old, &a), "a record from before build identities");
     }
+}
+
+/// What [`prune_checkpoints`] did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub cells: usize,
+    pub bytes: u64,
+    /// Cells left alone because another process holds them.
+    pub busy: usize,
+}
+
+fn tree_bytes(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path).map(|d| d.flatten().map(|e| tree_bytes(&e.path())).sum()).unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// `dctk gc`: removes the checkpoints (`ckpt/`, `ckpt.tmp/`, `ckpt.old/`) of every
+/// finished cell under `runs_root` — done or diverged, with its result written — never
+/// of an unfinished one (its checkpoint is how it resumes). Each cell is locked while it
+/// is pruned, so a cell another process is running is skipped. `dry_run` only counts.
+pub fn prune_checkpoints(runs_root: &Path, dry_run: bool) -> Result<Pruned> {
+    let mut out = Pruned::default();
+    let entries = fs::read_dir(runs_root).with_context(|| format!("reading {}", runs_root.display()))?;
+    let mut dirs: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.join("manifest.ron").is_file()).collect();
+    dirs.sort();
+    for dir in dirs {
+        let Some(_lock) = CellLock::acquire(&dir)? else {
+            out.busy += 1;
+            continue;
+        };
+        if !CellState::read(&dir).is_finished() {
+            continue;
+        }
+        let mut freed = 0;
+        for name in ["ckpt", "ckpt.tmp", "ckpt.old"] {
+            let p = dir.join(name);
+            if p.exists() {
+                freed += tree_bytes(&p);
+                if !dry_run {
+                    fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+                }
+            }
+        }
+        if freed > 0 {
+            out.cells += 1;
+            out.bytes += freed;
+        }
+    }
+    Ok(out)
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::cache::{CellBusy, CellState};
 use super::lock::CellLock;
 use super::plan::Manifest;
-use super::{write_atomic, write_ron_atomic, Status};
+use super::{write_atomic, write_record, Status};
 use crate::data::DataCache;
 use crate::train::trainer;
 use crate::data::DataManifest;
@@ -96,10 +96,10 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     let result = trainer::train(&spec, &data, &manifest.run_id, dir, opts)?;
     // The trainer returns the result; the study records it: result.ron first, then the
     // status that says it is there.
-    write_ron_atomic(&dir.join("result.ron"), &result)?;
+    write_record(&dir.join("result.ron"), &result)?;
     let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
     status.write(dir)?;
     let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
-    write_ron_atomic(&path, &manifest)?;
+    write_record(&path, &manifest)?;
     Ok(result)
 }

@@ -16,6 +16,7 @@
 //! ```text
 //! runs/<id>/
 //!   manifest.ron    label, resolved spec, inputs, data manifest, versions: all it takes to rerun
+//!   manifest.json   its JSON twin (as result.json of result.ron), for Python and jq
 //!   status          running | done | failed | diverged
 //!   lock            flock held by the process training the cell
 //!   metrics.jsonl   one JSON object per logged train step or evaluation
@@ -58,6 +59,15 @@ pub fn to_ron<T: Serialize>(value: &T) -> Result<String> {
 
 pub fn write_ron_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, to_ron(value)?.as_bytes())
+}
+
+/// A cell record (`manifest.ron`, `result.ron`) and its JSON twin beside it
+/// (`manifest.json`, `result.json`: the same fields, for readers without a RON parser;
+/// non-finite numbers are `null`), each written atomically. The RON file is the one dctk
+/// reads back.
+pub fn write_record<T: Serialize>(ron_path: &Path, value: &T) -> Result<()> {
+    write_ron_atomic(ron_path, value)?;
+    write_atomic(&ron_path.with_extension("json"), &serde_json::to_vec_pretty(value)?)
 }
 
 /// A short content id: the first 16 hex digits of blake3 over the given parts.

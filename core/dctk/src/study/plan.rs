@@ -22,7 +22,7 @@ use dctk_data::MixAccounting;
 use serde::{Deserialize, Serialize};
 
 use super::inputs::CellInputs;
-use super::write_ron_atomic;
+use super::write_record;
 use crate::data::{DataCache, DataManifest, RunData};
 use crate::env::{self, Versions};
 use crate::train::trainer::{precision_name, resolve_placement, RunPlan};
@@ -207,7 +207,7 @@ fn cuda_tag(libtorch: &str) -> String {
 pub fn materialize(cell: &TrainCell) -> Result<()> {
     fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
     if !cell.dir.join("manifest.ron").exists() {
-        write_ron_atomic(&cell.dir.join("manifest.ron"), &cell.manifest()?)?;
+        write_record(&cell.dir.join("manifest.ron"), &cell.manifest()?)?;
     }
     Ok(())
 }

@@ -205,6 +205,31 @@ pub fn results_table(s: &Session) -> Table {
     .map(|s| s.to_string())
     .collect();
     columns.extend(domains.iter().map(|d| format!("val_loss.{d}")));
+    // A column for every setting that varies between the study's cells (`weight_decay`,
+    // `lr`, `regularizers[0].name`, a plugin's `mir.lambda`, …), named after the setting.
+    let setting_name = |input: &str| -> Option<String> {
+        if let Some(s) = input.strip_prefix("spec.") {
+            return Some(s.to_string());
+        }
+        let rest = input.strip_prefix("plugin.")?;
+        let (plugin, key) = rest.split_once(".settings.")?;
+        Some(format!("{plugin}.{key}"))
+    };
+    let mut varying: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
+    if let Some(first) = cells.values().next() {
+        let mut names: indexmap::IndexSet<&String> = indexmap::IndexSet::new();
+        for e in cells.values() {
+            names.extend(e.cell.inputs.0.keys());
+        }
+        for name in names {
+            let Some(column) = setting_name(name) else { continue };
+            let value0 = first.cell.inputs.0.get(name);
+            if cells.values().any(|e| e.cell.inputs.0.get(name) != value0) && !columns.contains(&column) {
+                varying.insert(name.clone(), column);
+            }
+        }
+    }
+    columns.extend(varying.values().cloned());
     let rows = cells
         .values()
         .map(|e| {
@@ -220,6 +245,7 @@ pub fn results_table(s: &Session) -> Table {
                 }
                 _ => row.extend(std::iter::repeat_n(String::new(), 5 + domains.len())),
             }
+            row.extend(varying.keys().map(|k| m.inputs.0.get(k).map(|v| v.trim_matches('"').to_string()).unwrap_or_default()));
             row
         })
         .collect();
