@@ -632,3 +632,29 @@ fn results_name_varying_settings_records_have_json_twins_and_gc_prunes_only_fini
     let t = text(&dctk(s.path(), &["gc"]));
     assert!(t.contains("of 0 finished cell(s): 0 bytes"), "{t}");
 }
+
+#[test]
+fn plan_diffs_against_the_last_run_names_the_data_setting_and_estimates_time_after_an_edit() {
+    let s = Scratch::new("plan-after-edit");
+    let body = |vf: &str, seed: u32| {
+        format!(
+            r#"train(#{{ name: "e", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: {seed}, val_fraction: {vf} }});"#
+        )
+    };
+    let script = s.write("e.rhai", &body("0.05", 1)).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ran = plan_ids(&text(&dctk(s.path(), &["plan", &script])))["e"].clone();
+    // An edit that is planned but never run does not become the reference.
+    s.write("e.rhai", &body("0.05", 2));
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains("ids changed since the last plan that was run") && t.contains("spec.seed: 1 → 2"), "{t}");
+    s.write("e.rhai", &body("0.1", 1));
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains(&format!("e: {ran} → ")), "diffed against the run plan, not the seed edit:\n{t}");
+    assert!(!t.contains("spec.seed"), "{t}");
+    assert!(t.contains("data.fingerprint: ") && t.contains("(the data changed with val_fraction: 0.05 → 0.1)"), "{t}");
+    // No planned cell is finished, but the study's last run measured the throughput.
+    assert!(t.contains("about ") && t.contains("measured on 1 finished cell(s) of this study's earlier plan"), "{t}");
+}

@@ -68,13 +68,30 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, re
     let count = |name: &str| cells.values().filter(|e| e.state.name() == name).count();
     let pending_flops: f64 = cells.values().filter(|e| !matches!(e.state, CellState::Finished(_))).map(|e| e.cell.flops).sum();
     // Throughput measured on this study's finished cells (FLOP/s of one cell process).
-    let rates: Vec<f64> = cells
+    let mut rates: Vec<f64> = cells
         .values()
         .filter_map(|e| match &e.state {
             CellState::Finished(r) if r.tokens_per_s > 0.0 => Some(r.flops_per_token * r.tokens_per_s),
             _ => None,
         })
         .collect();
+    let mut measured_on = "finished cell(s)";
+    if rates.is_empty() {
+        // After an edit no planned cell is finished yet: measure on the cells of this
+        // study's last run (a few suffice).
+        if let Some((prev, _)) = previous {
+            rates = prev
+                .cells
+                .iter()
+                .filter_map(|c| match CellState::read(&crate::study::run_dir(&s.opts.runs_root, &c.id)) {
+                    CellState::Finished(r) if r.tokens_per_s > 0.0 => Some(r.flops_per_token * r.tokens_per_s),
+                    _ => None,
+                })
+                .take(32)
+                .collect();
+            measured_on = "finished cell(s) of this study's earlier plan";
+        }
+    }
     let _ = writeln!(
         out,
         "study {} (dctk build {}): {} cell(s): {} done, {} diverged, {} failed, {} interrupted, {} running elsewhere, {} new",
@@ -128,7 +145,7 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, re
         } else {
             let rate = rates.iter().sum::<f64>() / rates.len() as f64;
             format!(
-                "about {} of training at {:.2e} FLOP/s per cell (measured on {} finished cell(s)); divide by --jobs on separate devices",
+                "about {} of training at {:.2e} FLOP/s per cell (measured on {} {measured_on}); divide by --jobs on separate devices",
                 human_seconds(pending_flops / rate),
                 rate,
                 rates.len()
@@ -145,7 +162,12 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, re
             for c in &changes {
                 let _ = writeln!(out, "  {}: {} → {}", c.label, c.before, c.after);
                 for ch in &c.changes {
-                    let _ = writeln!(out, "      {ch}");
+                    let data = matches!(ch, crate::study::inputs::Change::Changed { name, .. } if name == "data.fingerprint");
+                    if data && !c.data_causes.is_empty() {
+                        let _ = writeln!(out, "      {ch} (the data changed with {})", c.data_causes.join(", "));
+                    } else {
+                        let _ = writeln!(out, "      {ch}");
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::cache::CellState;
@@ -20,6 +21,20 @@ pub struct PlannedCell {
     pub label: String,
     pub id: String,
     pub inputs: CellInputs,
+    /// Settings that are not in the id but decide the data it names (`corpus`,
+    /// `val_fraction`, `text_field`: they shape an automatic ingest): when the data
+    /// fingerprint changes, the plan says which of these changed with it.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub data_settings: IndexMap<String, String>,
+}
+
+/// The settings of `spec` behind its data (see [`PlannedCell::data_settings`]).
+pub fn data_settings(spec: &crate::train::TrainSpec) -> IndexMap<String, String> {
+    let json = serde_json::to_value(spec).unwrap_or_default();
+    ["corpus", "val_fraction", "text_field"]
+        .iter()
+        .filter_map(|k| json.get(*k).map(|v| (k.to_string(), v.to_string())))
+        .collect()
 }
 
 /// The cells of a plan, in script order: the inputs every cell shares once, then each
@@ -104,6 +119,21 @@ pub struct IdChange {
     pub before: String,
     pub after: String,
     pub changes: Vec<Change>,
+    /// The settings outside the id that changed with the data (`val_fraction: 0.05 → 0.1`).
+    pub data_causes: Vec<String>,
+}
+
+/// Which data settings differ between two planned cells, as `name: before → after`.
+fn data_causes(before: &PlannedCell, after: &PlannedCell) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in &after.data_settings {
+        match before.data_settings.get(k) {
+            Some(b) if b == v => {}
+            Some(b) => out.push(format!("{k}: {b} → {v}")),
+            None => out.push(format!("{k}: (not recorded) → {v}")),
+        }
+    }
+    out
 }
 
 /// The cells of `now` whose ids changed since `previous`: matched by label, and, for a
@@ -122,6 +152,7 @@ pub fn changed_ids(previous: &PlanRecord, now_record: &PlanRecord) -> Vec<IdChan
                 before: old.id.clone(),
                 after: c.id.clone(),
                 changes: diff(&previous.inputs(old), &now_record.inputs(c)),
+                data_causes: data_causes(old, c),
             }),
             Some(_) => {}
             None if !previous_ids.contains(c.id.as_str()) => unmatched_new.push(c),
@@ -146,6 +177,7 @@ pub fn changed_ids(previous: &PlanRecord, now_record: &PlanRecord) -> Vec<IdChan
                     before: old.id.clone(),
                     after: c.id.clone(),
                     changes,
+                    data_causes: data_causes(old, c),
                 });
             }
         }
@@ -180,7 +212,15 @@ pub fn plan_record(s: &Session) -> PlanRecord {
     let cells = s.cells.lock().unwrap();
     PlanRecord::from_cells(
         s.script.display().to_string(),
-        cells.values().map(|e| PlannedCell { label: e.cell.label.clone(), id: e.cell.id.clone(), inputs: e.cell.inputs.clone() }).collect(),
+        cells
+            .values()
+            .map(|e| PlannedCell {
+                label: e.cell.label.clone(),
+                id: e.cell.id.clone(),
+                inputs: e.cell.inputs.clone(),
+                data_settings: data_settings(&e.cell.spec),
+            })
+            .collect(),
     )
 }
 
