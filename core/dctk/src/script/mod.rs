@@ -100,6 +100,11 @@ fn from_eval(file: &Path, err: EvalAltResult) -> ScriptError {
     positioned(&file, pos, message)
 }
 
+/// A script saved with a UTF-8 byte-order mark (some Windows editors do) is read without it.
+fn strip_bom(source: &str) -> &str {
+    source.strip_prefix('\u{feff}').unwrap_or(source)
+}
+
 fn runtime_error(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(message.into(), ctx.call_position()).into()
 }
@@ -124,7 +129,7 @@ impl Study {
         engine.set_max_array_size(1 << 24);
         engine.set_max_map_size(1 << 24);
         engine.disable_symbol("eval");
-        engine.set_module_resolver(SandboxedImports { session: s.clone() });
+        engine.set_module_resolver(SandboxedImports { session: s.clone(), importing: std::sync::Mutex::new(Vec::new()) });
         let out = s.clone();
         engine.on_print(move |text| out.output.lock().unwrap().push(text.to_string()));
         engine.on_debug(|text, _, pos| eprintln!("[debug {pos}] {text}"));
@@ -230,7 +235,7 @@ impl Study {
             message: format!("cannot read script: {e}"),
         })?;
         let mut ast = engine
-            .compile(&source)
+            .compile(strip_bom(&source))
             .map_err(|e| positioned(path, e.position(), format!("syntax error: {}", e.err_type())))?;
         ast.set_source(path.display().to_string());
         Ok(ast)
@@ -268,7 +273,28 @@ impl Study {
     }
 }
 
+/// The first non-finite number in `settings` (nested maps and arrays included), as
+/// `key "lr": NaN is not a number`: serde would turn it into `null` and report a type error.
+fn non_finite(settings: &Map, prefix: &str) -> Option<String> {
+    fn walk(v: &Dynamic, path: String) -> Option<String> {
+        if let Ok(x) = v.as_float() {
+            return (!x.is_finite()).then(|| format!("key \"{path}\": {x} is not a number (settings must be finite)"));
+        }
+        if let Some(m) = v.read_lock::<Map>() {
+            return m.iter().find_map(|(k, v)| walk(v, if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }));
+        }
+        if let Some(a) = v.read_lock::<Array>() {
+            return a.iter().enumerate().find_map(|(i, v)| walk(v, format!("{path}[{i}]")));
+        }
+        None
+    }
+    settings.iter().find_map(|(k, v)| walk(v, if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") }))
+}
+
 fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result<Run, Box<EvalAltResult>> {
+    if let Some(why) = non_finite(&settings, "") {
+        return Err(runtime_error(ctx, format!("train: {why}")));
+    }
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
@@ -360,6 +386,19 @@ fn rows_as_maps(s: &Session, ctx: &NativeCallContext, rows: Array) -> Result<Arr
 /// rounds: one that plans cells must see their new states.
 struct SandboxedImports {
     session: Arc<Session>,
+    /// The scripts being imported right now, outermost (the study) first: an import of one
+    /// of them is a cycle (Rhai would recurse until the stack overflows).
+    importing: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+/// A file's canonical path, for comparing imports.
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// `a.rhai → b.rhai → a.rhai`: file names, relative to the study directory when inside it.
+fn chain(files: &[PathBuf], study_dir: &Path) -> String {
+    files.iter().map(|f| f.strip_prefix(study_dir).unwrap_or(f).display().to_string()).collect::<Vec<_>>().join(" → ")
 }
 
 impl rhai::ModuleResolver for SandboxedImports {
@@ -377,9 +416,36 @@ impl rhai::ModuleResolver for SandboxedImports {
             .sandbox
             .resolve(&with_ext, &format!("import \"{path}\""))
             .map_err(|e| EvalAltResult::ErrorRuntime(e.into(), pos))?;
+        let key = canonical(&file);
+        {
+            let mut importing = self.importing.lock().unwrap();
+            if importing.is_empty() {
+                importing.push(canonical(&self.session.script));
+            }
+            if let Some(at) = importing.iter().position(|f| *f == key) {
+                let mut cycle = importing[at..].to_vec();
+                cycle.push(key.clone());
+                let study_dir = canonical(&self.session.opts.sandbox.study_dir);
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!("import \"{path}\": an import cycle: {}", chain(&cycle, &study_dir)).into(),
+                    pos,
+                )
+                .into());
+            }
+            importing.push(key.clone());
+        }
+        let result = self.load(engine, &file, path, pos);
+        self.importing.lock().unwrap().retain(|f| *f != key);
+        result
+    }
+}
+
+impl SandboxedImports {
+    fn load(&self, engine: &Engine, file: &Path, path: &str, pos: Position) -> Result<Arc<rhai::Module>, Box<EvalAltResult>> {
+        let file = file.to_path_buf();
         let text = std::fs::read_to_string(&file)
             .map_err(|e| EvalAltResult::ErrorRuntime(format!("import \"{path}\": {}: {e}", file.display()).into(), pos))?;
-        let mut ast = engine.compile(&text).map_err(|e| {
+        let mut ast = engine.compile(strip_bom(&text)).map_err(|e| {
             EvalAltResult::ErrorInModule(file.display().to_string(), EvalAltResult::ErrorParsing(e.err_type().clone(), e.position()).into(), pos)
         })?;
         ast.set_source(file.display().to_string());
