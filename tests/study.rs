@@ -4,6 +4,7 @@
 //! exactly one id and `dctk plan` says why; failed cells, keep-going and rerun-failed.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 #[path = "support/mod.rs"]
@@ -150,6 +151,13 @@ fn two_concurrent_runs_never_run_one_cell_twice() {
     assert!(b.status.success(), "{}", text(&b));
     let runs = s.path().join("runs");
     assert_eq!(cells(&runs).len(), 5);
+    // Each says what it ran itself: together, every cell exactly once.
+    let run_now = |t: &str| -> usize {
+        let line = t.lines().find(|l| l.contains(" run now")).unwrap_or_else(|| panic!("no summary:\n{t}"));
+        line.split(" run now").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (ta, tb) = (text(&a), text(&b));
+    assert_eq!(run_now(&ta) + run_now(&tb), 5, "each cell was run by one of them:\n{ta}\n{tb}");
     for dir in cells(&runs) {
         // One training pass per cell: every step logged once, one process started it.
         let steps: Vec<u64> = metrics(&dir).iter().filter(|r| r["kind"] == "train").map(|r| r["step"].as_u64().unwrap()).collect();
@@ -384,9 +392,269 @@ print(`loss ${r.final_val_loss}`);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(t.contains("killed by a signal") && t.contains("c.rhai:4:"), "{t}");
+    // It names the signal, and does not send the user to --rerun-failed: a plain rerun resumes it.
+    assert!(t.contains("killed by a signal (SIGKILL)") && t.contains("a plain rerun resumes it"), "{t}");
+    assert!(!t.contains("--rerun-failed"), "{t}");
     // Not failed on disk (the process never said so): the next run resumes it.
     let out = dctk(s.path(), &["run", &script, "-q"]);
     assert!(out.status.success(), "{}", text(&out));
     let result = std::fs::read_to_string(only_run(&s.path().join("runs")).join("result.ron")).unwrap();
     assert!(result.contains("resumed_from_step: Some("), "{result}");
+}
+
+/// The one cell directory under `runs` (the per-study records live in `runs/studies`).
+fn the_cell(runs: &Path) -> PathBuf {
+    let c = cells(runs);
+    assert_eq!(c.len(), 1, "{c:?}");
+    c[0].clone()
+}
+
+/// The `blake3` line of `dctk plugins info NAME` under the given plugin path.
+fn plugin_hash(dir: &Path, plugin_path: &Path, name: &str) -> String {
+    let out = dctk_cmd(dir).args(["plugins", "info", name]).env("DCTK_PLUGIN_PATH", plugin_path).output().unwrap();
+    let t = text(&out);
+    t.lines().find_map(|l| l.strip_prefix("blake3")).unwrap_or_else(|| panic!("no blake3 line:\n{t}")).trim().to_string()
+}
+
+#[test]
+fn a_cell_executed_with_another_plugin_build_is_refused_naming_both_hashes() {
+    let s = Scratch::new("plugin-contract");
+    let plugins = s.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let lib = plugins.join("libdctk_plugin_mir.so");
+    std::fs::copy(dctk_bin().parent().unwrap().join("libdctk_plugin_mir.so"), &lib).expect("build the workspace first");
+    let script = s
+        .write(
+            "p.rhai",
+            r#"train(#{ name: "m", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1, regularizers: ["mir"] });"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let planned = plugin_hash(s.path(), &plugins, "mir");
+    let out = dctk_cmd(s.path()).args(["run", &script, "-q", "--threads", "1", "--stop-after-steps", "1"]).env("DCTK_PLUGIN_PATH", &plugins).output().unwrap();
+    assert!(!out.status.success(), "stopped after one step: {}", text(&out));
+    let cell = the_cell(&s.path().join("runs"));
+    // "Rebuild" the plugin: same name and version, other bytes.
+    let mut bytes = std::fs::read(&lib).unwrap();
+    bytes.extend_from_slice(b"rebuilt");
+    std::fs::write(&lib, bytes).unwrap();
+    let here = plugin_hash(s.path(), &plugins, "mir");
+    assert_ne!(planned, here);
+    let out = dctk_cmd(s.path()).args(["cell", "exec", cell.to_str().unwrap(), "-q"]).env("DCTK_PLUGIN_PATH", &plugins).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains(&format!("plugin.mir.blake3: {planned} (planned) → {here} (here)")), "{t}");
+    assert!(std::fs::read_to_string(cell.join("error.txt")).unwrap().contains("plugin.mir.blake3"));
+    assert!(!std::fs::read_to_string(cell.join("metrics.jsonl")).unwrap_or_default().lines().any(|l| l.contains("\"step\":2")), "no step was trained");
+}
+
+#[test]
+fn absurd_threads_are_refused_at_plan_and_threads_are_not_frozen_into_manifests() {
+    let s = Scratch::new("threads-contract");
+    let body = |threads: &str| {
+        format!(
+            r#"train(#{{ name: "t", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1, threads: {threads} }});"#
+        )
+    };
+    let script = s.write("t.rhai", &body("1000000")).to_str().unwrap().to_string();
+    for cmd in ["plan", "run"] {
+        let out = dctk(s.path(), &[cmd, &script, "-q"][..if cmd == "plan" { 2 } else { 3 }]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {t}");
+        assert!(t.contains("t.rhai:1:") && t.contains("key \"threads\": 1000000"), "{cmd}: {t}");
+    }
+    assert!(!s.path().join("runs").exists() || cells(&s.path().join("runs")).is_empty(), "nothing planned to disk");
+    // A sane setting: the cell runs, and its manifest does not carry it for later studies.
+    s.write("t.rhai", &body("2"));
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cell = the_cell(&s.path().join("runs"));
+    let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
+    assert!(manifest.contains("threads: None"), "{manifest}");
+    let result = std::fs::read_to_string(cell.join("result.ron")).unwrap();
+    assert!(result.contains("threads: 2"), "the study's setting still applied: {result}");
+}
+
+/// Makes the study's finished cell look like a result of another build: its directory
+/// moves to `fake_id` and the last plan record says that cell had another build id.
+fn pretend_other_build(runs: &Path, id: &str, fake_id: &str) {
+    std::fs::rename(runs.join(id), runs.join(fake_id)).unwrap();
+    let studies: Vec<PathBuf> = std::fs::read_dir(runs.join("studies")).unwrap().map(|e| e.unwrap().path()).collect();
+    let plan = studies[0].join("plan.json");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    record["common"]["version.build"] = "0123456789abcdef".into();
+    record["cells"][0]["id"] = fake_id.into();
+    std::fs::write(&plan, serde_json::to_vec(&record).unwrap()).unwrap();
+}
+
+#[test]
+fn results_of_another_build_are_never_reused_silently_and_accepted_only_on_request() {
+    let s = Scratch::new("build-id");
+    let script = s
+        .write(
+            "b.rhai",
+            r#"let r = train(#{ name: "c", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1 });
+print(`loss ${r.final_val_loss}`);"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    let runs = s.path().join("runs");
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = the_cell(&runs).file_name().unwrap().to_string_lossy().to_string();
+    let v = text(&dctk(s.path(), &["--version"]));
+    let build = v.split("build ").nth(1).unwrap().split(',').next().unwrap().to_string();
+    assert_eq!(build.len(), 16, "{v}");
+
+    // Another build's result: plan says so and names the cell; a plain run recomputes it.
+    pretend_other_build(&runs, &id, "00000000000000aa");
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains(&format!("(dctk build {build})")), "{t}");
+    assert!(t.contains("1 cell(s) have finished results of another build") && t.contains(&format!("c (00000000000000aa → {id}): version.build: 0123456789abcdef → {build}")), "{t}");
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1"]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("they run again unless you accept") && t.contains("1 run now"), "{t}");
+
+    // With the flag: reused, recorded in the manifest, nothing trained.
+    pretend_other_build(&runs, &id, "00000000000000bb");
+    let before = std::fs::read_to_string(runs.join("00000000000000bb/metrics.jsonl")).unwrap();
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1", "--accept-code-change"]);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("--accept-code-change: reused 1 result(s) of another build") && t.contains("0 run now"), "{t}");
+    let cell = runs.join(&id);
+    let manifest = std::fs::read_to_string(cell.join("manifest.ron")).unwrap();
+    assert!(manifest.contains("accepted_code_change: Some") && manifest.contains("from_id: \"00000000000000bb\""), "{manifest}");
+    assert_eq!(std::fs::read_to_string(cell.join("metrics.jsonl")).unwrap(), before);
+    assert!(std::fs::read_to_string(cell.join("result.ron")).unwrap().contains(&format!("run_id: \"{id}\"")));
+}
+
+#[test]
+fn a_full_disk_shows_the_cells_own_error_not_an_exit_code() {
+    let s = Scratch::new("fulldisk");
+    let script = s
+        .write(
+            "d.rhai",
+            r#"train(#{ name: "d", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: 1 });"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Plan the cell and leave it resumable, then rerun with no file allowed to grow (as on a
+    // full disk: every write to a file fails, log.txt included; SIGXFSZ ignored so writes
+    // fail with an error instead of killing the process).
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1", "--stop-after-steps", "1"]);
+    assert!(!out.status.success());
+    let cmd = format!("trap '' XFSZ; ulimit -f 0; exec '{}' run '{script}' -q --threads 1", dctk_bin().display());
+    let out = Command::new("bash").arg("-c").arg(&cmd).current_dir(s.path()).env("DCTK_DATA_ROOTS", repo_root().join("data")).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(!t.contains("exited with code") && !t.contains("panicked"), "{t}");
+    assert!(t.contains("cell d (") && t.contains("File too large"), "the cell's own error reaches the terminal:\n{t}");
+}
+
+#[test]
+fn a_study_with_a_failed_cell_still_writes_its_results_table() {
+    let s = Scratch::new("failed-table");
+    let script = s.write("f.rhai", FAILING).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["run", &script, "-q", "--stop-after-steps", "6"]);
+    assert!(!out.status.success());
+    let runs = s.path().join("runs");
+    let broken = cells(&runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).unwrap().contains("label: \"b\"")).unwrap();
+    std::fs::write(broken.join("ckpt/state.ron"), "not ron").unwrap();
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let table = results(&runs);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "header and both cells:\n{table}");
+    assert!(rows[0].starts_with("label,id,status,"), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("a,") && r.contains(",done,")), "{table}");
+    assert!(rows.iter().any(|r| r.starts_with("b,") && r.contains(",failed,")), "{table}");
+}
+
+const TWO: &str = r#"
+let base = #{ model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 4 };
+let a = base; a.name = "a"; a.weight_decay = 0.1; a.lr = 0.003;
+let b = base; b.name = "b"; b.weight_decay = 0.2; b.lr = 0.001;
+let runs = train([a, b]);
+"#;
+
+#[test]
+fn results_name_varying_settings_records_have_json_twins_and_gc_prunes_only_finished_checkpoints() {
+    let s = Scratch::new("outputs");
+    let both = s.write("two.rhai", TWO).to_str().unwrap().to_string();
+    let runs = s.path().join("runs");
+    // Both cells checkpointed and unfinished; then finish only a (same settings, same id).
+    let out = dctk(s.path(), &["run", &both, "-q", "--threads", "1", "--stop-after-steps", "6"]);
+    assert!(!out.status.success());
+    let only_a = s.write("a.rhai", &TWO.replace("train([a, b])", "train([a])")).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["run", &only_a, "-q", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cell = |label: &str| cells(&runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).unwrap().contains(&format!("label: \"{label}\""))).unwrap();
+    let (a, b) = (cell("a"), cell("b"));
+
+    // JSON twins of the records, readable without RON.
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("manifest.json")).unwrap()).unwrap();
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("result.json")).unwrap()).unwrap();
+    assert_eq!(manifest["label"], "a");
+    assert_eq!(manifest["run_id"], result["run_id"]);
+    assert!(result["final_val_loss"].as_f64().unwrap() > 0.0, "{result}");
+
+    // The table of the two-cell study names what varies.
+    let t = text(&dctk(s.path(), &["plan", &both]));
+    assert!(t.contains("1 done") && t.contains("1 interrupted"), "{t}");
+    let out = dctk(s.path(), &["run", &both, "-q", "--threads", "1", "--stop-after-steps", "1"]);
+    assert!(!out.status.success());
+    let studies: Vec<PathBuf> = std::fs::read_dir(runs.join("studies")).unwrap().map(|e| e.unwrap().path()).collect();
+    let table = studies.iter().map(|d| std::fs::read_to_string(d.join("results.csv")).unwrap_or_default()).find(|t| t.lines().count() == 3).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}: {header:?}"));
+    let row = |label: &str| -> Vec<String> { table.lines().find(|l| l.starts_with(&format!("{label},"))).unwrap().split(',').map(String::from).collect() };
+    assert_eq!(row("a")[col("weight_decay")], "0.1");
+    assert_eq!(row("b")[col("weight_decay")], "0.2");
+    assert_eq!(row("b")[col("lr")], "0.001");
+    assert!(!header.contains(&"seq_len"), "settings that do not vary are not columns: {header:?}");
+
+    // gc: the finished cell's checkpoint goes, the unfinished one's stays.
+    assert!(a.join("ckpt").exists() || a.join("ckpt.old").exists(), "a kept its checkpoint until gc");
+    let out = dctk(s.path(), &["gc"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("removed the checkpoints of 1 finished cell(s)") && !t.contains(": 0 bytes"), "{t}");
+    assert!(!a.join("ckpt").exists() && !a.join("ckpt.old").exists());
+    assert!(b.join("ckpt/state.ron").exists(), "an unfinished cell keeps its checkpoint");
+    assert!(a.join("result.ron").exists() && a.join("metrics.jsonl").exists());
+    let t = text(&dctk(s.path(), &["gc"]));
+    assert!(t.contains("of 0 finished cell(s): 0 bytes"), "{t}");
+}
+
+#[test]
+fn plan_diffs_against_the_last_run_names_the_data_setting_and_estimates_time_after_an_edit() {
+    let s = Scratch::new("plan-after-edit");
+    let body = |vf: &str, seed: u32| {
+        format!(
+            r#"train(#{{ name: "e", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000,
+               val_tokens: 256, seq_len: 32, batch_size: 8, epochs: 1, seed: {seed}, val_fraction: {vf} }});"#
+        )
+    };
+    let script = s.write("e.rhai", &body("0.05", 1)).to_str().unwrap().to_string();
+    let out = dctk(s.path(), &["run", &script, "-q", "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ran = plan_ids(&text(&dctk(s.path(), &["plan", &script])))["e"].clone();
+    // An edit that is planned but never run does not become the reference.
+    s.write("e.rhai", &body("0.05", 2));
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains("ids changed since the last plan that was run") && t.contains("spec.seed: 1 → 2"), "{t}");
+    s.write("e.rhai", &body("0.1", 1));
+    let t = text(&dctk(s.path(), &["plan", &script]));
+    assert!(t.contains(&format!("e: {ran} → ")), "diffed against the run plan, not the seed edit:\n{t}");
+    assert!(!t.contains("spec.seed"), "{t}");
+    assert!(t.contains("data.fingerprint: ") && t.contains("(the data changed with val_fraction: 0.05 → 0.1)"), "{t}");
+    // No planned cell is finished, but the study's last run measured the throughput.
+    assert!(t.contains("about ") && t.contains("measured on 1 finished cell(s) of this study's earlier plan"), "{t}");
 }

@@ -8,7 +8,13 @@
 //!    then CUDA is never available at run time (tch-rs issues #907 and #980).
 //! 3. Record the libtorch version we built against (from the wheel's `version.py`)
 //!    and the exact tch version (from Cargo.lock) so `dctk doctor` can report them.
+//! 4. Hash the sources that decide numerics into the build identity (`DCTK_BUILD_ID`,
+//!    see `src/build_id.rs`), part of every cell id.
 use std::path::{Path, PathBuf};
+
+#[path = "src/build_id.rs"]
+#[allow(dead_code)]
+mod build_id;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
@@ -39,6 +45,16 @@ fn main() {
     }
     println!("cargo:rustc-env=DCTK_LIBTORCH_BUILD_VERSION={libtorch_version}");
     println!("cargo:rustc-env=DCTK_TCH_VERSION={}", tch_version());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    println!("cargo:rerun-if-changed=src/build_id.rs");
+    for s in build_id::NUMERICS_SOURCES {
+        println!("cargo:rerun-if-changed={}", root.join(s).display());
+    }
+    for f in build_id::source_files(&root, build_id::NUMERICS_SOURCES).unwrap_or_default() {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let id = build_id::build_identity(&root, build_id::NUMERICS_SOURCES).unwrap_or_else(|e| panic!("hashing the numerics sources: {e}"));
+    println!("cargo:rustc-env=DCTK_BUILD_ID={id}");
 
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

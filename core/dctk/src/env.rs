@@ -12,13 +12,15 @@ pub const DCTK_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const TCH_VERSION: &str = env!("DCTK_TCH_VERSION");
 /// The libtorch version found at build time (the torch wheel's `version.py`).
 pub const LIBTORCH_BUILD_VERSION: &str = env!("DCTK_LIBTORCH_BUILD_VERSION");
+/// The build identity: a hash of the sources that decide numerics (see [`crate::build_id`]).
+pub const BUILD_ID: &str = env!("DCTK_BUILD_ID");
 /// Whether this binary keeps `libtorch_cuda` linked (`--features cuda`).
 pub const CUDA_FEATURE: bool = cfg!(feature = "cuda");
 
 /// `dctk --version`'s long form.
 pub fn long_version() -> String {
     format!(
-        "{DCTK_VERSION} (tch {TCH_VERSION}, libtorch {LIBTORCH_BUILD_VERSION}, cuda build: {})",
+        "{DCTK_VERSION} (build {BUILD_ID}, tch {TCH_VERSION}, libtorch {LIBTORCH_BUILD_VERSION}, cuda build: {})",
         if CUDA_FEATURE { "yes" } else { "no" }
     )
 }
@@ -27,6 +29,9 @@ pub fn long_version() -> String {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Versions {
     pub dctk: String,
+    /// The build identity ([`BUILD_ID`]); empty in manifests of builds before it existed.
+    #[serde(default)]
+    pub build: String,
     pub tch: String,
     pub libtorch: String,
     pub cuda_build: bool,
@@ -35,6 +40,7 @@ pub struct Versions {
 pub fn versions() -> Versions {
     Versions {
         dctk: DCTK_VERSION.into(),
+        build: BUILD_ID.into(),
         tch: TCH_VERSION.into(),
         libtorch: LIBTORCH_BUILD_VERSION.into(),
         cuda_build: CUDA_FEATURE,

@@ -11,10 +11,13 @@
 //!            ──────────▶ metrics.jsonl, ckpt/, result.ron ──▶ the script's next pass reads them
 //! ```
 //!
-//! Modules: [`cmd`] (one file per subcommand), [`script`] (Rhai), [`study`] (cells on
-//! disk, executor, sandbox), [`train`] (libtorch), [`corpus`] (the host side of the data: corpus → planned run data), [`fitting`] (scaling laws via `dctk-laws`),
+//! Modules: [`cmd`] (one file per subcommand, thin `cli()` + `exec()`; shared arguments in
+//! `cmd/args.rs`), [`script`] (the Rhai binding only), [`study`] (plan → cache → rounds →
+//! execute → records, bundles, sandbox), [`train`] (libtorch), [`corpus`] (the host side of
+//! the data: corpus → planned run data), [`fitting`] (the one glue to `dctk-laws`, for `dctk fit` and `fit()`),
 //! [`bench`], [`env`].
 pub mod bench;
+pub mod build_id;
 pub mod cmd;
 pub mod corpus;
 pub mod cpu;

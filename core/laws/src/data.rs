@@ -209,6 +209,42 @@ impl Points {
         Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: source.into() })
     }
 
+    /// Build from in-memory numeric columns (the runs of a study, one value per run in
+    /// each column) with the same column mapping as [`Points::from_csv`]: every column is
+    /// available under its own name, `map` renames or derives (`D=C/(6*N)`), and the loss
+    /// is the mapped or named column `loss`. `source` names the points in errors.
+    pub fn from_named_columns(named: Vec<(String, Vec<f64>)>, source: &str, map: &ColumnMap) -> Result<Points> {
+        let n = named.first().map_or(0, |(_, c)| c.len());
+        if let Some((name, col)) = named.iter().find(|(_, c)| c.len() != n) {
+            return Err(LawError::BadOption(format!("column '{name}' has {} values, the first column {n}", col.len())));
+        }
+        let headers: Vec<String> = named.iter().map(|(k, _)| k.clone()).collect();
+        let (mut names, mut columns): (Vec<String>, Vec<Vec<f64>>) = named.into_iter().unzip();
+        // A source names the column as given, even after an entry replaced it (as in a CSV).
+        let given = columns.clone();
+        for entry in &map.entries {
+            let col = match headers.iter().position(|h| *h == entry.source) {
+                Some(j) => given[j].clone(),
+                None => derive_column(entry, &names, &columns, &headers, n)?,
+            };
+            if let Some(k) = names.iter().position(|x| *x == entry.name) {
+                columns[k] = col;
+            } else {
+                names.push(entry.name.clone());
+                columns.push(col);
+            }
+        }
+        let Some(li) = names.iter().position(|x| x == "loss") else {
+            return Err(LawError::UnknownColumn {
+                column: "loss".into(),
+                available: format!("{} (map one with loss=COLUMN)", headers.join(", ")),
+            });
+        };
+        let loss = columns.remove(li);
+        names.remove(li);
+        Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: source.into() })
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.loss.len()

@@ -1,47 +1,16 @@
-//! `dctk export STUDY.rhai --out DIR`: a bundle another lab can rerun.
-//!
-//! The bundle holds the study script and every script it imports (same relative layout),
-//! `bundle.ron` (each cell's label, id and named inputs; each plugin's name, version and
-//! library hash; each corpus's data manifest: tokenizer, domains, subset hashes), the
-//! results table, the plugins' sources when they are found in the workspace that built
-//! them, and a README saying what data to provide. Data itself is not copied: the other
-//! lab provides it and points `--data-root` at it. `dctk run` on the bundle compares each
-//! cell with `bundle.ron` and says exactly which inputs differ (data, plugin, version,
-//! setting) before anything runs.
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+//! `dctk export STUDY.rhai --out DIR`: a bundle another lab can rerun (what it holds:
+//! [`crate::study::bundle`]).
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{value_parser, Arg, ArgMatches, Command};
-use serde::{Deserialize, Serialize};
 
-use crate::corpus::DataManifest;
-use crate::plugin::PluginRecord;
-use crate::script::{Mode, RoundEnd, Session, Study};
-use crate::study::executor::ExecutorOptions;
-use crate::study::inputs::diff;
-use crate::study::record::PlannedCell;
-use crate::study::write_ron_atomic;
-
-/// `bundle.ron`: what the exporting lab ran.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Bundle {
-    pub dctk_version: String,
-    pub script: String,
-    pub imports: Vec<String>,
-    pub cells: Vec<PlannedCell>,
-    pub plugins: Vec<PluginRecord>,
-    /// Data manifests by fingerprint (paths are the exporting machine's, for reference).
-    pub data: BTreeMap<String, DataManifest>,
-    /// True when the plan stopped at a pending result: later cells are not listed.
-    pub incomplete: bool,
-}
+use super::args::{plan_options, study_args};
+use crate::script::Study;
+use crate::study::bundle;
 
 pub fn cli() -> Command {
-    crate::cmd::run::study_args(Command::new("export").about("Write a bundle of a study (scripts, inputs, hashes, results) for another lab"))
+    study_args(Command::new("export").about("Write a bundle of a study (scripts, inputs, hashes, results) for another lab"))
         .arg(Arg::new("out").long("out").short('o').required(true).value_parser(value_parser!(PathBuf)).help("Bundle directory (must not exist)"))
 }
 
@@ -51,195 +20,9 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     if out.exists() {
         bail!("{}: already exists; choose a new bundle directory", out.display());
     }
-    let opts = crate::cmd::run::session_options(args, Mode::Plan, ExecutorOptions::new(1, 1, false, false), Arc::new(AtomicBool::new(false)))?;
-    let study_dir = opts.sandbox.study_dir.clone();
-    let study = Study::new(opts, &script);
+    let study = Study::new(plan_options(args)?, &script);
     let end = study.plan()?;
-    let s = &study.session;
-    let record = crate::cmd::plan::plan_record(s);
-    // Write into a temporary directory, then rename: never a half-written bundle.
-    let tmp = out.with_file_name(format!(".{}.tmp-{}", out.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-
-    let script_name = script.file_name().unwrap().to_string_lossy().to_string();
-    fs::copy(&script, tmp.join(&script_name)).with_context(|| format!("copying {}", script.display()))?;
-    let mut imports = Vec::new();
-    for file in s.imports.lock().unwrap().iter() {
-        let rel = file.strip_prefix(&study_dir).unwrap_or(file.as_path());
-        if rel.is_absolute() {
-            // Imported from a data root: not part of the study's own tree.
-            continue;
-        }
-        let dest = tmp.join(rel);
-        fs::create_dir_all(dest.parent().unwrap())?;
-        fs::copy(file, &dest).with_context(|| format!("copying {}", file.display()))?;
-        imports.push(rel.display().to_string());
-    }
-
-    let mut plugins: Vec<PluginRecord> = Vec::new();
-    let mut data = BTreeMap::new();
-    for e in s.cells.lock().unwrap().values() {
-        let c = &e.cell;
-        data.entry(c.data.manifest.fingerprint.clone()).or_insert_with(|| c.data.manifest.clone());
-        for p in &c.plugins {
-            if !plugins.iter().any(|q| q.name == p.name && q.blake3 == p.blake3) {
-                plugins.push(p.clone());
-            }
-        }
-    }
-    let mut plugin_notes = Vec::new();
-    for p in &plugins {
-        match plugin_source(Path::new(&p.file)) {
-            Some(src) => {
-                copy_tree(&src, &tmp.join("plugins").join(&p.name))?;
-                plugin_notes.push(format!("- `{}` {} (library blake3 {}): source in `plugins/{}/`", p.name, p.version, p.blake3, p.name));
-            }
-            None => plugin_notes.push(format!(
-                "- `{}` {} (library blake3 {}): source not found beside {}; obtain it from its authors",
-                p.name, p.version, p.blake3, p.file
-            )),
-        }
-    }
-
-    let table = crate::cmd::plan::results_table(s);
-    table.write(&tmp.join("results.csv"))?;
-    let bundle = Bundle {
-        dctk_version: crate::env::DCTK_VERSION.into(),
-        script: script_name.clone(),
-        imports,
-        cells: record.cells.iter().map(|c| PlannedCell { inputs: record.inputs(c), ..c.clone() }).collect(),
-        plugins,
-        data: data.clone(),
-        incomplete: matches!(end, RoundEnd::Barrier(..)),
-    };
-    write_ron_atomic(&tmp.join("bundle.ron"), &bundle)?;
-    let mut readme = format!(
-        "# dctk study bundle: {script_name}\n\nExported by dctk {} with {} cell(s){}.\n\n\
-         Rerun it with the same data:\n\n    dctk run {script_name} --data-root DIR\n\n\
-         `dctk run` compares every cell with `bundle.ron` and prints which inputs differ.\n\n## Data to provide\n\n",
-        crate::env::DCTK_VERSION,
-        bundle.cells.len(),
-        if bundle.incomplete { " (the plan stopped at a pending result; later cells are not listed)" } else { "" }
-    );
-    for d in data.values() {
-        readme.push_str(&format!("- tokenizer {}, fingerprint {}:\n", d.tokenizer, d.fingerprint));
-        for dom in &d.domains {
-            readme.push_str(&format!("  - domain `{}`: {} unique tokens (subset {})\n", dom.name, dom.unique_tokens, dom.subset_fingerprint));
-        }
-    }
-    readme.push_str("\n## Plugins\n\n");
-    for n in &plugin_notes {
-        readme.push_str(n);
-        readme.push('\n');
-    }
-    fs::write(tmp.join("README.md"), readme)?;
-    fs::rename(&tmp, &out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-    eprintln!("bundle written to {}: {} cell(s), {} plugin(s), {} data manifest(s)", out.display(), bundle.cells.len(), bundle.plugins.len(), data.len());
+    let b = bundle::export(&study.session, &script, &end, &out)?;
+    eprintln!("bundle written to {}: {} cell(s), {} plugin(s), {} data manifest(s)", out.display(), b.cells.len(), b.plugins.len(), b.data.len());
     Ok(())
-}
-
-/// The crate sources of a plugin library `…/target/<profile>/lib<name>.so`: the package
-/// under `<workspace>/plugins/*/` whose `[lib] name` is `<name>`; else the crate a
-/// `dctk plugin new` scaffold built it from (see [`crate::plugin::source`]).
-fn plugin_source(lib: &Path) -> Option<PathBuf> {
-    workspace_plugin_source(lib).or_else(|| crate::plugin::source::built_crate_dir(lib))
-}
-
-fn workspace_plugin_source(lib: &Path) -> Option<PathBuf> {
-    let stem = lib.file_stem()?.to_string_lossy().trim_start_matches("lib").to_string();
-    let workspace = lib.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target"))?.parent()?;
-    for entry in fs::read_dir(workspace.join("plugins")).ok()?.flatten() {
-        let manifest = fs::read_to_string(entry.path().join("Cargo.toml")).unwrap_or_default();
-        if manifest.contains(&format!("name = \"{stem}\"")) {
-            return Some(entry.path());
-        }
-    }
-    None
-}
-
-/// Copies a plugin crate's `Cargo.toml`, `build.rs`, `README.md` and `src/`.
-fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
-    fs::create_dir_all(dest)?;
-    for entry in fs::read_dir(src)?.flatten() {
-        let name = entry.file_name();
-        let path = entry.path();
-        let n = name.to_string_lossy();
-        if path.is_dir() && n == "src" {
-            copy_dir(&path, &dest.join(&name))?;
-        } else if path.is_file() && matches!(n.as_ref(), "Cargo.toml" | "build.rs" | "README.md") {
-            fs::copy(&path, dest.join(&name))?;
-        }
-    }
-    Ok(())
-}
-
-fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
-    fs::create_dir_all(dest)?;
-    for entry in fs::read_dir(src)?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &dest.join(entry.file_name()))?;
-        } else {
-            fs::copy(&path, dest.join(entry.file_name()))?;
-        }
-    }
-    Ok(())
-}
-
-/// When the study directory holds a `bundle.ron`, says for every planned cell whose id
-/// differs from the bundle's cell of the same label exactly which inputs differ.
-pub fn report_bundle_differences(s: &Session) {
-    let path = s.opts.sandbox.study_dir.join("bundle.ron");
-    let Ok(text) = fs::read_to_string(&path) else { return };
-    let bundle: Bundle = match ron::from_str(&text) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("warning: {}: cannot read the bundle record: {e}", path.display());
-            return;
-        }
-    };
-    let cells = s.cells.lock().unwrap();
-    let (mut same, mut differ) = (0, 0);
-    for e in cells.values() {
-        let Some(theirs) = bundle.cells.iter().find(|c| c.label == e.cell.label) else { continue };
-        if theirs.id == e.cell.id {
-            same += 1;
-            continue;
-        }
-        differ += 1;
-        eprintln!("cell {}: inputs differ from the bundle ({} there, {} here):", e.cell.label, theirs.id, e.cell.id);
-        let changes = diff(&theirs.inputs, &e.cell.inputs);
-        for ch in &changes {
-            eprintln!("    {ch}");
-        }
-        // Different data: say which domains differ, from the bundle's data manifest.
-        let ours = &e.cell.data.manifest;
-        if let Some(their_data) = theirs.inputs.0.get("data.fingerprint").and_then(|fp| bundle.data.get(fp)) {
-            if their_data.fingerprint != ours.fingerprint {
-                for d in &ours.domains {
-                    match their_data.domains.iter().find(|t| t.name == d.name) {
-                        None => eprintln!("    data domain {}: not in the bundle", d.name),
-                        Some(t) if t.subset_fingerprint != d.subset_fingerprint || t.unique_tokens != d.unique_tokens => eprintln!(
-                            "    data domain {}: {} unique tokens, subset {} there; {} unique tokens, subset {} here",
-                            d.name,
-                            t.unique_tokens,
-                            &t.subset_fingerprint[..16.min(t.subset_fingerprint.len())],
-                            d.unique_tokens,
-                            &d.subset_fingerprint[..16.min(d.subset_fingerprint.len())]
-                        ),
-                        Some(_) => {}
-                    }
-                }
-                if their_data.tokenizer != ours.tokenizer {
-                    eprintln!("    tokenizer: {} there, {} here", their_data.tokenizer, ours.tokenizer);
-                }
-            }
-        }
-    }
-    if differ == 0 {
-        eprintln!("bundle check: all {same} cell(s) planned so far have the bundle's exact inputs");
-    } else {
-        eprintln!("bundle check: {differ} cell(s) differ from the bundle, {same} match; their numbers will not be the bundle's");
-    }
 }

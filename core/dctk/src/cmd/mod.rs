@@ -1,11 +1,14 @@
 //! Subcommands, one file each, cargo-style: `cli()` builds the clap command and
-//! `exec()` runs it over the library layer, which does the work.
+//! `exec()` runs it over the library layer, which does the work. Argument groups several
+//! commands share are in [`args`]; no command imports another.
+pub mod args;
 pub mod bench;
 pub mod cell;
 pub mod data;
 pub mod doctor;
 pub mod export;
 pub mod fit;
+pub mod gc;
 pub mod plugin_new;
 pub mod plan;
 pub mod plugins;
@@ -15,7 +18,7 @@ use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -26,6 +29,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "cell" => cell::exec(args),
         "data" => data::exec(args),
         "fit" => fit::exec(args),
+        "gc" => gc::exec(args),
         "doctor" => doctor::exec(args),
         "bench" => bench::exec(args),
         "plugins" => plugins::exec(args),

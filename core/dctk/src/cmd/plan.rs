@@ -1,52 +1,49 @@
 //! `dctk plan STUDY.rhai`: the study's cells without running anything: which are done,
 //! pending, failed or running elsewhere; the estimated FLOPs and time of what is pending;
 //! and, for every cell whose id changed since the last plan, exactly which inputs changed.
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-use crate::script::{Mode, RoundEnd, Session, Study};
-use crate::study::cell::CellState;
-use crate::study::executor::ExecutorOptions;
-use crate::study::record::{changed_ids, study_dir, PlanRecord, PlannedCell, Table};
+use super::args::{plan_options, study_args};
+use crate::script::Study;
+use crate::study::bundle::report_bundle_differences;
+use crate::study::cache::CellState;
+use crate::study::records::{changed_ids, plan_record, study_dir, PlanRecord, LAST_PLAN, RUN_PLAN};
+use crate::study::rounds::RoundEnd;
+use crate::study::session::Session;
 
 pub fn cli() -> Command {
-    crate::cmd::run::study_args(Command::new("plan").about("Show a study's cells, their status, cost and what changed; runs nothing"))
+    study_args(Command::new("plan").about("Show a study's cells, their status, cost and what changed; runs nothing"))
         .arg(Arg::new("all").long("all").action(ArgAction::SetTrue).help("List every cell (default: the first 50 and every pending one)"))
 }
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
     let script = args.get_one::<PathBuf>("script").unwrap().clone();
-    let opts = crate::cmd::run::session_options(
-        args,
-        Mode::Plan,
-        ExecutorOptions::new(1, 1, false, false),
-        Arc::new(AtomicBool::new(false)),
-    )?;
+    let opts = plan_options(args)?;
     let record_dir = study_dir(&opts.runs_root, &script);
     let study = Study::new(opts, &script);
     let end = study.plan()?;
-    crate::cmd::export::report_bundle_differences(&study.session);
+    report_bundle_differences(&study.session);
     let record = plan_record(&study.session);
-    let previous = PlanRecord::load(&record_dir.join("plan.json"));
-    print!("{}", render(&study.session, &end, previous.as_ref(), &record, args.get_flag("all")));
-    record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
+    // Diff against the last plan that was run (`plan.json`, written by `dctk run`); before
+    // any run, against the last `dctk plan` (`last-plan.json`).
+    let last_run = PlanRecord::load(&record_dir.join(RUN_PLAN));
+    let last_plan = PlanRecord::load(&record_dir.join(LAST_PLAN));
+    let previous = match (&last_run, &last_plan) {
+        (Some(r), _) => Some((r, "since the last plan that was run")),
+        (None, Some(p)) => Some((p, "since the last plan (no plan of this study was run yet)")),
+        (None, None) => None,
+    };
+    print!("{}", render(&study.session, &end, previous, &record, args.get_flag("all")));
+    if let Some(report) = study.session.other_build_report() {
+        print!("{report}");
+    }
+    record.save_merged(&record_dir.join(LAST_PLAN), last_plan.as_ref())?;
     // A 10,000-cell plan holds a lot of small allocations: let the OS take them back.
     std::mem::forget(study);
     Ok(())
-}
-
-/// The planned cells of a session, as a plan record.
-pub fn plan_record(s: &Session) -> PlanRecord {
-    let cells = s.cells.lock().unwrap();
-    PlanRecord::from_cells(
-        s.script.display().to_string(),
-        cells.values().map(|e| PlannedCell { label: e.cell.label.clone(), id: e.cell.id.clone(), inputs: e.cell.inputs.clone() }).collect(),
-    )
 }
 
 fn human_flops(f: f64) -> String {
@@ -64,24 +61,42 @@ fn human_seconds(s: f64) -> String {
 }
 
 /// The plan as text.
-pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record: &PlanRecord, all: bool) -> String {
+fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, record: &PlanRecord, all: bool) -> String {
     use std::fmt::Write;
     let cells = s.cells.lock().unwrap();
     let mut out = String::new();
     let count = |name: &str| cells.values().filter(|e| e.state.name() == name).count();
     let pending_flops: f64 = cells.values().filter(|e| !matches!(e.state, CellState::Finished(_))).map(|e| e.cell.flops).sum();
     // Throughput measured on this study's finished cells (FLOP/s of one cell process).
-    let rates: Vec<f64> = cells
+    let mut rates: Vec<f64> = cells
         .values()
         .filter_map(|e| match &e.state {
             CellState::Finished(r) if r.tokens_per_s > 0.0 => Some(r.flops_per_token * r.tokens_per_s),
             _ => None,
         })
         .collect();
+    let mut measured_on = "finished cell(s)";
+    if rates.is_empty() {
+        // After an edit no planned cell is finished yet: measure on the cells of this
+        // study's last run (a few suffice).
+        if let Some((prev, _)) = previous {
+            rates = prev
+                .cells
+                .iter()
+                .filter_map(|c| match CellState::read(&crate::study::run_dir(&s.opts.runs_root, &c.id)) {
+                    CellState::Finished(r) if r.tokens_per_s > 0.0 => Some(r.flops_per_token * r.tokens_per_s),
+                    _ => None,
+                })
+                .take(32)
+                .collect();
+            measured_on = "finished cell(s) of this study's earlier plan";
+        }
+    }
     let _ = writeln!(
         out,
-        "study {}: {} cell(s): {} done, {} diverged, {} failed, {} interrupted, {} running elsewhere, {} new",
+        "study {} (dctk build {}): {} cell(s): {} done, {} diverged, {} failed, {} interrupted, {} running elsewhere, {} new",
         s.script.display(),
+        crate::env::BUILD_ID,
         cells.len(),
         count("done"),
         count("diverged"),
@@ -130,7 +145,7 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
         } else {
             let rate = rates.iter().sum::<f64>() / rates.len() as f64;
             format!(
-                "about {} of training at {:.2e} FLOP/s per cell (measured on {} finished cell(s)); divide by --jobs on separate devices",
+                "about {} of training at {:.2e} FLOP/s per cell (measured on {} {measured_on}); divide by --jobs on separate devices",
                 human_seconds(pending_flops / rate),
                 rate,
                 rates.len()
@@ -140,14 +155,19 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
     } else {
         let _ = writeln!(out, "nothing to run: every cell is finished");
     }
-    if let Some(prev) = previous {
+    if let Some((prev, since)) = previous {
         let changes = changed_ids(prev, record);
         if !changes.is_empty() {
-            let _ = writeln!(out, "ids changed since the last plan:");
+            let _ = writeln!(out, "ids changed {since}:");
             for c in &changes {
                 let _ = writeln!(out, "  {}: {} → {}", c.label, c.before, c.after);
                 for ch in &c.changes {
-                    let _ = writeln!(out, "      {ch}");
+                    let data = matches!(ch, crate::study::inputs::Change::Changed { name, .. } if name == "data.fingerprint");
+                    if data && !c.data_causes.is_empty() {
+                        let _ = writeln!(out, "      {ch} (the data changed with {})", c.data_causes.join(", "));
+                    } else {
+                        let _ = writeln!(out, "      {ch}");
+                    }
                 }
             }
         }
@@ -160,46 +180,4 @@ pub fn render(s: &Session, end: &RoundEnd, previous: Option<&PlanRecord>, record
         );
     }
     out
-}
-
-/// One row per cell, in plan order: what the study measured. Floats use Rust's shortest
-/// round-trip form, so two equal tables mean bitwise-equal numbers. Timings are left out
-/// (they differ between runs; they are in each cell's result.ron).
-pub fn results_table(s: &Session) -> Table {
-    let cells = s.cells.lock().unwrap();
-    let domains: BTreeSet<String> = cells
-        .values()
-        .filter_map(|e| match &e.state {
-            CellState::Finished(r) => Some(r.final_val_loss_by_domain.keys().cloned().collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let mut columns: Vec<String> = [
-        "label", "id", "status", "model", "params", "unique_tokens", "epochs", "steps", "train_tokens", "final_val_loss", "best_val_loss",
-        "final_train_loss",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    columns.extend(domains.iter().map(|d| format!("val_loss.{d}")));
-    let rows = cells
-        .values()
-        .map(|e| {
-            let m = &e.cell;
-            let model = serde_json::to_value(&m.spec.model).map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).unwrap_or_default();
-            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
-            row.push(m.spec.unique_tokens.to_string());
-            row.push(m.spec.epochs.to_string());
-            match &e.state {
-                CellState::Finished(r) => {
-                    row.extend([r.steps.to_string(), r.train_tokens.to_string(), r.final_val_loss.to_string(), r.best_val_loss.to_string(), r.final_train_loss.to_string()]);
-                    row.extend(domains.iter().map(|d| r.final_val_loss_by_domain.get(d).map(|x| x.to_string()).unwrap_or_default()));
-                }
-                _ => row.extend(std::iter::repeat_n(String::new(), 5 + domains.len())),
-            }
-            row
-        })
-        .collect();
-    Table { columns, rows }
 }

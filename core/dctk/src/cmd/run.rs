@@ -2,43 +2,18 @@
 //! from their checkpoints, pending cells run in parallel: running a study again is always
 //! safe, and gives the same numbers.
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
-use crate::script::{Mode, Session, SessionOptions, Study};
-use crate::study::executor::ExecutorOptions;
-use crate::study::record::{study_dir, PlanRecord};
-use crate::study::sandbox::Sandbox;
-
-/// The arguments `run`, `plan` and `export` share: the script, where runs live, data
-/// roots, the operations limit.
-pub fn study_args(cmd: Command) -> Command {
-    cmd.arg(Arg::new("script").required(true).value_parser(value_parser!(PathBuf)).help("The study, a .rhai file"))
-        .arg(
-            Arg::new("runs")
-                .long("runs")
-                .value_parser(value_parser!(PathBuf))
-                .default_value("runs")
-                .help("Directory that holds the cells (runs/<id>/)"),
-        )
-        .arg(
-            Arg::new("data-root")
-                .long("data-root")
-                .value_parser(value_parser!(PathBuf))
-                .action(ArgAction::Append)
-                .help("A directory the study may read data from (\"data:NAME\" looks here); repeatable; also DCTK_DATA_ROOTS"),
-        )
-        .arg(
-            Arg::new("max-operations")
-                .long("max-operations")
-                .value_parser(value_parser!(u64))
-                .default_value("50000000")
-                .help("Rhai operations one pass of the script may run (runaway-loop guard)"),
-        )
-}
+use super::args::{session_options, study_args};
+use crate::script::Study;
+use crate::study::bundle::report_bundle_differences;
+use crate::study::cache::how_to_retry;
+use crate::study::Status;
+use crate::study::execute::ExecutorOptions;
+use crate::study::records::{plan_record, results_table, study_dir, PlanRecord, RUN_PLAN};
+use crate::study::session::{Mode, Session};
 
 pub fn cli() -> Command {
     study_args(Command::new("run").about("Run a study: plan its cells, reuse finished ones, run the rest in parallel"))
@@ -59,6 +34,12 @@ pub fn cli() -> Command {
         )
         .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("No progress bars"))
         .arg(Arg::new("rerun-failed").long("rerun-failed").action(ArgAction::SetTrue).help("Run failed cells again"))
+        .arg(
+            Arg::new("accept-code-change")
+                .long("accept-code-change")
+                .action(ArgAction::SetTrue)
+                .help("Reuse finished results of another dctk build for cells whose other inputs are the same (recorded in their manifests)"),
+        )
         .arg(
             Arg::new("keep-going")
                 .long("keep-going")
@@ -81,25 +62,6 @@ pub fn cli() -> Command {
         )
 }
 
-/// Session options from the shared arguments.
-pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions, cancel: Arc<AtomicBool>) -> Result<SessionOptions> {
-    let script = args.get_one::<PathBuf>("script").unwrap();
-    if !script.is_file() {
-        bail!("{}: no such study script", script.display());
-    }
-    let roots: Vec<PathBuf> = args.get_many::<PathBuf>("data-root").map(|r| r.cloned().collect()).unwrap_or_default();
-    let sandbox = Sandbox::new(script, &roots).map_err(anyhow::Error::msg)?;
-    Ok(SessionOptions {
-        runs_root: args.get_one::<PathBuf>("runs").unwrap().clone(),
-        sandbox,
-        max_operations: *args.get_one::<u64>("max-operations").unwrap(),
-        mode,
-        rerun_failed: args.try_get_one::<bool>("rerun-failed").ok().flatten().copied().unwrap_or(false),
-        executor,
-        cancel,
-    })
-}
-
 pub fn exec(args: &ArgMatches) -> Result<()> {
     let script = args.get_one::<PathBuf>("script").unwrap().clone();
     let cancel = crate::env::cancel_on_signals()?;
@@ -114,29 +76,44 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let runs_root = opts.runs_root.clone();
     let record_dir = study_dir(&runs_root, &script);
     let study = Study::new(opts, &script);
-    let mut check_bundle = |s: &Session| crate::cmd::export::report_bundle_differences(s);
+    let mut check_bundle = |s: &Session| report_bundle_differences(s);
     let outcome = study.run(&mut check_bundle);
-    // Whatever happened, remember the cells this invocation planned.
-    let record = crate::cmd::plan::plan_record(&study.session);
-    let previous = PlanRecord::load(&record_dir.join("plan.json"));
-    record.save_merged(&record_dir.join("plan.json"), previous.as_ref())?;
-    let summary = outcome?;
-    let table = crate::cmd::plan::results_table(&study.session);
+    // Whatever happened, remember the cells this invocation planned, and write the
+    // results table of every planned cell (a failed or unfinished one is a row with its
+    // status), so one failed cell does not cost the table of the others.
+    let record = plan_record(&study.session);
+    let previous = PlanRecord::load(&record_dir.join(RUN_PLAN));
+    record.save_merged(&record_dir.join(RUN_PLAN), previous.as_ref())?;
     let results = record_dir.join("results.csv");
-    table.write(&results)?;
     let cells = study.session.cells.lock().unwrap().len();
+    if cells > 0 {
+        results_table(&study.session).write(&results)?;
+    }
+    if let Some(report) = study.session.other_build_report() {
+        eprint!("{report}");
+    }
+    let summary = outcome?;
+    let finished = study.session.cells.lock().unwrap().values().filter(|e| e.state.is_finished()).count();
+    let reused = finished.saturating_sub(summary.executed + summary.waited);
     eprintln!(
-        "study {}: {cells} cell(s), {} run now, {} round(s) of the script; results table: {}",
+        "study {}: {cells} cell(s), {} run now, {} waited for (run by another dctk meanwhile), {reused} reused, {} round(s) of the script; results table: {}",
         script.display(),
         summary.executed,
+        summary.waited,
         summary.rounds,
         results.display()
     );
     if !summary.failed.is_empty() {
+        let mut marked_failed = 0;
         for (label, id, msg) in &summary.failed {
-            eprintln!("  failed: {label} ({id}): {}", msg.lines().next().unwrap_or(""));
+            let dir = crate::study::run_dir(&runs_root, id);
+            eprintln!("  failed: {label} ({id}): {}; {}", msg.lines().next().unwrap_or(""), how_to_retry(&dir));
+            marked_failed += usize::from(Status::read(&dir) == Some(Status::Failed));
         }
-        bail!("{} cell(s) failed (their error.txt says why); `dctk run --rerun-failed` tries them again", summary.failed.len());
+        if marked_failed > 0 {
+            bail!("{} cell(s) failed (their error.txt says why); `dctk run --rerun-failed` tries them again", summary.failed.len());
+        }
+        bail!("{} cell(s) did not finish (their processes were killed); run the study again to resume them", summary.failed.len());
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! Rhai studies: the engine, the functions a study can call, the rounds that run a
-//! study to completion, and positioned errors.
+//! The Rhai binding of studies: the engine, the functions a study can call, imports
+//! and positioned errors. Nothing here decides what runs: the functions call into the
+//! study layer ([`crate::study`]), and the rounds are [`crate::study::rounds`]'s.
 //!
 //! Scripts *plan*: `train` returns a [`Run`] handle for a cell at once; reading a pending
-//! cell's result ends the round, the planned cells run in parallel, and the script runs
-//! again (see [`session`]). The engine is sandboxed: an operations limit stops runaway
+//! cell's result ends the pass, the planned cells run in parallel, and the script runs
+//! again (see [`crate::study::rounds`]). The engine is sandboxed: an operations limit stops runaway
 //! loops, `eval` is disabled, Ctrl-C cancels, and every path goes through the study's
 //! [`Sandbox`] (the study directory and the declared data roots; imports too).
 //!
@@ -29,14 +30,15 @@ use std::sync::Arc;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext, Position, AST};
 
-pub mod session;
+pub mod handle;
 pub mod sweep;
 
-pub use session::{Mode, Run, RunState, Session, SessionOptions};
+pub use handle::{Run, RunState};
 
-use crate::study::cell::{materialize, CellState};
-use crate::study::executor::{self, Job, Outcome};
-use crate::study::sandbox::Sandbox;
+use crate::fitting::{fit_from_script, hitchhiker_from_script};
+use crate::study::execute::LocalExecutor;
+use crate::study::rounds::{self, RoundEnd, RunSummary, StudyError};
+use crate::study::session::{Mode, Session, SessionOptions};
 use crate::train::{model::PRESETS, ModelConfig, TrainSpec};
 
 /// A script error with the file and position it points at.
@@ -98,50 +100,18 @@ fn from_eval(file: &Path, err: EvalAltResult) -> ScriptError {
     positioned(&file, pos, message)
 }
 
+/// A script saved with a UTF-8 byte-order mark (some Windows editors do) is read without it.
+fn strip_bom(source: &str) -> &str {
+    source.strip_prefix('\u{feff}').unwrap_or(source)
+}
+
 fn runtime_error(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(message.into(), ctx.call_position()).into()
 }
 
-/// What a finished `dctk run` did.
-pub struct RunSummary {
-    pub rounds: usize,
-    pub executed: usize,
-    /// Cells that failed (label, id, message).
-    pub failed: Vec<(String, String, String)>,
-}
-
-/// Why a study stopped.
-#[derive(Debug)]
-pub enum StudyError {
-    Script(ScriptError),
-    /// Cells stopped before their end (cancelled, or `--stop-after-steps`).
-    Stopped(usize),
-    Other(anyhow::Error),
-}
-
-impl std::fmt::Display for StudyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StudyError::Script(e) => e.fmt(f),
-            StudyError::Stopped(n) => write!(f, "stopped with {n} cell(s) unfinished (checkpointed); run the study again to resume"),
-            StudyError::Other(e) => write!(f, "{e:#}"),
-        }
-    }
-}
-
-impl std::error::Error for StudyError {}
-
 /// A study script with its session.
 pub struct Study {
     pub session: Arc<Session>,
-}
-
-/// How a round of the script ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RoundEnd {
-    Complete,
-    /// Stopped at a pending result at (line, column).
-    Barrier(usize, usize),
 }
 
 impl Study {
@@ -159,7 +129,7 @@ impl Study {
         engine.set_max_array_size(1 << 24);
         engine.set_max_map_size(1 << 24);
         engine.disable_symbol("eval");
-        engine.set_module_resolver(SandboxedImports { session: s.clone() });
+        engine.set_module_resolver(SandboxedImports { session: s.clone(), importing: std::sync::Mutex::new(Vec::new()) });
         let out = s.clone();
         engine.on_print(move |text| out.output.lock().unwrap().push(text.to_string()));
         engine.on_debug(|text, _, pos| eprintln!("[debug {pos}] {text}"));
@@ -265,7 +235,7 @@ impl Study {
             message: format!("cannot read script: {e}"),
         })?;
         let mut ast = engine
-            .compile(&source)
+            .compile(strip_bom(&source))
             .map_err(|e| positioned(path, e.position(), format!("syntax error: {}", e.err_type())))?;
         ast.set_source(path.display().to_string());
         Ok(ast)
@@ -291,87 +261,45 @@ impl Study {
         self.round(&engine, &ast)
     }
 
-    /// `dctk run`: rounds until the script completes with every cell it reads finished.
-    /// The script's output (of the final round, or up to its error) goes to stdout.
-    /// `after_first_round` sees the session once the first round has planned its cells.
+    /// `dctk run`: rounds until the script completes with every cell it reads finished,
+    /// cells executed on this machine. The script's output (of the final round, or up to
+    /// its error) goes to stdout. `after_first_round` sees the session once the first
+    /// round has planned its cells.
     pub fn run(&self, after_first_round: &mut dyn FnMut(&Session)) -> Result<RunSummary, StudyError> {
-        let s = &self.session;
         let engine = self.engine();
-        let ast = self.compile(&engine).map_err(StudyError::Script)?;
-        let (mut rounds, mut executed) = (0, 0);
-        loop {
-            rounds += 1;
-            let end = self.round(&engine, &ast);
-            if rounds == 1 {
-                after_first_round(s);
-            }
-            let end = match end {
-                Ok(end) => end,
-                Err(e) => {
-                    self.flush_output();
-                    return Err(StudyError::Script(e));
-                }
-            };
-            let pending = s.pending();
-            if pending.is_empty() {
-                if let RoundEnd::Barrier(line, column) = end {
-                    // Cannot happen (a barrier is a read of a pending cell), but never loop.
-                    return Err(StudyError::Other(anyhow::anyhow!("{}:{line}:{column}: stopped at a pending result with nothing to run", s.script.display())));
-                }
-                self.flush_output();
-                let failed: Vec<(String, String, String)> = s
-                    .cells
-                    .lock()
-                    .unwrap()
-                    .values()
-                    .filter_map(|e| match &e.state {
-                        CellState::Failed(m) => Some((e.cell.label.clone(), e.cell.id.clone(), m.clone())),
-                        _ => None,
-                    })
-                    .collect();
-                return Ok(RunSummary { rounds, executed, failed });
-            }
-            let mut jobs = Vec::new();
-            for cell in &pending {
-                materialize(cell).map_err(StudyError::Other)?;
-                jobs.push(Job { id: cell.id.clone(), label: cell.label.clone(), dir: cell.dir.clone() });
-            }
-            let outcomes = executor::run(jobs, &s.opts.executor, &s.opts.cancel);
-            executed += outcomes.iter().filter(|(_, o)| *o == Outcome::Finished).count();
-            let stopped = outcomes.iter().filter(|(_, o)| *o == Outcome::Stopped).count();
-            for (job, o) in &outcomes {
-                if let Outcome::Failed(why) = o {
-                    s.failed_here.lock().unwrap().insert(job.id.clone(), why.clone());
-                }
-            }
-            if s.opts.executor.fail_fast {
-                if let Some((job, Outcome::Failed(msg))) = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Failed(_))) {
-                    return Err(StudyError::Other(anyhow::anyhow!(
-                        "cell {} ({}) failed: {}\n--fail-fast: the study stopped; other running cells were checkpointed ({stopped} stopped) and resume on the next run; `dctk run --rerun-failed` retries the failed one",
-                        job.label,
-                        job.id,
-                        msg.lines().next().unwrap_or("")
-                    )));
-                }
-            }
-            if stopped > 0 || s.opts.cancel.load(Ordering::Relaxed) {
-                return Err(StudyError::Stopped(stopped.max(1)));
-            }
-        }
-    }
-
-    fn flush_output(&self) {
-        for line in self.session.output.lock().unwrap().drain(..) {
-            println!("{line}");
-        }
+        let ast = self.compile(&engine).map_err(|e| StudyError::Script(Box::new(e)))?;
+        let mut pass = || self.round(&engine, &ast).map_err(|e| Box::new(e) as rounds::PassError);
+        rounds::run(&self.session, &LocalExecutor, &mut pass, after_first_round)
     }
 }
 
+/// The first non-finite number in `settings` (nested maps and arrays included), as
+/// `key "lr": NaN is not a number`: serde would turn it into `null` and report a type error.
+fn non_finite(settings: &Map, prefix: &str) -> Option<String> {
+    fn walk(v: &Dynamic, path: String) -> Option<String> {
+        if let Ok(x) = v.as_float() {
+            return (!x.is_finite()).then(|| format!("key \"{path}\": {x} is not a number (settings must be finite)"));
+        }
+        if let Some(m) = v.read_lock::<Map>() {
+            return m.iter().find_map(|(k, v)| walk(v, if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }));
+        }
+        if let Some(a) = v.read_lock::<Array>() {
+            return a.iter().enumerate().find_map(|(i, v)| walk(v, format!("{path}[{i}]")));
+        }
+        None
+    }
+    settings.iter().find_map(|(k, v)| walk(v, if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") }))
+}
+
 fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result<Run, Box<EvalAltResult>> {
+    if let Some(why) = non_finite(&settings, "") {
+        return Err(runtime_error(ctx, format!("train: {why}")));
+    }
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     s.train(&spec, ctx.call_source(), ctx.call_position().line().unwrap_or(0))
+        .map(Run::from_planned)
         .map_err(|e| runtime_error(ctx, format!("train: {e:#}")))
 }
 
@@ -384,11 +312,12 @@ fn finished(s: &Session, ctx: &NativeCallContext, run: &Run) -> Result<Arc<Map>,
         RunState::Failed(msg) => Err(runtime_error(
             ctx,
             format!(
-                "cell {} ({}) failed: {}\n  its files are in {}; `dctk run --rerun-failed` tries it again",
+                "cell {} ({}) failed: {}\n  its files are in {}; {}",
                 run.label,
                 run.id,
                 msg.lines().next().unwrap_or(""),
-                run.dir
+                run.dir,
+                crate::study::cache::how_to_retry(Path::new(&run.dir))
             ),
         )),
         RunState::Pending => barrier(s, ctx),
@@ -457,6 +386,19 @@ fn rows_as_maps(s: &Session, ctx: &NativeCallContext, rows: Array) -> Result<Arr
 /// rounds: one that plans cells must see their new states.
 struct SandboxedImports {
     session: Arc<Session>,
+    /// The scripts being imported right now, outermost (the study) first: an import of one
+    /// of them is a cycle (Rhai would recurse until the stack overflows).
+    importing: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+/// A file's canonical path, for comparing imports.
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// `a.rhai → b.rhai → a.rhai`: file names, relative to the study directory when inside it.
+fn chain(files: &[PathBuf], study_dir: &Path) -> String {
+    files.iter().map(|f| f.strip_prefix(study_dir).unwrap_or(f).display().to_string()).collect::<Vec<_>>().join(" → ")
 }
 
 impl rhai::ModuleResolver for SandboxedImports {
@@ -474,9 +416,36 @@ impl rhai::ModuleResolver for SandboxedImports {
             .sandbox
             .resolve(&with_ext, &format!("import \"{path}\""))
             .map_err(|e| EvalAltResult::ErrorRuntime(e.into(), pos))?;
+        let key = canonical(&file);
+        {
+            let mut importing = self.importing.lock().unwrap();
+            if importing.is_empty() {
+                importing.push(canonical(&self.session.script));
+            }
+            if let Some(at) = importing.iter().position(|f| *f == key) {
+                let mut cycle = importing[at..].to_vec();
+                cycle.push(key.clone());
+                let study_dir = canonical(&self.session.opts.sandbox.study_dir);
+                return Err(EvalAltResult::ErrorRuntime(
+                    format!("import \"{path}\": an import cycle: {}", chain(&cycle, &study_dir)).into(),
+                    pos,
+                )
+                .into());
+            }
+            importing.push(key.clone());
+        }
+        let result = self.load(engine, &file, path, pos);
+        self.importing.lock().unwrap().retain(|f| *f != key);
+        result
+    }
+}
+
+impl SandboxedImports {
+    fn load(&self, engine: &Engine, file: &Path, path: &str, pos: Position) -> Result<Arc<rhai::Module>, Box<EvalAltResult>> {
+        let file = file.to_path_buf();
         let text = std::fs::read_to_string(&file)
             .map_err(|e| EvalAltResult::ErrorRuntime(format!("import \"{path}\": {}: {e}", file.display()).into(), pos))?;
-        let mut ast = engine.compile(&text).map_err(|e| {
+        let mut ast = engine.compile(strip_bom(&text)).map_err(|e| {
             EvalAltResult::ErrorInModule(file.display().to_string(), EvalAltResult::ErrorParsing(e.err_type().clone(), e.position()).into(), pos)
         })?;
         ast.set_source(file.display().to_string());
@@ -528,171 +497,3 @@ pub fn table(rows: &Array, columns: Option<&[String]>) -> Result<String, String>
     Ok(out)
 }
 
-/// `fit(#{ law, data | runs, columns, ... })`: the keys of `dctk_laws::FitSpec`, plus
-/// `runs` (an array of `train` results, each one row of its numeric fields) and
-/// `plots` (a directory, relative to the script, for residual and curve SVGs).
-/// Returns the fit report as a map (parameters with intervals, objective, diagnostics).
-fn fit_from_script(sandbox: &Sandbox, mut request: Map) -> anyhow::Result<Map> {
-    let runs = request.remove("runs");
-    let plots = request.remove("plots").map(|p| p.to_string());
-    let predict = request.remove("predict");
-    let compute_optimal = request.remove("compute_optimal");
-    let effective_data = request.remove("effective_data");
-    if let Some(data) = request.get_mut("data") {
-        let resolved = sandbox.resolve(&data.to_string(), "key \"data\"").map_err(anyhow::Error::msg)?;
-        *data = resolved.display().to_string().into();
-    }
-    let spec: dctk_laws::FitSpec = rhai::serde::from_dynamic(&Dynamic::from_map(request))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rows: Option<Vec<Vec<(String, f64)>>> = match runs {
-        None => None,
-        Some(runs) => {
-            let runs = runs.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("key \"runs\" must be an array of train results"))?;
-            Some(
-                runs.into_iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let map = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}] is not a map"))?;
-                        Ok(map
-                            .into_iter()
-                            .filter_map(|(k, v)| Some((k.to_string(), as_number(&v)?)))
-                            .collect())
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-            )
-        }
-    };
-    let fit = crate::fitting::fit_spec(&spec, rows.as_deref())?;
-    if let Some(dir) = plots {
-        let dir = sandbox.resolve(&dir, "key \"plots\"").map_err(anyhow::Error::msg)?;
-        crate::fitting::write_plots(&fit, &dir, &spec.law)?;
-    }
-    let mut report = to_dyn(&fit.report)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
-    if let Some(points) = predict {
-        let rows = number_maps(points, "predict")?;
-        let inputs = &fit.report.inputs;
-        let columns = inputs
-            .iter()
-            .map(|name| {
-                let col = rows.iter().enumerate().map(|(i, r)| {
-                    r.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
-                        .ok_or_else(|| anyhow::anyhow!("predict[{i}] lacks input \"{name}\" (the law's inputs: {})", inputs.join(", ")))
-                });
-                Ok((name.clone(), col.collect::<anyhow::Result<Vec<f64>>>()?))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let predictions = fit.predict(&dctk_laws::Points::for_prediction(columns)?)?;
-        let out: Array = rows
-            .iter()
-            .zip(&predictions)
-            .map(|(row, p)| {
-                let mut m: Map = row.iter().map(|(k, v)| (k.as_str().into(), Dynamic::from_float(*v))).collect();
-                m.insert("loss".into(), Dynamic::from_float(p.value));
-                if let Some(iv) = p.interval {
-                    m.insert("lower".into(), Dynamic::from_float(iv.lower));
-                    m.insert("upper".into(), Dynamic::from_float(iv.upper));
-                }
-                Dynamic::from_map(m)
-            })
-            .collect();
-        report.insert("predictions".into(), out.into());
-    }
-    if let Some(flops) = compute_optimal {
-        let budgets: Vec<f64> = match flops.clone().try_cast::<Array>() {
-            Some(a) => a.iter().map(|x| number(x, "compute_optimal")).collect::<anyhow::Result<_>>()?,
-            None => vec![number(&flops, "compute_optimal")?],
-        };
-        let out: Array = budgets
-            .iter()
-            .map(|&c| to_dyn(&dctk_laws::compute_optimal_from_fit(&fit, c)?))
-            .collect::<anyhow::Result<_>>()?;
-        report.insert("compute_optimal".into(), out.into());
-    }
-    if let Some(request) = effective_data {
-        // #{ input: "D", loss: <the method's loss>, at: <the method's data>, fixed: #{N: ...} }
-        let m = request.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("key \"effective_data\" must be a map #{{input, loss, at, fixed}}"))?;
-        let get = |k: &str| m.get(k).ok_or_else(|| anyhow::anyhow!("effective_data: missing key \"{k}\""));
-        let input = get("input")?.to_string();
-        let fixed: Vec<(String, f64)> = match m.get("fixed") {
-            Some(f) => number_maps(Dynamic::from_array(vec![f.clone()]), "effective_data.fixed")?.remove(0),
-            None => vec![],
-        };
-        let mult = dctk_laws::effective_data_multiplier(&fit, &input, &fixed, number(get("loss")?, "effective_data.loss")?, number(get("at")?, "effective_data.at")?)?;
-        report.insert("effective_data".into(), to_dyn(&mult)?);
-    }
-    Ok(report)
-}
-
-/// A Rhai number (int or float) as f64; `None` for anything else.
-fn as_number(v: &Dynamic) -> Option<f64> {
-    v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64))
-}
-
-/// A Rhai number as f64, or an error naming `what`.
-fn number(v: &Dynamic, what: &str) -> anyhow::Result<f64> {
-    as_number(v).ok_or_else(|| anyhow::anyhow!("key \"{what}\" must be a number, got {}", v.type_name()))
-}
-
-/// An array of maps of numbers (e.g. `[#{N: 1e9, D: 2e10}]`) as name/value rows.
-fn number_maps(v: Dynamic, what: &str) -> anyhow::Result<Vec<Vec<(String, f64)>>> {
-    let arr = v.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("key \"{what}\" must be an array of maps"))?;
-    arr.into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let m = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("{what}[{i}] is not a map"))?;
-            m.iter().map(|(k, v)| Ok((k.to_string(), number(v, &format!("{what}[{i}].{k}"))?))).collect()
-        })
-        .collect()
-}
-
-/// `hitchhiker(#{ law, runs, ... })`: Choshen et al.'s protocol on a study's runs. Each run
-/// contributes its logged validation curve (`curve`: tokens, val_loss) and size
-/// (`params`); the largest run is the target. The law is fitted on the smaller runs'
-/// checkpoints (dropping those before `cut_beginning_tokens`, default 1e10 as in the
-/// paper; lower it for small studies) and scored on the target's last 30%.
-fn hitchhiker_from_script(request: Map) -> anyhow::Result<Map> {
-    let mut request = request;
-    let runs = request.remove("runs").ok_or_else(|| anyhow::anyhow!("missing key \"runs\" (train results)"))?;
-    let mut opts = dctk_laws::HitchhikerOptions::default();
-    for (key, slot) in [
-        ("cut_beginning_tokens", &mut opts.cut_beginning_tokens),
-        ("train_fraction", &mut opts.train_fraction),
-        ("test_from_fraction", &mut opts.test_from_fraction),
-    ] {
-        if let Some(v) = request.remove(key) {
-            *slot = number(&v, key)?;
-        }
-    }
-    let runs = runs.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("key \"runs\" must be an array of train results"))?;
-    let curves = runs
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let m = r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}] is not a map"))?;
-            let params = number(m.get("params").ok_or_else(|| anyhow::anyhow!("runs[{i}] has no \"params\""))?, "params")?;
-            let curve = m.get("curve").cloned().ok_or_else(|| anyhow::anyhow!("runs[{i}] has no \"curve\""))?;
-            let points = curve.try_cast::<Array>().ok_or_else(|| anyhow::anyhow!("runs[{i}].curve is not an array"))?;
-            let (mut tokens, mut loss) = (Vec::new(), Vec::new());
-            for p in points {
-                let p = p.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("runs[{i}].curve has a non-map point"))?;
-                let t = number(p.get("tokens").unwrap_or(&Dynamic::UNIT), "curve.tokens")?;
-                if t > 0.0 {
-                    tokens.push(t);
-                    loss.push(number(p.get("val_loss").unwrap_or(&Dynamic::UNIT), "curve.val_loss")?);
-                }
-            }
-            let name = m.get("run_id").map(|v| v.to_string()).unwrap_or_else(|| format!("run {i}"));
-            Ok(dctk_laws::Curve { name, params, tokens, loss })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let spec: dctk_laws::FitSpec = rhai::serde::from_dynamic(&Dynamic::from_map(request)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let law = spec.build_law()?;
-    let fit_opts = spec.fit_options(law.as_ref())?;
-    let result = dctk_laws::hitchhiker(law, &curves, &opts, &fit_opts)?;
-    to_dyn(&result)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("not a map"))
-}
-
-/// Any serde value (a decision result) as a Rhai value.
-fn to_dyn<T: serde::Serialize>(value: &T) -> anyhow::Result<Dynamic> {
-    rhai::serde::to_dynamic(value).map_err(|e| anyhow::anyhow!("{e}"))
-}

@@ -35,14 +35,18 @@ fn axes(ctx: &NativeCallContext, what: &str, m: &Map) -> Result<Vec<(String, Arr
         .collect()
 }
 
+/// The most variants `grid` or `product` makes (a study of more cells is a mistake, and
+/// would exhaust memory before it said so).
+pub const MAX_VARIANTS: usize = 1 << 20;
+
 /// `grid(#{a: [1, 2], b: [3, 4]})`: every combination. Rhai maps keep their keys sorted,
 /// so the alphabetically first key varies slowest.
 pub fn grid(ctx: &NativeCallContext, m: &Map) -> Result<Array, Box<EvalAltResult>> {
     let axes = axes(ctx, "grid", m)?;
-    let total: usize = axes.iter().map(|(_, v)| v.len()).product();
-    if total > 1 << 20 {
-        return Err(err(ctx, format!("grid: {total} combinations is more than the limit of {}", 1 << 20)));
-    }
+    let sizes: Vec<String> = axes.iter().map(|(k, v)| format!("{k}: {}", v.len())).collect();
+    let total = axes.iter().try_fold(1usize, |n, (_, v)| n.checked_mul(v.len())).filter(|&n| n <= MAX_VARIANTS).ok_or_else(|| {
+        err(ctx, format!("grid: the combinations of {} are more than the limit of {MAX_VARIANTS}", sizes.join(", ")))
+    })?;
     let mut out = Vec::with_capacity(total);
     for i in 0..total {
         let mut rest = i;
@@ -77,6 +81,9 @@ fn maps(ctx: &NativeCallContext, what: &str, a: Array) -> Result<Vec<Map>, Box<E
 /// `product(a, b)`: every variant of `a` merged with every variant of `b`.
 pub fn product(ctx: &NativeCallContext, a: Array, b: Array) -> Result<Array, Box<EvalAltResult>> {
     let (a, b) = (maps(ctx, "product", a)?, maps(ctx, "product", b)?);
+    if a.len().checked_mul(b.len()).is_none_or(|n| n > MAX_VARIANTS) {
+        return Err(err(ctx, format!("product: {} × {} variants is more than the limit of {MAX_VARIANTS}", a.len(), b.len())));
+    }
     let mut out = Vec::with_capacity(a.len() * b.len());
     for x in &a {
         for y in &b {

@@ -1,5 +1,14 @@
-//! Studies on disk: content-addressed cells, their status files and atomic writes, and
-//! the study-level records (last plan, results table).
+//! The study layer, in the order of the data flow:
+//!
+//! - [`plan`]: a script's `train` settings → a cell (id from its named [`inputs`], manifest);
+//! - [`cache`]: which cells are done, failed, resumable or busy, and what a plan reuses
+//!   (locks: [`lock`]);
+//! - [`session`]: the cells one invocation planned; [`rounds`]: the loop that runs the
+//!   script, executes what it planned and runs it again;
+//! - [`execute`]: executors (local processes now; cluster next); [`exec_cell`]: what one
+//!   cell process does;
+//! - [`records`]: the last plan and the results table; [`bundle`]: export and bundle check;
+//! - [`sandbox`]: which paths a study may touch.
 //!
 //! A cell's id is a hash of everything that decides its numbers ([`inputs`]); the cell
 //! lives in `runs/<id>/`:
@@ -7,6 +16,7 @@
 //! ```text
 //! runs/<id>/
 //!   manifest.ron    label, resolved spec, inputs, data manifest, versions: all it takes to rerun
+//!   manifest.json   its JSON twin (as result.json of result.ron), for Python and jq
 //!   status          running | done | failed | diverged
 //!   lock            flock held by the process training the cell
 //!   metrics.jsonl   one JSON object per logged train step or evaluation
@@ -15,7 +25,8 @@
 //!   error.txt       why it failed, if it did
 //!   result.ron      the run's results, written last
 //! runs/studies/<study>/
-//!   plan.json       the cells of the last plan with their inputs: "why did this id change?"
+//!   plan.json       the cells of the last plan that was run, with their inputs: "why did this id change?"
+//!   last-plan.json  the cells of the last `dctk plan` (diffed against before any run)
 //!   results.csv     one row per cell of the last complete `dctk run`
 //! ```
 use std::fs;
@@ -24,12 +35,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-pub mod cell;
-pub mod executor;
+pub mod bundle;
+pub mod cache;
+pub mod exec_cell;
+pub mod execute;
 pub mod inputs;
 pub mod lock;
-pub mod record;
+pub mod plan;
+pub mod records;
+pub mod rounds;
 pub mod sandbox;
+pub mod session;
 
 /// Writes `bytes` to `path` atomically and durably (the one implementation: [`dctk_fs::write_atomic`]).
 /// Creates the parent directory first (study records live in directories made on demand).
@@ -47,6 +63,15 @@ pub fn to_ron<T: Serialize>(value: &T) -> Result<String> {
 
 pub fn write_ron_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, to_ron(value)?.as_bytes())
+}
+
+/// A cell record (`manifest.ron`, `result.ron`) and its JSON twin beside it
+/// (`manifest.json`, `result.json`: the same fields, for readers without a RON parser;
+/// non-finite numbers are `null`), each written atomically. The RON file is the one dctk
+/// reads back.
+pub fn write_record<T: Serialize>(ron_path: &Path, value: &T) -> Result<()> {
+    write_ron_atomic(ron_path, value)?;
+    write_atomic(&ron_path.with_extension("json"), &serde_json::to_vec_pretty(value)?)
 }
 
 /// A short content id: the first 16 hex digits of blake3 over the given parts.

@@ -1,5 +1,7 @@
-//! A study session: the cells a script planned, their states, and the rounds that run
-//! the script until every cell it reads is finished.
+//! A study session: the state of one `dctk run`/`plan`/`export` invocation — the cells
+//! its script planned (by id, in order), what the study cache says of each, and which run
+//! after this round. The round loop is [`crate::study::rounds`]'s; the Rhai functions that
+//! call into a session are [`crate::script`]'s.
 //!
 //! How "scripts plan, Rust executes" works with ordinary-looking code: `train(...)` never
 //! trains. It plans a cell and returns a [`Run`] handle at once. Reading a result from a
@@ -15,13 +17,14 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
-use rhai::Map;
 
+use super::cache::{accept_other_build, only_code_differs, reuse, CellState, OtherBuild};
+use super::records::{study_dir, PlanRecord};
+use super::execute::ExecutorOptions;
+use super::plan::{prepare_train, TrainCell};
+use super::sandbox::Sandbox;
 use crate::corpus::DataCache;
-use crate::study::cell::{prepare_train, CellState, TrainCell};
-use crate::study::executor::ExecutorOptions;
-use crate::study::sandbox::Sandbox;
-use crate::train::{RunResult, TrainSpec};
+use crate::train::TrainSpec;
 
 /// Plan only (no execution), or run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub struct SessionOptions {
     pub mode: Mode,
     /// Run failed cells again (once per invocation) instead of reporting their error.
     pub rerun_failed: bool,
+    /// Reuse finished results of another build for cells whose other inputs are the same
+    /// (`dctk run --accept-code-change`), recording it in each such cell's manifest.
+    pub accept_code_change: bool,
     pub executor: ExecutorOptions,
     /// Set by Ctrl-C / SIGTERM: stops the script (via the engine's progress hook) and
     /// the executor (cells checkpoint and stop).
@@ -77,6 +83,13 @@ pub struct Session {
     pub imports: Mutex<Vec<PathBuf>>,
     /// Corpus paths as resolved by the sandbox (a sweep names one corpus 10,000 times).
     corpus_paths: Mutex<HashMap<String, PathBuf>>,
+    /// The study's previous plan record, and its cells by label (to find results of
+    /// another build).
+    previous: std::sync::OnceLock<Option<(PlanRecord, HashMap<String, usize>)>>,
+    /// Cells with a finished result of another build only: by new id.
+    pub other_build: Mutex<IndexMap<String, OtherBuild>>,
+    /// Of those, the ones whose result this invocation accepted (`--accept-code-change`).
+    pub accepted: Mutex<IndexMap<String, OtherBuild>>,
 }
 
 impl Session {
@@ -93,6 +106,9 @@ impl Session {
             output: Mutex::new(Vec::new()),
             imports: Mutex::new(Vec::new()),
             corpus_paths: Mutex::new(HashMap::new()),
+            previous: std::sync::OnceLock::new(),
+            other_build: Mutex::new(IndexMap::new()),
+            accepted: Mutex::new(IndexMap::new()),
         }
     }
 
@@ -125,8 +141,8 @@ impl Session {
         }
     }
 
-    /// Plans the cell of `spec` (the `train` function): returns its handle.
-    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize) -> anyhow::Result<Run> {
+    /// Plans the cell of `spec` (the `train` function): returns where it stands.
+    pub fn train(&self, spec: &TrainSpec, source: Option<&str>, line: usize) -> anyhow::Result<PlannedRef> {
         let label = match &spec.name {
             Some(n) if !n.is_empty() => n.clone(),
             _ => self.default_label(source, line),
@@ -147,20 +163,79 @@ impl Session {
         // A new entry is always first this round: its state is read just below.
         let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry { state: CellState::New, cell: Arc::new(cell), pending: false });
         if first_this_round {
-            entry.state = CellState::read(&entry.cell.dir);
             let failed_here = self.failed_here.lock().unwrap().get(&id).cloned();
-            entry.pending = match (&entry.state, failed_here) {
-                (CellState::Finished(_), _) => false,
-                (CellState::Failed(_), None) => self.opts.rerun_failed,
-                (CellState::Failed(_), Some(_)) => false,
-                (_, Some(why)) => {
-                    entry.state = CellState::Failed(why);
-                    false
+            let mut on_disk = CellState::read(&entry.cell.dir);
+            if matches!(on_disk, CellState::New) {
+                if let Some(other) = self.result_of_other_build(&entry.cell) {
+                    if self.opts.accept_code_change && self.opts.mode == Mode::Run {
+                        accept_other_build(&entry.cell, &other, &super::run_dir(&self.opts.runs_root, &other.old_id))?;
+                        on_disk = CellState::read(&entry.cell.dir);
+                        self.accepted.lock().unwrap().insert(id.clone(), other);
+                    } else {
+                        self.other_build.lock().unwrap().insert(id.clone(), other);
+                    }
                 }
-                (CellState::New | CellState::Interrupted(_) | CellState::Busy(_), None) => true,
-            };
+            }
+            let (state, pending) = reuse(on_disk, failed_here, self.opts.rerun_failed);
+            entry.state = state;
+            entry.pending = pending;
         }
-        Ok(Run::from_entry(entry))
+        Ok(PlannedRef { id: entry.cell.id.clone(), label: entry.cell.label.clone(), dir: entry.cell.dir.clone(), pending: entry.pending, state: entry.state.clone() })
+    }
+
+    /// The finished cell of the previous plan with this cell's label whose inputs differ
+    /// from this cell's only in the code's identity, if any.
+    fn result_of_other_build(&self, cell: &TrainCell) -> Option<OtherBuild> {
+        let previous = self.previous.get_or_init(|| {
+            let record = PlanRecord::load(&study_dir(&self.opts.runs_root, &self.script).join(super::records::RUN_PLAN))?;
+            let by_label = record.cells.iter().enumerate().map(|(i, c)| (c.label.clone(), i)).collect();
+            Some((record, by_label))
+        });
+        let (record, by_label) = previous.as_ref()?;
+        let old = &record.cells[*by_label.get(&cell.label)?];
+        if old.id == cell.id {
+            return None;
+        }
+        let old_inputs = record.inputs(old);
+        if !only_code_differs(&old_inputs, &cell.inputs) {
+            return None;
+        }
+        if !CellState::read(&super::run_dir(&self.opts.runs_root, &old.id)).is_finished() {
+            return None;
+        }
+        Some(OtherBuild {
+            label: cell.label.clone(),
+            old_id: old.id.clone(),
+            new_id: cell.id.clone(),
+            changes: super::inputs::diff(&old_inputs, &cell.inputs).iter().map(|c| c.to_string()).collect(),
+        })
+    }
+
+    /// What `plan` and `run` say about results of another build (never silent).
+    pub fn other_build_report(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let accepted = self.accepted.lock().unwrap();
+        if !accepted.is_empty() {
+            let _ = writeln!(out, "--accept-code-change: reused {} result(s) of another build (recorded in each cell's manifest):", accepted.len());
+            for o in accepted.values() {
+                let _ = writeln!(out, "  {} ({} → {}): {}", o.label, o.old_id, o.new_id, o.changes.join(", "));
+            }
+        }
+        let other = self.other_build.lock().unwrap();
+        let waiting: Vec<&OtherBuild> = other.values().filter(|o| !accepted.contains_key(&o.new_id)).collect();
+        if !waiting.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} cell(s) have finished results of another build of dctk only (this build {}); they run again unless you accept those results with `dctk run --accept-code-change`:",
+                waiting.len(),
+                crate::env::BUILD_ID
+            );
+            for o in waiting {
+                let _ = writeln!(out, "  {} ({} → {}): {}", o.label, o.old_id, o.new_id, o.changes.join(", "));
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// `ingest(#{...})`, once: the same settings over unchanged inputs reuse the corpus
@@ -195,8 +270,8 @@ impl Session {
                 parts.push(format!("{}|{}|{mtime}", f.display(), m.len()));
             }
         }
-        let key = crate::study::content_id(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
-        let stamp = crate::study::record::study_dir(&self.opts.runs_root, &self.script).join(format!("ingest-{key}.json"));
+        let key = super::content_id(&parts.iter().map(|p| p.as_bytes()).collect::<Vec<_>>());
+        let stamp = super::records::study_dir(&self.opts.runs_root, &self.script).join(format!("ingest-{key}.json"));
         let out = settings.get("out").and_then(|v| v.as_str()).map(|o| resolve(o, "key \"out\"")).transpose()?;
         if out.as_ref().is_some_and(|o| o.exists()) {
             if let Some(summary) = std::fs::read_to_string(&stamp).ok().and_then(|t| serde_json::from_str(&t).ok()) {
@@ -204,7 +279,7 @@ impl Session {
             }
         }
         let summary = crate::corpus::ingest_from_script(settings, &resolve)?;
-        crate::study::write_atomic(&stamp, summary.to_string().as_bytes()).map_err(|e| format!("{e:#}"))?;
+        super::write_atomic(&stamp, summary.to_string().as_bytes()).map_err(|e| format!("{e:#}"))?;
         Ok(summary)
     }
 
@@ -214,49 +289,13 @@ impl Session {
     }
 }
 
-/// What a script holds for a planned cell: `train`'s return value.
-///
-/// `run.id`, `run.label`, `run.status` and `run.run_dir` are known at once; any other key
-/// (`run.final_val_loss`, `run["curve"]`, …) is the cell's result and waits for the cell.
+/// A planned cell as `train` sees it: its identity, whether it runs after this round,
+/// and its state in the study cache.
 #[derive(Clone, Debug)]
-pub struct Run {
+pub struct PlannedRef {
     pub id: String,
     pub label: String,
-    pub dir: String,
-    pub state: RunState,
-}
-
-#[derive(Clone, Debug)]
-pub enum RunState {
-    Pending,
-    Finished(Arc<Map>, String),
-    Failed(String),
-}
-
-impl Run {
-    fn from_entry(e: &CellEntry) -> Run {
-        let state = if e.pending {
-            RunState::Pending
-        } else {
-            match &e.state {
-                CellState::Finished(r) => RunState::Finished(Arc::new(result_map(r)), r.status.clone()),
-                CellState::Failed(msg) => RunState::Failed(msg.clone()),
-                _ => RunState::Pending,
-            }
-        };
-        Run { id: e.cell.id.clone(), label: e.cell.label.clone(), dir: e.cell.dir.display().to_string(), state }
-    }
-
-    pub fn status(&self) -> &str {
-        match &self.state {
-            RunState::Pending => "pending",
-            RunState::Finished(_, s) => s,
-            RunState::Failed(_) => "failed",
-        }
-    }
-}
-
-/// A run's result as a Rhai map (the fields of [`RunResult`]).
-pub fn result_map(r: &RunResult) -> Map {
-    rhai::serde::to_dynamic(r).ok().and_then(|d| d.try_cast::<Map>()).unwrap_or_default()
+    pub dir: PathBuf,
+    pub pending: bool,
+    pub state: CellState,
 }

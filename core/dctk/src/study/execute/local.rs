@@ -1,5 +1,5 @@
-//! The local executor: runs pending cells, each in its own `dctk cell exec` process,
-//! `jobs` at a time, with a progress bar per cell and one overall.
+//! The local executor: runs pending cells on this machine, each in its own
+//! `dctk cell exec` process, `jobs` at a time, with a progress bar per cell and one overall.
 //!
 //! Why processes and not threads: libtorch keeps process-wide state that decides numbers
 //! (the default RNG that `manual_seed` resets each step, the intra-op thread count), so two
@@ -19,55 +19,21 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Exit codes of `dctk cell exec`.
-pub const EXIT_FAILED: i32 = 2;
-pub const EXIT_STOPPED: i32 = 3;
-pub const EXIT_BUSY: i32 = 75;
+use super::{Executor, ExecutorOptions, Job, Outcome, EXIT_BUSY, EXIT_STOPPED};
 
-/// How to execute cells.
-#[derive(Clone, Debug)]
-pub struct ExecutorOptions {
-    /// Cells run at once.
-    pub jobs: usize,
-    /// libtorch CPU threads of each cell process.
-    pub threads_per_cell: i32,
-    pub progress: bool,
-    /// Stop launching and interrupt running cells at the first failure.
-    pub fail_fast: bool,
-    /// Forwarded to each cell (tests of resume).
-    pub stop_after_steps: Option<u64>,
-}
+/// Cell processes on this machine.
+pub struct LocalExecutor;
 
-impl ExecutorOptions {
-    /// `jobs` cells in parallel sharing `threads` CPU threads (0 = all cores).
-    pub fn new(jobs: usize, threads: usize, progress: bool, fail_fast: bool) -> ExecutorOptions {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        let jobs = jobs.max(1);
-        ExecutorOptions { jobs, threads_per_cell: (threads / jobs).max(1) as i32, progress, fail_fast, stop_after_steps: None }
+impl Executor for LocalExecutor {
+    fn run(&self, jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> Vec<(Job, Outcome)> {
+        run(jobs, opts, cancel)
     }
-}
-
-/// One cell to run.
-#[derive(Clone, Debug)]
-pub struct Job {
-    pub id: String,
-    pub label: String,
-    pub dir: PathBuf,
-}
-
-/// How a cell's process ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Finished (done or diverged: its status file says which).
-    Finished,
-    Failed(String),
-    /// Stopped before its end (cancelled, or `--stop-after-steps`): resumable.
-    Stopped,
 }
 
 struct Running {
@@ -75,6 +41,10 @@ struct Running {
     child: Child,
     bar: ProgressBar,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// The cell process found the cell finished by another process (it waited for it).
+    finished_elsewhere: Arc<AtomicBool>,
+    /// The error the cell process reported on its pipe (it reaches us on a full disk).
+    error: Arc<Mutex<Option<String>>>,
 }
 
 /// Runs `jobs` to completion (or until `cancel` is set), returning each job's outcome.
@@ -144,6 +114,7 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
             r.bar.finish_and_clear();
             multi.remove(&r.bar);
             let outcome = match status.code() {
+                Some(0) if r.finished_elsewhere.load(Ordering::Relaxed) => Outcome::FinishedElsewhere,
                 Some(0) => Outcome::Finished,
                 Some(EXIT_STOPPED) => Outcome::Stopped,
                 Some(EXIT_BUSY) => {
@@ -154,13 +125,25 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
                 }
                 code => {
                     let error = std::fs::read_to_string(r.job.dir.join("error.txt")).unwrap_or_default();
-                    Outcome::Failed(if error.trim().is_empty() {
-                        match code {
-                            Some(c) => format!("the cell process exited with code {c}; see {}", r.job.dir.join("log.txt").display()),
-                            None => format!("the cell process was killed by a signal; see {}", r.job.dir.join("log.txt").display()),
-                        }
-                    } else {
+                    let reported = r.error.lock().unwrap().take();
+                    Outcome::Failed(if !error.trim().is_empty() {
                         error.trim().to_string()
+                    } else if let Some(message) = reported {
+                        // error.txt could not be written (a full disk): the cell said why on its pipe.
+                        message
+                    } else {
+                        let log = r.job.dir.join("log.txt");
+                        let tail = last_lines(&log, 5);
+                        let tail = if tail.is_empty() { String::new() } else { format!("; its log ends:\n{tail}") };
+                        match (code, status.signal()) {
+                            (Some(c), _) => format!("the cell process exited with code {c}; see {}{tail}", log.display()),
+                            (None, Some(sig)) => format!(
+                                "the cell process was killed by a signal ({}); its checkpoint is kept and a plain rerun resumes it; see {}{tail}",
+                                signal_name(sig),
+                                log.display()
+                            ),
+                            (None, None) => format!("the cell process ended without an exit code; see {}{tail}", log.display()),
+                        }
                     })
                 }
             };
@@ -172,7 +155,7 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
                         cancel.store(true, Ordering::Relaxed);
                     }
                 }
-                Outcome::Finished => {
+                Outcome::Finished | Outcome::FinishedElsewhere => {
                     overall.inc(1);
                 }
                 Outcome::Stopped => {}
@@ -187,6 +170,34 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
     outcomes
 }
 
+/// The last `n` lines of a log file (empty when it is missing or empty).
+fn last_lines(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// `SIGKILL` for 9, and so on (the signals that end cell processes in practice).
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
@@ -195,7 +206,7 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     std::fs::create_dir_all(&job.dir)?;
     let log = OpenOptions::new().create(true).append(true).open(job.dir.join("log.txt"))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("cell").arg("exec").arg(&job.dir).arg("--threads").arg(opts.threads_per_cell.to_string()).arg("--progress-json");
+    cmd.arg("cell").arg("exec").arg(&job.dir).arg("--threads").arg(job.threads.unwrap_or(opts.threads_per_cell).to_string()).arg("--progress-json");
     if let Some(n) = opts.stop_after_steps {
         cmd.arg("--stop-after-steps").arg(n.to_string());
     }
@@ -226,6 +237,10 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     bar.set_prefix(job.label.clone());
     let stdout = child.stdout.take().unwrap();
     let (b, m, label) = (bar.clone(), multi.clone(), job.label.clone());
+    let finished_elsewhere = Arc::new(AtomicBool::new(false));
+    let elsewhere = finished_elsewhere.clone();
+    let error = Arc::new(Mutex::new(None));
+    let reported = error.clone();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -233,6 +248,8 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
                 continue;
             };
             match v["event"].as_str() {
+                Some("already_finished") => elsewhere.store(true, Ordering::Relaxed),
+                Some("error") => *reported.lock().unwrap() = v["message"].as_str().map(String::from),
                 Some("step") => {
                     b.set_length(v["total_steps"].as_u64().unwrap_or(1));
                     b.set_position(v["step"].as_u64().unwrap_or(0));
@@ -254,5 +271,5 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
             }
         }
     });
-    Ok(Running { job: job.clone(), child, bar, reader: Some(reader) })
+    Ok(Running { job: job.clone(), child, bar, reader: Some(reader), finished_elsewhere, error })
 }

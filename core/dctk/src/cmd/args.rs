@@ -1,0 +1,64 @@
+//! The argument groups commands share (cargo's `command_prelude`): the study arguments
+//! of `run`, `plan` and `export`, and the session options built from them.
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+
+use crate::study::execute::ExecutorOptions;
+use crate::study::sandbox::Sandbox;
+use crate::study::session::{Mode, SessionOptions};
+
+/// The arguments `run`, `plan` and `export` share: the script, where runs live, data
+/// roots, the operations limit.
+pub fn study_args(cmd: Command) -> Command {
+    cmd.arg(Arg::new("script").required(true).value_parser(value_parser!(PathBuf)).help("The study, a .rhai file"))
+        .arg(
+            Arg::new("runs")
+                .long("runs")
+                .value_parser(value_parser!(PathBuf))
+                .default_value("runs")
+                .help("Directory that holds the cells (runs/<id>/)"),
+        )
+        .arg(
+            Arg::new("data-root")
+                .long("data-root")
+                .value_parser(value_parser!(PathBuf))
+                .action(ArgAction::Append)
+                .help("A directory the study may read data from (\"data:NAME\" looks here); repeatable; also DCTK_DATA_ROOTS"),
+        )
+        .arg(
+            Arg::new("max-operations")
+                .long("max-operations")
+                .value_parser(value_parser!(u64))
+                .default_value("50000000")
+                .help("Rhai operations one pass of the script may run (runaway-loop guard)"),
+        )
+}
+
+/// Session options from the shared arguments.
+pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions, cancel: Arc<AtomicBool>) -> Result<SessionOptions> {
+    let script = args.get_one::<PathBuf>("script").unwrap();
+    if !script.is_file() {
+        bail!("{}: no such study script", script.display());
+    }
+    let roots: Vec<PathBuf> = args.get_many::<PathBuf>("data-root").map(|r| r.cloned().collect()).unwrap_or_default();
+    let sandbox = Sandbox::new(script, &roots).map_err(anyhow::Error::msg)?;
+    Ok(SessionOptions {
+        runs_root: args.get_one::<PathBuf>("runs").unwrap().clone(),
+        sandbox,
+        max_operations: *args.get_one::<u64>("max-operations").unwrap(),
+        mode,
+        rerun_failed: args.try_get_one::<bool>("rerun-failed").ok().flatten().copied().unwrap_or(false),
+        accept_code_change: args.try_get_one::<bool>("accept-code-change").ok().flatten().copied().unwrap_or(false),
+        executor,
+        cancel,
+    })
+}
+
+/// Session options of a command that plans and runs nothing (`plan`, `export`).
+pub fn plan_options(args: &ArgMatches) -> Result<SessionOptions> {
+    session_options(args, Mode::Plan, ExecutorOptions::new(1, 1, false, false), Arc::new(AtomicBool::new(false)))
+}

@@ -1,0 +1,105 @@
+//! Executing one cell from its `manifest.ron` (what a `dctk cell exec` process does,
+//! here or as one task of a job array): lock it, re-resolve and check its inputs, write
+//! status `running`, train (resuming from its checkpoint), then write `result.ron`, the
+//! final status and the sampler's accounting. Failures write `error.txt` and status
+//! `failed`; a run stopped on request stays resumable.
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::cache::{CellBusy, CellState};
+use super::lock::CellLock;
+use super::plan::Manifest;
+use super::{write_atomic, write_record, Status};
+use crate::corpus::DataCache;
+use crate::train::trainer;
+use crate::corpus::DataManifest;
+use crate::env;
+use crate::train::trainer::{precision_name, resolve_placement};
+use crate::train::{ExecOptions, RunResult, TrainSpec};
+
+/// A manifest is a contract: before the first step, recompute the cell's named inputs on
+/// this machine (plugin libraries found here, device and precision resolved here, this
+/// build's versions, the data as resolved here) and refuse to train under an id that
+/// names other inputs. On another node of a job array, or after a rebuild, this is what
+/// stops a cell from training code its id does not name.
+fn verify_inputs(manifest: &Manifest, data: &DataManifest) -> Result<()> {
+    let plugins = crate::plugin::regularizer::validate_regularizers(&manifest.spec.regularizers)?;
+    let (device, kind) = resolve_placement(&manifest.spec)?;
+    let device_kind = env::device_name(device).split(':').next().unwrap_or("cpu").to_string();
+    let here = super::plan::named_inputs(&manifest.spec, data, &plugins, &device_kind, precision_name(kind), &env::versions())?;
+    let changes = super::inputs::diff(&manifest.inputs, &here);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = changes
+        .iter()
+        .map(|c| match c {
+            super::inputs::Change::Changed { name, before, after } => format!("  {name}: {before} (planned) → {after} (here)"),
+            super::inputs::Change::Added { name, value } => format!("  {name}: (not planned) → {value} (here)"),
+            super::inputs::Change::Removed { name, value } => format!("  {name}: {value} (planned) → (absent here)"),
+        })
+        .collect();
+    bail!(
+        "cell {} ({}): refused: this machine's inputs differ from the ones its id names, so it would train other code or data than planned:\n{}\n\
+         rerun the study here to plan the cell again (a new id)",
+        manifest.label,
+        manifest.run_id,
+        lines.join("\n")
+    )
+}
+
+/// Executes the cell in `dir` (see the module doc).
+pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let _lock = CellLock::acquire(dir)?.ok_or_else(|| CellBusy(CellLock::holder(dir).unwrap_or_default()))?;
+    if let CellState::Finished(r) = CellState::read(dir) {
+        // Another process finished it (while `dctk run` waited for its lock): say so, so
+        // that run reports it as waited for, not as run here.
+        if opts.progress_json {
+            println!("{}", serde_json::json!({"event": "already_finished"}));
+        }
+        return Ok(*r);
+    }
+    let result = execute_locked(dir, opts);
+    if let Err(e) = &result {
+        if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
+            let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());
+            let _ = Status::Failed.write(dir);
+        }
+    }
+    result
+}
+
+fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+    let path = dir.join("manifest.ron");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let _ = fs::remove_file(dir.join("error.txt"));
+    let runs_root = dir.parent().unwrap_or(Path::new("."));
+    let data = DataCache::default().get(&manifest.spec, Path::new(&manifest.corpus_path), runs_root, opts.progress)?;
+    if data.manifest.fingerprint != manifest.data.fingerprint {
+        bail!(
+            "{}: the data changed since this cell was planned (fingerprint {} now, {} in the manifest); \
+             rerun the study to plan it again",
+            manifest.corpus_path,
+            &data.manifest.fingerprint[..16],
+            &manifest.data.fingerprint[..16.min(manifest.data.fingerprint.len())]
+        );
+    }
+    verify_inputs(&manifest, &data.manifest)?;
+    // `threads` is not in the id: this process's thread count is what `dctk cell exec
+    // --threads` set (the executor passes the planning study's setting), never one frozen
+    // into the manifest by whichever study planned the cell first.
+    let spec = TrainSpec { threads: None, ..manifest.spec.clone() };
+    Status::Running.write(dir)?;
+    let result = trainer::train(&spec, &data, &manifest.run_id, dir, opts)?;
+    // The trainer returns the result; the study records it: result.ron first, then the
+    // status that says it is there.
+    write_record(&dir.join("result.ron"), &result)?;
+    let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
+    status.write(dir)?;
+    let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
+    write_record(&path, &manifest)?;
+    Ok(result)
+}
