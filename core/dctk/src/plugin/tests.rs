@@ -269,7 +269,7 @@ fn dctk_gpt_trains_with_mir_and_logs_the_aux_loss() {
 #[test]
 fn mir_mask_is_the_first_id_after_the_tokenizers() {
     use crate::train::model::VocabLayout;
-    let mir = lib("dctk_plugin_mir");
+    let mir = declared("dctk_plugin_mir");
     let requests = [RegularizerRequest::new(&mir, serde_json::Value::Null)];
     let layout = VocabLayout::new(50_280, &crate::plugin::regularizer::regularizer_extra_tokens(&requests).unwrap());
     assert_eq!((layout.extra[0].first_id, layout.padded), (50_280, 50_304));
