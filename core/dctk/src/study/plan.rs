@@ -117,7 +117,7 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     crate::train::plan::check_fits_memory(&model, spec, device, kind).map_err(anyhow::Error::msg)?;
     // The step count (and its check) without the full plan, which the manifest builds.
     let epoch_tokens = crate::train::plan::epoch_tokens(&run_data)?;
-    let (tokens_per_step, total_steps) = RunPlan::steps(spec, spec.unique_tokens)?;
+    let (tokens_per_step, total_steps) = RunPlan::steps(spec, epoch_tokens)?;
 
     let device_kind = env::device_name(device).split(':').next().unwrap().to_string();
     let inputs = named_inputs(spec, &run_data.manifest, &plugins, &device_kind, precision_name(kind), &versions)?;

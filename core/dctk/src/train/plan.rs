@@ -7,12 +7,10 @@
 //! it*, every selected document followed by its separator, i.e. `epoch_tokens` = unique
 //! tokens + one separator per document (`dctk_data::MixAccounting::epoch_tokens`). The
 //! epoch-end steps (`val_loss_by_epoch`), `epoch` in metrics and evaluations, evaluations per
-//! epoch, `epochs_realized` and the sampler's accounting all use it, so they sit on the data's
-//! epoch boundaries. The *step count* is the spec's token budget, floor(unique_tokens × epochs
-//! / (batch_size × seq_len)) (unchanged, so runs keep their numbers): separators take a share
-//! of it, and `epochs_realized` (= epochs × unique_tokens / epoch_tokens, up to the last
-//! partial batch) says exactly how many passes that was. The last epoch the spec names ends
-//! at the run's last step when the separators leave it a fraction of a pass short.
+//! epoch, `epochs_realized`, the sampler's accounting *and the step count* all use it:
+//! total_steps = floor(epoch_tokens × epochs / (batch_size × seq_len)), so `epochs: 4` is four
+//! passes over the data (up to the last partial batch, which is dropped), and the epoch rows
+//! sit on the data's epoch boundaries.
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -59,18 +57,18 @@ fn gpt2_layout() -> VocabLayout {
 }
 
 impl RunPlan {
-    /// (tokens per step, total steps): total_steps = floor(unique_tokens × epochs /
-    /// (batch_size × seq_len)), at least one, at most [`MAX_TOTAL_STEPS`]; and the numbers of
+    /// (tokens per step, total steps): total_steps = floor(epoch_tokens × epochs /
+    /// (batch_size × seq_len)) for `epoch_tokens` of one pass as served, at least one, at most [`MAX_TOTAL_STEPS`]; and the numbers of
     /// evaluations, checkpoints and epoch ends the plan will list, each at most
     /// [`MAX_LISTED_STEPS`]. Errors name the key. Cheap (no step is enumerated): planning a
     /// sweep calls it per cell.
-    pub fn steps(spec: &TrainSpec, unique_tokens: u64) -> Result<(u64, u64)> {
+    pub fn steps(spec: &TrainSpec, epoch_tokens: u64) -> Result<(u64, u64)> {
         let tokens_per_step = (spec.batch_size * spec.seq_len) as u64;
-        let total_tokens_f = unique_tokens as f64 * spec.epochs;
+        let total_tokens_f = epoch_tokens as f64 * spec.epochs;
         let total_steps_f = (total_tokens_f / tokens_per_step as f64).floor();
         if total_steps_f > MAX_TOTAL_STEPS as f64 {
             bail!(
-                "key \"epochs\" ({}): {unique_tokens} unique tokens × {} epochs is {total_steps_f:.3e} steps of {} × {} tokens, more than a run may take ({MAX_TOTAL_STEPS}); lower epochs or unique_tokens",
+                "key \"epochs\" ({}): {epoch_tokens} tokens per epoch × {} epochs is {total_steps_f:.3e} steps of {} × {} tokens, more than a run may take ({MAX_TOTAL_STEPS}); lower epochs or unique_tokens",
                 spec.epochs,
                 spec.epochs,
                 spec.batch_size,
@@ -81,7 +79,8 @@ impl RunPlan {
         let total_steps = total_tokens / tokens_per_step;
         if total_steps == 0 {
             bail!(
-                "unique_tokens × epochs gives {total_tokens} tokens, fewer than one batch of {} × {}: raise unique_tokens or epochs, or lower batch_size",
+                "{epoch_tokens} tokens per epoch (unique tokens + one separator per document) × {} epochs gives {total_tokens} tokens, fewer than one batch of {} × {}: raise unique_tokens or epochs, or lower batch_size",
+                spec.epochs,
                 spec.batch_size,
                 spec.seq_len
             );
@@ -107,7 +106,7 @@ impl RunPlan {
     /// `unique_tokens` is the budget, `epoch_tokens` one epoch as served (see the module
     /// documentation), `vocab` the token-id layout.
     pub fn new(spec: &TrainSpec, unique_tokens: u64, epoch_tokens: u64, vocab: VocabLayout) -> Result<RunPlan> {
-        let (tokens_per_step, total_steps) = RunPlan::steps(spec, unique_tokens)?;
+        let (tokens_per_step, total_steps) = RunPlan::steps(spec, epoch_tokens)?;
         let seqs = epoch_tokens / spec.seq_len as u64;
         let steps_per_epoch = epoch_tokens as f64 / tokens_per_step as f64;
         let at = |epochs: f64| ((epochs * steps_per_epoch).round() as u64).clamp(1, total_steps);
@@ -264,18 +263,21 @@ mod tests {
 
     #[test]
     fn epochs_count_passes_over_the_data_as_served() {
-        // 99,000 unique tokens in 2,000 documents: 101,000 tokens per epoch as served; the
-        // budget of 4 × 99,000 tokens is 396 steps of 1,000, 3.92 passes.
+        // 99,000 unique tokens in 2,000 documents: 101,000 tokens per epoch as served; 4
+        // epochs are 404,000 tokens, 404 steps of 1,000, and each epoch ends on a pass.
         let p = RunPlan::new(&spec(json!({"evals_per_epoch": 1})), 99_000, 101_000, gpt2_layout()).unwrap();
-        assert_eq!(p.total_steps, 396);
-        assert_eq!(p.epoch_end_steps, vec![101, 202, 303, 396]);
-        assert_eq!(p.eval_steps, vec![101, 202, 303, 396]);
-        assert!((p.epoch_at(101) - 101_000.0 / 101_000.0).abs() < 1e-12);
-        // Many epochs short of the last ones end once, at the last step.
-        let p = RunPlan::new(&spec(json!({"epochs": 40, "evals_per_epoch": 1})), 10_000, 11_000, gpt2_layout()).unwrap();
-        assert_eq!(p.total_steps, 400);
-        assert_eq!(*p.epoch_end_steps.last().unwrap(), 400);
+        assert_eq!(p.total_steps, 404);
+        assert_eq!(p.epoch_end_steps, vec![101, 202, 303, 404]);
+        assert_eq!(p.eval_steps, vec![101, 202, 303, 404]);
+        assert!((p.epoch_at(101) - 1.0).abs() < 1e-12);
+        assert!((p.epoch_at(p.total_steps) - 4.0).abs() < 1e-12, "epochs: 4 is four passes");
+        // A pass that is not a whole number of batches: the last partial batch is dropped,
+        // so the last epoch ends at the run's last step.
+        let p = RunPlan::new(&spec(json!({"epochs": 40, "evals_per_epoch": 1})), 10_000, 10_950, gpt2_layout()).unwrap();
+        assert_eq!(p.total_steps, 438); // floor(10,950 × 40 / 1,000)
+        assert_eq!(*p.epoch_end_steps.last().unwrap(), 438);
         assert!(p.epoch_end_steps.windows(2).all(|w| w[0] < w[1]));
+        assert!(4.0 * 10.0 - p.epoch_at(p.total_steps) < 1_000.0 / 10_950.0);
     }
 
     #[test]

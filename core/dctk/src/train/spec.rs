@@ -97,12 +97,13 @@ pub struct TrainSpec {
     /// training split. Split across domains by weight (largest remainder, so the parts sum to
     /// exactly this), except for domains that set their own `unique_tokens`.
     pub unique_tokens: u64,
-    /// The training budget in multiples of `unique_tokens` (may be fractional): the run takes
-    /// floor(unique_tokens × epochs / (batch_size × seq_len)) steps. An *epoch* everywhere
-    /// else (epoch ends, `evals_per_epoch`, `epoch` in metrics, `epochs_realized`, the
-    /// sampler's accounting) is one pass over the data as served: the budget's documents,
-    /// each followed by its separator; as separators share the budget, `epochs_realized` is
-    /// slightly below `epochs` (see `train::plan`).
+    /// Passes over the data (may be fractional). One *epoch*, here and everywhere else (epoch
+    /// ends, `evals_per_epoch`, `epoch` in metrics, `epochs_realized`, the sampler's
+    /// accounting), is one pass over the data as the sampler serves it: the budget's
+    /// documents, each followed by its separator (`epoch_tokens` = unique_tokens + one
+    /// separator per document). The run takes floor(epoch_tokens × epochs / (batch_size ×
+    /// seq_len)) steps; `epochs_realized` differs from `epochs` only by the dropped last
+    /// partial batch (see `train::plan`).
     pub epochs: f64,
     /// Which domains to train on and how: `#{ code: #{weight: 3.0}, math: #{unique_tokens:
     /// 50_000, epochs_limit: 4} }`. Per domain: `weight` (relative share of training sequences,
