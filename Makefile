@@ -18,7 +18,7 @@ quickstart: build
 	./target/release/dctk run scripts/quickstart.rhai --data-root data
 
 test: build
-	$(CARGO) test $(CARGO_FLAGS) --workspace
+	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
 
 doctor: build
 	./target/release/dctk doctor

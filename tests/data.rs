@@ -75,8 +75,13 @@ fn mixture_run_accounts_for_every_token_by_domain() {
     assert!(ok, "{out}");
     let v = values(&out);
     let (steps, served) = (v["steps"], v["served"]);
-    // floor(2000 × 2 / (4 × 32)) = 31 steps; every token of them is a domain's.
-    assert_eq!(steps, 31.0);
+    // An epoch is one pass as served (the budget's 2,000 tokens + one separator per
+    // document): floor(epoch_tokens × 2 / (4 × 32)) steps, at least the 31 of the
+    // separator-free count; every token of them is a domain's.
+    let epoch_tokens = v["a_epoch_tokens"] + v["b_epoch_tokens"];
+    assert!(epoch_tokens > 2000.0, "{out}");
+    assert_eq!(steps, (epoch_tokens * 2.0 / 128.0).floor());
+    assert!(steps >= 31.0);
     assert_eq!(served, steps * 4.0 * 32.0);
     assert_eq!(v["train_tokens"], served);
     assert_eq!(v["a_served"] + v["b_served"], served, "{out}");
@@ -217,6 +222,7 @@ let r = train(#{
     seq_len: 32, batch_size: 4, micro_batch: 2, lr: 3e-3, eval_every: 5, checkpoint_every: 3, threads: 2, seed: 11,
 });
 print(`@steps=${r.steps} a_served=${r.accounting.domains[0].tokens_served} b_served=${r.accounting.domains[1].tokens_served} b_exhausted=${if r.accounting.domains[1].exhausted { 1 } else { 0 }}`);
+print(`@epoch_tokens=${r.accounting.domains[0].epoch_tokens + r.accounting.domains[1].epoch_tokens}`);
 "#;
 
 fn curve(run: &Path) -> Vec<(String, u64, String)> {
@@ -244,10 +250,13 @@ fn resumed_mixture_run_matches_the_uninterrupted_one() {
     assert!(result.contains("resumed_from_step: Some(6)"), "{result}");
     let (a, b) = (values(&straight), values(&resumed));
     assert_eq!(a, b, "accounting differs after resume");
-    // floor(1200 × 2 / 128) = 18 steps; bolts (600 unique tokens) hit its one-epoch limit.
-    assert_eq!(a["steps"], 18.0);
+    // floor(epoch_tokens × 2 / 128) steps (epoch_tokens: the 1,200-token budget + one
+    // separator per document); bolts (600 unique tokens) hits its one-epoch limit.
+    let steps = (a["epoch_tokens"] * 2.0 / 128.0).floor();
+    assert!(a["epoch_tokens"] > 1200.0 && steps >= 18.0, "{straight}");
+    assert_eq!(a["steps"], steps);
     assert_eq!(a["b_exhausted"], 1.0, "{straight}");
-    assert_eq!(a["a_served"] + a["b_served"], 18.0 * 128.0);
+    assert_eq!(a["a_served"] + a["b_served"], steps * 128.0);
     let straight_curve = curve(&only_run(&s.path().join("straight")));
     assert!(straight_curve.len() > 18);
     assert_eq!(straight_curve, curve(&run), "losses differ after resume");

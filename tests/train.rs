@@ -283,3 +283,57 @@ print(`status ${r.status} step ${r.divergence.step} cause ${r.divergence.cause}`
     let log = std::fs::read_to_string(cell.join("log.txt")).unwrap();
     assert!(log.contains("diverged at step") && log.contains(cause) && log.contains("grad norm"), "{log}");
 }
+
+/// `numerics: "portable"` pins the CPU kernels inside the cell process: its losses are
+/// bit for bit those of a native cell run under the same settings from outside (ATen at
+/// AVX2, oneMKL's compatible branch, oneDNN at AVX2), so the in-process settings take
+/// effect before libtorch's first kernel; on an AVX-512 CPU they differ from the native
+/// kernels' (the settings change which kernels run). The manifest records the CPU and the
+/// settings; a conflicting setting in the environment is refused at plan.
+#[test]
+fn portable_numerics_pin_the_kernels_in_the_cell_process() {
+    let s = Scratch::new("portable");
+    let study = |numerics: &str| {
+        format!(
+            r#"
+let r = train(#{{ name: "p", model: "tiny", corpus: "data:corpora/quotes.jsonl", unique_tokens: 8_000, epochs: 1, val_tokens: 256, seq_len: 64, batch_size: 8, threads: 1, numerics: "{numerics}" }});
+print(`losses ${{r.final_train_loss}} ${{r.final_val_loss}}`);
+"#
+        )
+    };
+    let losses = |runs: &str, numerics: &str, env: &[(&str, &str)]| -> String {
+        let script = s.write(&format!("{runs}.rhai"), &study(numerics));
+        let mut c = dctk_cmd(s.path());
+        c.args(["run", script.to_str().unwrap(), "-q", "--runs", runs]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        t.lines().find_map(|l| l.strip_prefix("losses ")).unwrap_or_else(|| panic!("{t}")).to_string()
+    };
+    let has = |flag: &str| std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().split_whitespace().any(|f| f == flag);
+    if !(has("avx2") && has("fma")) {
+        eprintln!("skipped: portable numerics need AVX2 and FMA");
+        return;
+    }
+    let pinned_env = [("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "COMPATIBLE"), ("ONEDNN_MAX_CPU_ISA", "AVX2")];
+    let portable = losses("portable", "portable", &[]);
+    let native_pinned = losses("native_pinned", "native", &pinned_env);
+    assert_eq!(portable, native_pinned, "in-process portable settings differ from the same settings set outside");
+    if has("avx512f") {
+        let native = losses("native", "native", &[]);
+        assert_ne!(portable, native, "portable settings changed no kernel on an AVX-512 CPU");
+    }
+    let manifest = std::fs::read_to_string(only_run(&s.path().join("portable")).join("manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(m["cpu"]["numerics"], "portable", "{manifest}");
+    assert_eq!(m["cpu"]["settings"]["MKL_CBWR"], "COMPATIBLE", "{manifest}");
+    assert!(m["cpu"]["simd"].as_array().unwrap().iter().any(|f| f == "avx2"), "{manifest}");
+
+    let script = s.write("conflict.rhai", &study("portable"));
+    let out = dctk_cmd(s.path()).args(["plan", script.to_str().unwrap(), "--runs", "conflict"]).env("MKL_CBWR", "AUTO").output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("key \"numerics\"") && t.contains("MKL_CBWR=AUTO"), "{t}");
+}

@@ -79,11 +79,9 @@ pub struct CpuRecord {
     pub settings: BTreeMap<String, String>,
 }
 
-/// Sets the environment for `mode` in this process. Must run before the first tensor
-/// operation (each library reads its setting once). Portable mode refuses a CPU without
-/// AVX2/FMA, and a variable already set to another value (the user's environment would
-/// silently win or lose), naming it.
-pub fn apply(mode: Numerics) -> Result<(), String> {
+/// Whether `mode` can run on this machine, as [`apply`] would find it (used at planning,
+/// so `dctk plan` refuses what the cell process could not do).
+pub fn check(mode: Numerics) -> Result<(), String> {
     if mode == Numerics::Native {
         return Ok(());
     }
@@ -97,16 +95,29 @@ pub fn apply(mode: Numerics) -> Result<(), String> {
         }
     }
     for (name, value) in PORTABLE_SETTINGS {
-        match std::env::var(name) {
-            Ok(v) if v.eq_ignore_ascii_case(value) => {}
-            Ok(v) => {
-                return Err(format!(
-                    "numerics \"portable\" sets {name}={value}, but the environment has {name}={v}: unset it"
-                ))
+        if let Ok(v) = std::env::var(name) {
+            if !v.eq_ignore_ascii_case(value) {
+                return Err(format!("numerics \"portable\" sets {name}={value}, but the environment has {name}={v}: unset it"));
             }
-            // Single-threaded at this point (before any libtorch work), so setting the
-            // process environment is sound.
-            Err(_) => std::env::set_var(name, value),
+        }
+    }
+    Ok(())
+}
+
+/// Sets the environment for `mode` in this process. Must run before the first tensor
+/// operation (each library reads its setting once). Portable mode refuses a CPU without
+/// AVX2/FMA, and a variable already set to another value (the user's environment would
+/// silently win or lose), naming it.
+pub fn apply(mode: Numerics) -> Result<(), String> {
+    check(mode)?;
+    if mode == Numerics::Native {
+        return Ok(());
+    }
+    for (name, value) in PORTABLE_SETTINGS {
+        if std::env::var_os(name).is_none() {
+            // Before any libtorch work in this process (the cell process applies it right
+            // after reading its manifest), so no other thread reads the environment.
+            std::env::set_var(name, value);
         }
     }
     Ok(())

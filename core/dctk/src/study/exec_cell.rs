@@ -75,6 +75,8 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     let path = dir.join("manifest.ron");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    // Before any libtorch work: each CPU library reads its kernel setting once.
+    crate::cpu::apply(manifest.spec.numerics).map_err(|e| anyhow::anyhow!("key \"numerics\": {e}"))?;
     let _ = fs::remove_file(dir.join("error.txt"));
     let runs_root = dir.parent().unwrap_or(Path::new("."));
     let data = DataCache::default().get(&manifest.spec, Path::new(&manifest.corpus_path), runs_root, opts.progress)?;
@@ -99,7 +101,8 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     write_record(&dir.join("result.ron"), &result)?;
     let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
     status.write(dir)?;
-    let manifest = Manifest { accounting: Some(result.accounting.clone()), ..manifest };
+    let cpu = Some(crate::cpu::record(manifest.spec.numerics));
+    let manifest = Manifest { accounting: Some(result.accounting.clone()), cpu, ..manifest };
     write_record(&path, &manifest)?;
     Ok(result)
 }

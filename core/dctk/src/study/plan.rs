@@ -56,6 +56,10 @@ pub struct Manifest {
     /// Set when the result was accepted from another build (`--accept-code-change`).
     #[serde(default)]
     pub accepted_code_change: Option<super::cache::AcceptedCodeChange>,
+    /// The CPU the cell was executed on and the kernel settings in force (see
+    /// [`crate::cpu`]): filled in by the cell process.
+    #[serde(default)]
+    pub cpu: Option<crate::cpu::CpuRecord>,
 }
 
 /// A planned training cell: its id and inputs; its manifest is built when it is written
@@ -100,6 +104,7 @@ impl TrainCell {
             inputs: self.inputs.clone(),
             accounting: None,
             accepted_code_change: None,
+            cpu: None,
         })
     }
 }
@@ -115,6 +120,7 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
     let vocab = crate::train::plan::plan_vocab(&run_data, &spec.regularizers)?;
     let model = spec.model_config(&vocab).map_err(anyhow::Error::msg)?;
     crate::train::plan::check_fits_memory(&model, spec, device, kind).map_err(anyhow::Error::msg)?;
+    crate::cpu::check(spec.numerics).map_err(|e| anyhow::anyhow!("key \"numerics\": {e}"))?;
     // The step count (and its check) without the full plan, which the manifest builds.
     let epoch_tokens = crate::train::plan::epoch_tokens(&run_data)?;
     let (tokens_per_step, total_steps) = RunPlan::steps(spec, epoch_tokens)?;

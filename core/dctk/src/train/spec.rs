@@ -195,6 +195,12 @@ pub struct TrainSpec {
     /// CPU threads for libtorch; overrides `dctk run`'s split (`--threads` / `-j` per cell). Not part of the id.
     #[serde(default)]
     pub threads: Option<i32>,
+    /// How CPU kernels are chosen (part of the id): `"native"` (default: the fastest kernels
+    /// for this CPU; bit-identical reruns on the same CPU model) or `"portable"` (ATen at AVX2,
+    /// oneMKL's compatible reproducibility branch, oneDNN at AVX2: bit-identical reruns on any
+    /// x86-64 CPU with AVX2 and FMA at the same threads, slower; see `crate::cpu`).
+    #[serde(default)]
+    pub numerics: crate::cpu::Numerics,
 }
 
 /// One domain's settings in `domains` (see [`TrainSpec::domains`]).
@@ -481,7 +487,7 @@ pub const KEYS: &[&str] = &[
     "cross_doc_attention", "val_tokens", "val_fraction",
     "seq_len", "batch_size", "micro_batch", "lr", "weight_decay", "beta1", "beta2", "adam_eps",
     "grad_clip", "schedule", "warmup_frac", "decay_frac", "final_lr_frac", "dropout", "seed",
-    "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads", "regularizers",
+    "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads", "numerics", "regularizers",
 ];
 
 fn preset_names() -> String {
