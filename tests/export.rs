@@ -68,3 +68,41 @@ fn a_bundle_reruns_elsewhere_and_names_the_inputs_that_differ() {
     assert!(t.contains("data domain quotes: "), "{t}");
     assert!(t.contains("2 cell(s) differ from the bundle"), "{t}");
 }
+
+/// Rerunning a bundle compares its numbers with the bundle's results, number by number: the
+/// same machine gives every number bit for bit; a difference (here a bundle whose numbers
+/// came from another machine) is reported as the largest relative difference, never implied
+/// away.
+#[test]
+fn a_bundle_rerun_reports_how_its_numbers_compare() {
+    let s = Scratch::new("export-rerun");
+    std::fs::create_dir_all(s.path().join("study/lib")).unwrap();
+    std::fs::write(s.path().join("study/s.rhai"), STUDY).unwrap();
+    std::fs::write(s.path().join("study/lib/common.rhai"), COMMON).unwrap();
+    let data = data_root(&s, "d", false);
+    let out = dctk(s.path(), &["run", "study/s.rhai", "-q", "--data-root", &data, "--threads", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = dctk(s.path(), &["export", "study/s.rhai", "--out", "bundle", "--data-root", &data]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = dctk(s.path(), &["run", "bundle/s.rhai", "-q", "--data-root", &data, "--runs", "elsewhere", "--threads", "1"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("numbers of 2 cell(s) equal the bundle's bit for bit"), "{t}");
+
+    // The bundle's numbers from "another machine": one loss off in its 6th digit.
+    let csv_path = s.path().join("bundle/results.csv");
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == "final_val_loss").unwrap();
+    let mut lines: Vec<String> = csv.lines().map(String::from).collect();
+    let mut cells: Vec<String> = lines[1].split(',').map(String::from).collect();
+    let v: f64 = cells[col].parse().unwrap();
+    cells[col] = (v * (1.0 + 2e-6)).to_string();
+    lines[1] = cells.join(",");
+    std::fs::write(&csv_path, lines.join("\n") + "\n").unwrap();
+    let out = dctk(s.path(), &["run", "bundle/s.rhai", "-q", "--data-root", &data, "--runs", "elsewhere", "--threads", "1"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("differ from the bundle's; largest relative difference 2.000e-6 (final_val_loss of"), "{t}");
+}

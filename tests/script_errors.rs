@@ -60,8 +60,7 @@ fn malformed_scripts_give_positioned_errors_and_never_panic() {
 }
 
 /// Settings that plan (they are well-formed script) but that no run can do, each with the
-/// position and phrase of its error, and whether it needs the other engineers' fixes
-/// (plan-time step and memory checks in `train/`) to pass.
+/// position and phrase of its error.
 fn plannable_cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
     let t = |extra: &str| format!("let x = 1;\nlet r = train(#{{ {OK}{extra} }});\nprint(r.final_val_loss);\n");
     let big = "let a = [];\nfor i in 0..2000 { a.push(#{ lr: i }); }\nlet b = [];\nfor i in 0..2000 { b.push(#{ seed: i }); }\nlet p = product(a, b);\n";
@@ -73,9 +72,9 @@ fn plannable_cases() -> Vec<(&'static str, String, &'static str, &'static str)> 
         ("product", big.to_string(), "s.rhai:5:9", "product: 2000 × 2000 variants is more than the limit"),
         ("self-import", "import \"s\" as me;\n".to_string(), "s.rhai:1:8", "an import cycle: s.rhai → s.rhai"),
         ("import cycle", "import \"cyc_a\" as a;\n".to_string(), "cyc_b.rhai:1:8", "an import cycle: cyc_a.rhai → cyc_b.rhai → cyc_a.rhai"),
-        ("epochs 1e300 (after merge: train's plan-time step check)", t(", epochs: 1e300"), "s.rhai:2:9", "epochs"),
+        ("epochs 1e300", t("").replace("train(#{", "train(#{ epochs: 1e300, ").replace("epochs: 1,", ""), "s.rhai:2:9", "key \"epochs\""),
         (
-            "absurd model (after merge: custom shapes and the memory check)",
+            "absurd model",
             t(", model: #{ n_layer: 4096, d_model: 65536, n_head: 64 }"),
             "s.rhai:2:9",
             "memory",
@@ -88,13 +87,7 @@ fn malformed_but_plannable_settings_are_refused_cleanly_by_plan_and_by_run() {
     let s = Scratch::new("plannable");
     s.write("cyc_a.rhai", "import \"cyc_b\" as b;\nfn f() { 1 }\n");
     s.write("cyc_b.rhai", "import \"cyc_a\" as a;\nfn g() { 2 }\n");
-    // DCTK_TEST_BEFORE_MERGE=1 leaves out the cases the other branches fix (they would try
-    // to allocate what the machine does not have).
-    let before_merge = std::env::var_os("DCTK_TEST_BEFORE_MERGE").is_some();
     for (i, (name, script, at, phrase)) in plannable_cases().into_iter().enumerate() {
-        if before_merge && name.contains("after merge") {
-            continue;
-        }
         let path = s.write("s.rhai", &script);
         let runs = format!("runs-{i}");
         for cmd in ["plan", "run"] {

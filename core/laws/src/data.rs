@@ -184,12 +184,26 @@ impl Points {
                 columns.push(col);
             }
         }
+        // Referenced explicitly: a non-number in a named column is an error.
+        Points::mapped(names, columns, &headers, n, source, map, |j| parse_col(j))
+    }
+
+    /// Applies `map` to the defined columns (`names`/`columns`, from sources `headers`):
+    /// an entry naming a source column takes it as given (`source_column(j)`), any other is
+    /// derived (`D=C/(6*N)`); then splits off the loss column.
+    fn mapped(
+        mut names: Vec<String>,
+        mut columns: Vec<Vec<f64>>,
+        headers: &[String],
+        n: usize,
+        source: &str,
+        map: &ColumnMap,
+        source_column: impl Fn(usize) -> Result<Vec<f64>>,
+    ) -> Result<Points> {
         for entry in &map.entries {
-            let col = if let Some(j) = headers.iter().position(|h| *h == entry.source) {
-                // Referenced explicitly: a non-number here is an error.
-                parse_col(j)?
-            } else {
-                derive_column(entry, &names, &columns, &headers, n)?
+            let col = match headers.iter().position(|h| *h == entry.source) {
+                Some(j) => source_column(j)?,
+                None => derive_column(entry, &names, &columns, headers, n)?,
             };
             if let Some(k) = names.iter().position(|x| *x == entry.name) {
                 columns[k] = col;
@@ -219,30 +233,10 @@ impl Points {
             return Err(LawError::BadOption(format!("column '{name}' has {} values, the first column {n}", col.len())));
         }
         let headers: Vec<String> = named.iter().map(|(k, _)| k.clone()).collect();
-        let (mut names, mut columns): (Vec<String>, Vec<Vec<f64>>) = named.into_iter().unzip();
+        let (names, columns): (Vec<String>, Vec<Vec<f64>>) = named.into_iter().unzip();
         // A source names the column as given, even after an entry replaced it (as in a CSV).
         let given = columns.clone();
-        for entry in &map.entries {
-            let col = match headers.iter().position(|h| *h == entry.source) {
-                Some(j) => given[j].clone(),
-                None => derive_column(entry, &names, &columns, &headers, n)?,
-            };
-            if let Some(k) = names.iter().position(|x| *x == entry.name) {
-                columns[k] = col;
-            } else {
-                names.push(entry.name.clone());
-                columns.push(col);
-            }
-        }
-        let Some(li) = names.iter().position(|x| x == "loss") else {
-            return Err(LawError::UnknownColumn {
-                column: "loss".into(),
-                available: format!("{} (map one with loss=COLUMN)", headers.join(", ")),
-            });
-        };
-        let loss = columns.remove(li);
-        names.remove(li);
-        Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: source.into() })
+        Points::mapped(names, columns, &headers, n, source, map, |j| Ok(given[j].clone()))
     }
 
     /// Number of rows.

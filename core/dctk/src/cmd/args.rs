@@ -11,17 +11,20 @@ use crate::study::execute::ExecutorOptions;
 use crate::study::sandbox::Sandbox;
 use crate::study::session::{Mode, SessionOptions};
 
+/// `--runs DIR`: where the cells live (every command that reads or writes cells).
+pub fn runs_arg() -> Arg {
+    Arg::new("runs")
+        .long("runs")
+        .value_parser(value_parser!(PathBuf))
+        .default_value("runs")
+        .help("Directory that holds the cells (runs/<id>/)")
+}
+
 /// The arguments `run`, `plan` and `export` share: the script, where runs live, data
 /// roots, the operations limit.
 pub fn study_args(cmd: Command) -> Command {
     cmd.arg(Arg::new("script").required(true).value_parser(value_parser!(PathBuf)).help("The study, a .rhai file"))
-        .arg(
-            Arg::new("runs")
-                .long("runs")
-                .value_parser(value_parser!(PathBuf))
-                .default_value("runs")
-                .help("Directory that holds the cells (runs/<id>/)"),
-        )
+        .arg(runs_arg())
         .arg(
             Arg::new("data-root")
                 .long("data-root")

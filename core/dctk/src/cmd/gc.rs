@@ -3,20 +3,15 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use super::args::runs_arg;
 use crate::study::cache::prune_checkpoints;
 
 pub fn cli() -> Command {
     Command::new("gc")
         .about("Remove the checkpoints of finished cells (their results, metrics and manifests stay)")
-        .arg(
-            Arg::new("runs")
-                .long("runs")
-                .value_parser(value_parser!(PathBuf))
-                .default_value("runs")
-                .help("Directory that holds the cells (runs/<id>/)"),
-        )
+        .arg(runs_arg())
         .arg(Arg::new("dry-run").long("dry-run").action(ArgAction::SetTrue).help("Only say what would be freed"))
 }
 

@@ -8,7 +8,7 @@ use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
 use super::args::{session_options, study_args};
 use crate::script::Study;
-use crate::study::bundle::report_bundle_differences;
+use crate::study::bundle::{compare_with_bundle, report_bundle_differences};
 use crate::study::cache::how_to_retry;
 use crate::study::Status;
 use crate::study::execute::ExecutorOptions;
@@ -87,7 +87,12 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let results = record_dir.join("results.csv");
     let cells = study.session.cells.lock().unwrap().len();
     if cells > 0 {
-        results_table(&study.session).write(&results)?;
+        let table = results_table(&study.session);
+        table.write(&results)?;
+        // Rerunning an exported bundle: say how its numbers compare, never imply equality.
+        if let Some(report) = compare_with_bundle(&study.session.opts.sandbox.study_dir, &table) {
+            eprintln!("{report}");
+        }
     }
     if let Some(report) = study.session.other_build_report() {
         eprint!("{report}");

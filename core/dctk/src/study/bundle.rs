@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::inputs::diff;
-use super::records::{plan_record, results_table, PlannedCell};
+use super::records::{plan_record, results_table, PlannedCell, Table};
 use super::rounds::RoundEnd;
 use super::session::Session;
 use super::write_ron_atomic;
@@ -228,5 +228,89 @@ pub fn report_bundle_differences(s: &Session) {
         eprintln!("bundle check: all {same} cell(s) planned so far have the bundle's exact inputs");
     } else {
         eprintln!("bundle check: {differ} cell(s) differ from the bundle, {same} match; their numbers will not be the bundle's");
+    }
+}
+
+/// After a rerun in a bundle's directory: how this run's results compare with the
+/// bundle's `results.csv`, number by number, for the cells both have (matched by label).
+/// Equal files mean bitwise-equal numbers (floats are written in shortest round-trip
+/// form); otherwise the largest relative difference is named, never implied away.
+/// `None` when the study directory holds no bundle.
+pub fn compare_with_bundle(study_dir: &Path, here: &Table) -> Option<String> {
+    if !study_dir.join("bundle.ron").is_file() {
+        return None;
+    }
+    let path = study_dir.join("results.csv");
+    let theirs = match read_table(&path) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("bundle results: cannot read {}: {e:#}", path.display())),
+    };
+    Some(compare_tables(&theirs, here))
+}
+
+fn read_table(path: &Path) -> Result<Table> {
+    let mut r = csv::Reader::from_path(path)?;
+    let columns = r.headers()?.iter().map(str::to_string).collect();
+    let rows = r.records().map(|rec| Ok(rec?.iter().map(str::to_string).collect())).collect::<Result<Vec<Vec<String>>>>()?;
+    Ok(Table { columns, rows })
+}
+
+/// The comparison of [`compare_with_bundle`], over two tables.
+pub fn compare_tables(theirs: &Table, here: &Table) -> String {
+    let col = |t: &Table, name: &str| t.columns.iter().position(|c| c == name);
+    let (Some(their_label), Some(our_label)) = (col(theirs, "label"), col(here, "label")) else {
+        return "bundle results: no label column to match cells by".into();
+    };
+    // The measured numbers (settings and counts are compared by the bundle's input check).
+    let measured = |c: &str| c.ends_with("_loss") || c.starts_with("val_loss.");
+    let (mut compared, mut differing, mut cells) = (0usize, 0usize, 0usize);
+    let mut worst: Option<(f64, String)> = None;
+    for row in &here.rows {
+        let Some(their_row) = theirs.rows.iter().find(|r| r.get(their_label) == row.get(our_label)) else { continue };
+        cells += 1;
+        for (i, name) in here.columns.iter().enumerate().filter(|(_, c)| measured(c)) {
+            let Some(j) = col(theirs, name) else { continue };
+            let (Some(a), Some(b)) = (their_row.get(j), row.get(i)) else { continue };
+            let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) else { continue };
+            compared += 1;
+            if a == b {
+                continue;
+            }
+            differing += 1;
+            let rel = if x.is_finite() && y.is_finite() { (x - y).abs() / x.abs().max(y.abs()).max(f64::MIN_POSITIVE) } else { f64::INFINITY };
+            if worst.as_ref().is_none_or(|(w, _)| rel > *w) {
+                worst = Some((rel, format!("{name} of {}: {a} in the bundle, {b} here", row[our_label])));
+            }
+        }
+    }
+    match worst {
+        None if compared == 0 => "bundle results: no cell of this run is in the bundle's results.csv".into(),
+        None => format!("bundle results: all {compared} numbers of {cells} cell(s) equal the bundle's bit for bit"),
+        Some((rel, at)) => format!(
+            "bundle results: {differing} of {compared} numbers of {cells} cell(s) differ from the bundle's; largest relative difference {rel:.3e} ({at})"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(rows: &[[&str; 3]]) -> Table {
+        Table {
+            columns: vec!["label".into(), "steps".into(), "final_val_loss".into()],
+            rows: rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()).collect(),
+        }
+    }
+
+    #[test]
+    fn equal_results_are_bitwise_and_differences_are_named() {
+        let theirs = table(&[["a", "10", "6.902597291128976"], ["b", "10", "6.5"]]);
+        let same = compare_tables(&theirs, &table(&[["a", "10", "6.902597291128976"], ["b", "10", "6.5"]]));
+        assert!(same.contains("all 2 numbers of 2 cell(s) equal the bundle's bit for bit"), "{same}");
+        let off = compare_tables(&theirs, &table(&[["a", "10", "6.902608"], ["b", "10", "6.5"], ["c", "1", "1"]]));
+        assert!(off.contains("1 of 2 numbers") && off.contains("final_val_loss of a") && off.contains("1.551e-6"), "{off}");
+        let none = compare_tables(&theirs, &table(&[["z", "1", "1"]]));
+        assert!(none.contains("no cell"), "{none}");
     }
 }

@@ -209,7 +209,7 @@ fn check_fits(cfg: &ModelConfig, spec: &TrainSpec, kind: Kind, available_bytes: 
     let need = training_memory_bytes(cfg, spec, kind);
     if need > available_bytes {
         return Err(format!(
-            "key \"model\": training this model ({:.3e} parameters, micro-batch {} × {}) needs about {:.1} GB, more than {what} ({:.1} GB); choose a smaller model or micro_batch",
+            "key \"model\": training this model ({:.3e} parameters, micro-batch {} × {}) needs about {:.1} GB of memory, more than {what} ({:.1} GB); choose a smaller model or micro_batch",
             cfg.total_params() as f64,
             spec.micro_batch(),
             spec.seq_len,
