@@ -24,6 +24,8 @@ pub mod cpu;
 pub mod env;
 pub mod fitting;
 pub mod plugin;
+#[cfg(test)]
+mod plugin_tests;
 pub mod script;
 pub mod study;
 pub mod train;

@@ -10,7 +10,8 @@ use super::args::{plan_options, study_args};
 use crate::script::Study;
 use crate::study::bundle::report_bundle_differences;
 use crate::study::cache::CellState;
-use crate::study::records::{changed_ids, plan_record, study_dir, PlanRecord, LAST_PLAN, RUN_PLAN};
+use crate::study::records::{changed_ids, study_dir, PlanRecord, LAST_PLAN, RUN_PLAN};
+use crate::study::session::plan_record;
 use crate::study::rounds::RoundEnd;
 use crate::study::session::Session;
 

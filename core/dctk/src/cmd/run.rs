@@ -12,7 +12,8 @@ use crate::study::bundle::{compare_with_bundle, report_bundle_differences};
 use crate::study::cache::how_to_retry;
 use crate::study::Status;
 use crate::study::execute::ExecutorOptions;
-use crate::study::records::{plan_record, results_table, study_dir, PlanRecord, RUN_PLAN};
+use crate::study::records::{study_dir, PlanRecord, RUN_PLAN};
+use crate::study::session::{plan_record, results_table};
 use crate::study::session::{Mode, Session};
 
 pub fn cli() -> Command {

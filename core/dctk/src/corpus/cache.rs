@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 
 use super::{plan_selection, resolve_corpus, CorpusCache, DataSpec, PlannedSelection, ResolvedCorpus, RunData};
-use crate::train::TrainSpec;
 
 /// The per-process cache of resolved corpora and planned data.
 #[derive(Clone, Default)]
@@ -26,15 +25,6 @@ fn key(runs_root: &Path, parts: impl serde::Serialize) -> String {
 }
 
 impl DataCache {
-    /// The planned data of `spec`, whose `corpus` the caller resolved to `corpus`.
-    pub fn get(&self, spec: &TrainSpec, corpus: &Path, runs_root: &Path, progress: bool) -> Result<Arc<RunData>> {
-        let data_spec = DataSpec::from_train(spec, corpus).map_err(anyhow::Error::msg)?;
-        let data = self.plan(&data_spec, runs_root, progress)?;
-        // The model's vocabulary is laid out from this corpus's tokenizer (train::VocabLayout),
-        // so it covers every id the data holds by construction.
-        Ok(data)
-    }
-
     /// The planned data of `spec`.
     pub fn plan(&self, spec: &DataSpec, runs_root: &Path, progress: bool) -> Result<Arc<RunData>> {
         let data_key = key(runs_root, spec);
@@ -72,6 +62,7 @@ impl DataCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corpus::{AutoIngest, CorpusSource, Selection};
     use crate::corpus::plan_data;
 
     #[test]
@@ -83,12 +74,19 @@ mod tests {
         std::fs::write(root.join("web.jsonl"), docs).unwrap();
         let runs = root.join("runs");
         let spec = |seed: u64| {
-            let t = TrainSpec::from_json(serde_json::json!({
-                "corpus": "web.jsonl", "unique_tokens": 1_000, "epochs": 1, "seq_len": 16, "batch_size": 2,
-                "val_tokens": 17, "val_fraction": 0.2, "seed": seed,
-            }))
-            .unwrap();
-            DataSpec::from_train(&t, &root.join("web.jsonl")).unwrap()
+            DataSpec {
+                source: CorpusSource { path: root.join("web.jsonl"), ingest: AutoIngest { text_field: "text".into(), val_fraction: 0.2 } },
+                selection: Selection {
+                    domains: None,
+                    unique_tokens: 1_000,
+                    schedule_mix: None,
+                    val_tokens: 17,
+                    seq_len: 16,
+                    batch_size: 2,
+                    cross_doc_attention: true,
+                },
+                order_seed: seed,
+            }
         };
         let cache = DataCache::default();
         let planned: Vec<Arc<RunData>> = (0..5).map(|seed| cache.plan(&spec(seed), &runs, false).unwrap()).collect();

@@ -113,7 +113,7 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
     let available: Vec<String> = corpus.domain_names().iter().map(|s| s.to_string()).collect();
     let known = || available.join(", ");
     // Selected domains in name order (a Rhai map's order), with their settings.
-    let selected: Vec<(String, crate::train::spec::DomainChoice)> = match &sel.domains {
+    let selected: Vec<(String, super::DomainChoice)> = match &sel.domains {
         None => available.iter().map(|n| (n.clone(), Default::default())).collect(),
         Some(map) => {
             let mut v = Vec::new();

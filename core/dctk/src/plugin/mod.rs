@@ -58,5 +58,3 @@ impl PluginRecord {
     }
 }
 
-#[cfg(test)]
-mod tests;

@@ -17,7 +17,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::inputs::diff;
-use super::records::{plan_record, results_table, PlannedCell, Table};
+use super::records::{PlannedCell, Table};
+use super::session::{plan_record, results_table};
 use super::rounds::RoundEnd;
 use super::session::Session;
 use super::write_ron_atomic;

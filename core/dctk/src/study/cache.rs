@@ -9,11 +9,10 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::inputs::{diff, CellInputs, Change};
 use super::lock::CellLock;
-use super::plan::TrainCell;
+use super::plan::{AcceptedCodeChange, TrainCell};
 use super::{write_atomic, write_record, Status};
 use crate::train::RunResult;
 
@@ -134,15 +133,6 @@ pub struct OtherBuild {
     pub old_id: String,
     pub new_id: String,
     /// What differs (`version.build: a → b`).
-    pub changes: Vec<String>,
-}
-
-/// Recorded in the manifest of a cell whose result was accepted from another build
-/// (`dctk run --accept-code-change`): never silent, always traceable.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct AcceptedCodeChange {
-    /// The cell whose result this is.
-    pub from_id: String,
     pub changes: Vec<String>,
 }
 

@@ -79,7 +79,8 @@ fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     crate::cpu::apply(manifest.spec.numerics).map_err(|e| anyhow::anyhow!("key \"numerics\": {e}"))?;
     let _ = fs::remove_file(dir.join("error.txt"));
     let runs_root = dir.parent().unwrap_or(Path::new("."));
-    let data = DataCache::default().get(&manifest.spec, Path::new(&manifest.corpus_path), runs_root, opts.progress)?;
+    let data_spec = manifest.spec.data_spec(Path::new(&manifest.corpus_path)).map_err(anyhow::Error::msg)?;
+    let data = DataCache::default().plan(&data_spec, runs_root, opts.progress)?;
     if data.manifest.fingerprint != manifest.data.fingerprint {
         bail!(
             "{}: the data changed since this cell was planned (fingerprint {} now, {} in the manifest); \

@@ -1,7 +1,7 @@
 //! Planning: from a script's `train` settings to a cell — resolve its data, name
 //! everything its numbers depend on ([`named_inputs`]), give it an id and a directory,
 //! and write its `manifest.ron` (the contract a cell process executes, see
-//! [`crate::study::exec_cell`]).
+//! `study/exec_cell.rs`).
 //!
 //! The id is blake3 over the cell's [`CellInputs`]: the resolved spec (minus its label
 //! `name`, its `threads` and its `corpus` path: data is identified by content), the data
@@ -55,11 +55,20 @@ pub struct Manifest {
     pub accounting: Option<MixAccounting>,
     /// Set when the result was accepted from another build (`--accept-code-change`).
     #[serde(default)]
-    pub accepted_code_change: Option<super::cache::AcceptedCodeChange>,
+    pub accepted_code_change: Option<AcceptedCodeChange>,
     /// The CPU the cell was executed on and the kernel settings in force (see
     /// [`crate::cpu`]): filled in by the cell process.
     #[serde(default)]
     pub cpu: Option<crate::cpu::CpuRecord>,
+}
+
+/// Recorded in the manifest of a cell whose result was accepted from another build
+/// (`dctk run --accept-code-change`): never silent, always traceable.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AcceptedCodeChange {
+    /// The cell whose result this is.
+    pub from_id: String,
+    pub changes: Vec<String>,
 }
 
 /// A planned training cell: its id and inputs; its manifest is built when it is written
@@ -112,7 +121,7 @@ impl TrainCell {
 /// Plans the cell for `spec`, whose corpus the caller resolved to `corpus`.
 pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &Path, data: &DataCache, progress: bool) -> Result<TrainCell> {
     check_threads(spec.threads)?;
-    let run_data = data.get(spec, corpus, runs_root, progress)?;
+    let run_data = data.plan(&spec.data_spec(corpus).map_err(anyhow::Error::msg)?, runs_root, progress)?;
     let (device, kind) = resolve_placement(spec)?;
     let versions = env::versions();
     // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.

@@ -1,7 +1,7 @@
 //! Study-level records in `runs/studies/<study>/`: the last plan (labels, ids and inputs,
 //! so the next plan can say why an id changed) and the results table (`results.csv`,
 //! one row per cell).
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -9,9 +9,7 @@ use anyhow::{Context, Result};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::cache::CellState;
 use super::inputs::{diff, CellInputs, Change};
-use super::session::Session;
 use super::{safe_name, write_atomic};
 
 /// One cell as a plan saw it. In a [`PlanRecord`], `inputs` holds only what is not in
@@ -207,90 +205,6 @@ impl Table {
     }
 }
 
-/// The planned cells of a session, as a plan record.
-pub fn plan_record(s: &Session) -> PlanRecord {
-    let cells = s.cells.lock().unwrap();
-    PlanRecord::from_cells(
-        s.script.display().to_string(),
-        cells
-            .values()
-            .map(|e| PlannedCell {
-                label: e.cell.label.clone(),
-                id: e.cell.id.clone(),
-                inputs: e.cell.inputs.clone(),
-                data_settings: data_settings(&e.cell.spec),
-            })
-            .collect(),
-    )
-}
-
-/// One row per cell, in plan order: what the study measured. Floats use Rust's shortest
-/// round-trip form, so two equal tables mean bitwise-equal numbers. Timings are left out
-/// (they differ between runs; they are in each cell's result.ron).
-pub fn results_table(s: &Session) -> Table {
-    let cells = s.cells.lock().unwrap();
-    let domains: BTreeSet<String> = cells
-        .values()
-        .filter_map(|e| match &e.state {
-            CellState::Finished(r) => Some(r.final_val_loss_by_domain.keys().cloned().collect::<Vec<_>>()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let mut columns: Vec<String> = [
-        "label", "id", "status", "model", "params", "unique_tokens", "epochs", "steps", "train_tokens", "final_val_loss", "best_val_loss",
-        "final_train_loss",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    columns.extend(domains.iter().map(|d| format!("val_loss.{d}")));
-    // A column for every setting that varies between the study's cells (`weight_decay`,
-    // `lr`, `regularizers[0].name`, a plugin's `mir.lambda`, …), named after the setting.
-    let setting_name = |input: &str| -> Option<String> {
-        if let Some(s) = input.strip_prefix("spec.") {
-            return Some(s.to_string());
-        }
-        let rest = input.strip_prefix("plugin.")?;
-        let (plugin, key) = rest.split_once(".settings.")?;
-        Some(format!("{plugin}.{key}"))
-    };
-    let mut varying: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
-    if let Some(first) = cells.values().next() {
-        let mut names: indexmap::IndexSet<&String> = indexmap::IndexSet::new();
-        for e in cells.values() {
-            names.extend(e.cell.inputs.0.keys());
-        }
-        for name in names {
-            let Some(column) = setting_name(name) else { continue };
-            let value0 = first.cell.inputs.0.get(name);
-            if cells.values().any(|e| e.cell.inputs.0.get(name) != value0) && !columns.contains(&column) {
-                varying.insert(name.clone(), column);
-            }
-        }
-    }
-    columns.extend(varying.values().cloned());
-    let rows = cells
-        .values()
-        .map(|e| {
-            let m = &e.cell;
-            let model = serde_json::to_value(&m.spec.model).map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).unwrap_or_default();
-            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
-            row.push(m.spec.unique_tokens.to_string());
-            row.push(m.spec.epochs.to_string());
-            match &e.state {
-                CellState::Finished(r) => {
-                    row.extend([r.steps.to_string(), r.train_tokens.to_string(), r.final_val_loss.to_string(), r.best_val_loss.to_string(), r.final_train_loss.to_string()]);
-                    row.extend(domains.iter().map(|d| r.final_val_loss_by_domain.get(d).map(|x| x.to_string()).unwrap_or_default()));
-                }
-                _ => row.extend(std::iter::repeat_n(String::new(), 5 + domains.len())),
-            }
-            row.extend(varying.keys().map(|k| m.inputs.0.get(k).map(|v| v.trim_matches('"').to_string()).unwrap_or_default()));
-            row
-        })
-        .collect();
-    Table { columns, rows }
-}
 
 #[cfg(test)]
 mod tests {

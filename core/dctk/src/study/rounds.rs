@@ -17,7 +17,7 @@ use super::plan::materialize;
 use super::session::Session;
 use crate::study::cache::CellState;
 
-/// An error of one pass of the script (positioned: [`crate::script::ScriptError`]).
+/// An error of one pass of the script (positioned, as the Rhai binding reports it).
 pub type PassError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How a pass of the script ended.

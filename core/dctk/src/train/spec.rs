@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::corpus::{AutoIngest, CorpusSource, DataSpec, Selection};
+
 use super::model::{ModelConfig, VocabLayout, GPT2_VOCAB, PRESETS};
 use super::schedule::{Schedule, ScheduleKind};
 
@@ -203,34 +205,9 @@ pub struct TrainSpec {
     pub numerics: crate::cpu::Numerics,
 }
 
-/// One domain's settings in `domains` (see [`TrainSpec::domains`]).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DomainChoice {
-    /// Relative share of training sequences (default 1).
-    #[serde(default)]
-    pub weight: Option<f64>,
-    /// This domain's own unique-token budget (otherwise a weighted share of `unique_tokens`).
-    #[serde(default)]
-    pub unique_tokens: Option<u64>,
-    /// Serve at most this many epochs of the domain's budget.
-    #[serde(default)]
-    pub epochs_limit: Option<u32>,
-}
-
-impl DomainChoice {
-    pub fn weight(&self) -> f64 {
-        self.weight.unwrap_or(1.0)
-    }
-}
-
-/// A point of `schedule_mix`: the weights per domain name from `step` on.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MixPoint {
-    pub step: u64,
-    pub weights: BTreeMap<String, f64>,
-}
+/// One domain's settings in `domains` and a point of `schedule_mix`: data settings, defined
+/// beside the [`DataSpec`] they enter.
+pub use crate::corpus::{DomainChoice, MixPoint};
 
 /// Defaults, one function per field (serde needs paths).
 mod d {
@@ -292,6 +269,30 @@ mod d {
 }
 
 impl TrainSpec {
+    /// The settings of this run that decide its data (see [`DataSpec`]), for the corpus the
+    /// caller resolved `corpus` to. The one place a `TrainSpec` maps onto the data.
+    pub fn data_spec(&self, corpus: &std::path::Path) -> Result<DataSpec, String> {
+        let positive = |key: &str, v: i64| {
+            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| format!("key \"{key}\" must be at least 1, got {v}"))
+        };
+        Ok(DataSpec {
+            source: CorpusSource {
+                path: corpus.to_path_buf(),
+                ingest: AutoIngest { text_field: self.text_field.clone(), val_fraction: self.val_fraction },
+            },
+            selection: Selection {
+                domains: self.domains.clone(),
+                unique_tokens: self.unique_tokens,
+                schedule_mix: self.schedule_mix.clone(),
+                val_tokens: self.val_tokens,
+                seq_len: positive("seq_len", self.seq_len)?,
+                batch_size: positive("batch_size", self.batch_size)?,
+                cross_doc_attention: self.cross_doc_attention,
+            },
+            order_seed: self.seed,
+        })
+    }
+
     /// Parses a JSON value (from a script map or a manifest) into a spec. Errors name
     /// the key: `unknown key "lrr"`, `key "epochs": invalid type: string "4", expected f64`.
     pub fn from_json(value: serde_json::Value) -> Result<TrainSpec, String> {
@@ -573,5 +574,27 @@ mod tests {
         v["domains"] = Default::default();
         v["schedule_mix"] = json!([{"step": 5, "weights": {"a": 1.0}}, {"step": 5, "weights": {"a": 2.0}}]);
         assert!(TrainSpec::from_json(v).unwrap_err().contains("schedule_mix"));
+    }
+
+    fn data_spec_of(extra: serde_json::Value) -> TrainSpec {
+        let mut base = json!({"corpus": "c", "unique_tokens": 10_000, "epochs": 1});
+        for (k, v) in extra.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        TrainSpec::from_json(base).unwrap()
+    }
+
+    #[test]
+    fn settings_that_do_not_decide_the_data_leave_the_data_spec_unchanged() {
+        let base = data_spec_of(json!({})).data_spec(std::path::Path::new("c")).unwrap();
+        for other in [json!({"lr": 1e-4}), json!({"weight_decay": 0.5}), json!({"model": "micro"}), json!({"epochs": 3}), json!({"dropout": 0.1})] {
+            assert_eq!(data_spec_of(other.clone()).data_spec(std::path::Path::new("c")).unwrap(), base, "{other}");
+        }
+        let seeded = data_spec_of(json!({"seed": 7})).data_spec(std::path::Path::new("c")).unwrap();
+        assert_eq!(seeded.selection, base.selection, "the seed changes the data order only");
+        assert_eq!(seeded.order_seed, 7);
+        for data in [json!({"val_tokens": 2048}), json!({"seq_len": 128}), json!({"batch_size": 4}), json!({"cross_doc_attention": false}), json!({"val_fraction": 0.2})] {
+            assert_ne!(data_spec_of(data.clone()).data_spec(std::path::Path::new("c")).unwrap(), base, "{data}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Round trips of every type a run writes (manifest, result, checkpoint state) through RON
 //! exactly as `manifest.ron`, `result.ron` and `ckpt/state.ron` are written
-//! ([`crate::study::to_ron`]) and read back (`ron::from_str`).
+//! (pretty RON with struct names, the format manifests are written in) and read back (`ron::from_str`).
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
@@ -16,7 +16,9 @@ use dctk_data::sampler::DomainCursorState;
 use dctk_data::{DomainAccounting, DomainKind, Exhaustion, MixAccounting, SamplerState};
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) -> T {
-    let text = crate::study::to_ron(value).unwrap();
+    // The manifests' format (`study::to_ron`); spelled out here so `train` never depends on
+    // the study layer, and `study`'s own test round-trips through `to_ron` itself.
+    let text = ron::ser::to_string_pretty(value, ron::ser::PrettyConfig::default().struct_names(true)).unwrap();
     let back: T = ron::from_str(&text).unwrap_or_else(|e| panic!("{e}\nreading back:\n{text}"));
     assert_eq!(&back, value, "round trip changed the value:\n{text}");
     back

@@ -375,7 +375,7 @@ mod tests {
     #[test]
     #[ignore = "benchmark: cargo test --release -p dctk -- --ignored --nocapture loader_headroom"]
     fn loader_headroom() {
-        use crate::corpus::{plan_data, resolve_corpus, AutoIngest, CorpusCache, DataSpec};
+        use crate::corpus::{plan_data, resolve_corpus, AutoIngest, CorpusCache};
         let root = std::env::temp_dir().join(format!("dctk-headroom-{}", std::process::id()));
         let raw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/corpora");
         let auto = AutoIngest { text_field: "text".into(), val_fraction: 0.05 };
@@ -390,7 +390,7 @@ mod tests {
                     "seq_len": seq_len, "batch_size": batch, "cross_doc_attention": cross,
                 }))
                 .unwrap();
-                let data = plan_data(&DataSpec::from_train(&spec, &raw).unwrap(), corpus.clone(), &resolved).unwrap();
+                let data = plan_data(&spec.data_spec(&raw).unwrap(), corpus.clone(), &resolved).unwrap();
                 let mut sampler = data.corpus.sampler(&data.mix).unwrap();
                 let tokens_per_step = (batch * seq_len) as f64;
                 let t0 = Instant::now();

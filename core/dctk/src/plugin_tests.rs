@@ -1,8 +1,9 @@
 //! Host-side plugin tests over the real libraries the workspace builds
 //! (`cargo build --release --workspace` first): the handshake's refusals, panics
 //! turned into errors, settings validation, and a toy model trained through
-//! [`RegularizerSet`] with MIR and z-loss.
-use super::*;
+//! [`RegularizerSet`] with MIR and z-loss. A crate-level test module (beside `plugin` and
+//! `train`, which it both uses), so that `plugin` itself never depends on `train`.
+use crate::plugin::*;
 use std::path::PathBuf;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
