@@ -220,12 +220,16 @@ fn check_fits(cfg: &ModelConfig, spec: &TrainSpec, kind: Kind, available_bytes: 
     Ok(())
 }
 
-/// `MemTotal` of /proc/meminfo (Linux), in bytes.
+/// `MemTotal` of /proc/meminfo (Linux), in bytes: read once per process (planning a sweep
+/// checks every cell against it).
 fn total_ram_bytes() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0)
+    static TOTAL: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0)
+    })
 }
 
 #[cfg(test)]
