@@ -23,6 +23,7 @@ pub mod corpus;
 pub mod cpu;
 pub mod env;
 pub mod fitting;
+pub mod generate;
 pub mod plugin;
 #[cfg(test)]
 mod plugin_tests;

@@ -1,0 +1,155 @@
+//! A run's checkpoint and tokenizer, loaded for decoding: what `dctk sample`, `dctk score`,
+//! `dctk serve` and the `local` generator use.
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tch::{nn, Device, Kind, Tensor};
+
+use super::decode::{Completion, DecodeOptions, Flow, GenRequest, TokenEvent};
+use crate::study::plan::Manifest;
+use crate::train::checkpoint;
+use crate::train::model::VocabLayout;
+use crate::train::{Gpt, ModelConfig};
+use dctk_data::{CorpusManifest, Tokenizer, TokenizerInfo};
+
+/// A trained (or checkpointed) dctk model with its tokenizer.
+pub struct LoadedModel {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    /// blake3 (hex) of the checkpoint's `model.safetensors`: the model's identity in
+    /// request caches.
+    pub weights_blake3: String,
+    /// Optimizer steps the checkpoint holds.
+    pub step: u64,
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    /// The document separator, which ends a completion.
+    pub eot_id: u32,
+    pub device: Device,
+    /// The ids the model was trained with (tokenizer ids, plugins' extra ids, padding).
+    pub vocab: VocabLayout,
+    /// What the corpus manifest records of the tokenizer, and the corpus directory.
+    pub tokenizer_info: TokenizerInfo,
+    pub corpus_dir: PathBuf,
+    pub(crate) model: Gpt,
+    /// Owns the model's tensors.
+    pub(crate) vs: nn::VarStore,
+}
+
+impl LoadedModel {
+    /// Loads `runs/<id>` (a finished cell, or one with a checkpoint) onto `device`.
+    /// The weights are loaded in fp32 on the CPU, and as saved (bf16 or fp32) on a GPU.
+    pub fn open(run_dir: &Path, device: Device) -> Result<LoadedModel> {
+        if !run_dir.join("manifest.ron").exists() {
+            bail!("{}: not a dctk run directory (no manifest.ron)", run_dir.display());
+        }
+        let manifest_path = run_dir.join("manifest.ron");
+        let text = fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+        let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
+        let Some(ckpt) = checkpoint::find(run_dir) else {
+            bail!("{}: no checkpoint yet (the cell has not reached its first checkpoint)", run_dir.display());
+        };
+        let state = checkpoint::read_state(&ckpt)?;
+        let model_file = ckpt.join("model.safetensors");
+        let meta = checkpoint::read_meta(&model_file)?
+            .with_context(|| format!("{}: no `dctk` metadata (written by an older dctk)", model_file.display()))?;
+        let bytes = fs::read(&model_file).with_context(|| format!("reading {}", model_file.display()))?;
+        let weights_blake3 = blake3::hash(&bytes).to_hex().to_string();
+        drop(bytes);
+
+        let corpus_dir = PathBuf::from(&manifest.data.corpus_dir);
+        let corpus = CorpusManifest::read(&corpus_dir).with_context(|| {
+            format!("{}: the run's corpus (for its tokenizer) is not readable; was it moved?", corpus_dir.display())
+        })?;
+        let tokenizer = Tokenizer::from_info(&corpus.tokenizer, &corpus_dir)
+            .with_context(|| format!("{}: loading the run's tokenizer", corpus_dir.display()))?;
+        if i64::from(tokenizer.vocab_size()) != meta.vocab.base {
+            bail!(
+                "{}: the tokenizer has {} ids but the model was trained with {}",
+                corpus_dir.display(),
+                tokenizer.vocab_size(),
+                meta.vocab.base
+            );
+        }
+
+        let mut vs = nn::VarStore::new(device);
+        let model = Gpt::new(&vs, &meta.model_config, 0.0);
+        let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&model_file)
+            .with_context(|| format!("reading {}", model_file.display()))?
+            .into_iter()
+            .collect();
+        let saved_kind = saved.values().next().map(|t| t.kind()).unwrap_or(Kind::Float);
+        if device != Device::Cpu && saved_kind == Kind::BFloat16 {
+            vs.set_kind(Kind::BFloat16);
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vs.variables() {
+                let Some(src) = saved.get(&name) else {
+                    bail!("{}: missing tensor `{name}`", model_file.display());
+                };
+                if src.size() != var.size() {
+                    bail!("{}: tensor `{name}` has shape {:?}, the model wants {:?}", model_file.display(), src.size(), var.size());
+                }
+                var.copy_(&src.to_kind(var.kind()));
+            }
+            Ok(())
+        })?;
+        vs.freeze();
+        Ok(LoadedModel {
+            run_id: manifest.run_id.clone(),
+            run_dir: run_dir.to_path_buf(),
+            weights_blake3,
+            step: state.step,
+            config: meta.model_config.clone(),
+            eot_id: tokenizer.eot_id(),
+            tokenizer,
+            device,
+            vocab: meta.vocab.clone(),
+            tokenizer_info: corpus.tokenizer.clone(),
+            corpus_dir,
+            model,
+            vs,
+        })
+    }
+
+    /// The model's tensors by their dctk names (`wte`, `h.0.attn.qkv`, …), sorted.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let vars: BTreeMap<String, Tensor> = self.vs.variables().into_iter().collect();
+        vars.into_iter().collect()
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        Ok(self.tokenizer.decode(ids)?)
+    }
+
+    /// Completes every request, batched (prompts may differ in length).
+    pub fn generate(&self, requests: &[GenRequest]) -> Result<Vec<Completion>> {
+        self.generate_with(requests, DecodeOptions::default(), &mut |_| Flow::Continue)
+    }
+
+    /// [`LoadedModel::generate`] calling `on_token` for each token as it is produced.
+    pub fn generate_with(&self, requests: &[GenRequest], opts: DecodeOptions, on_token: &mut dyn FnMut(&TokenEvent) -> Flow) -> Result<Vec<Completion>> {
+        let _ = (requests, opts, on_token);
+        todo!()
+    }
+
+    /// Teacher-forced scoring: the natural log-probability of each token of
+    /// `continuation` given `prompt` and the continuation tokens before it. `prompt` may be
+    /// empty (the first token is then scored after an end-of-text token, as documents
+    /// start in training).
+    pub fn score(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<f32>> {
+        let _ = (prompt, continuation);
+        todo!()
+    }
+
+    /// [`LoadedModel::score`] of many (prompt, continuation) pairs in batches.
+    pub fn score_batch(&self, items: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<f32>>> {
+        items.iter().map(|(p, c)| self.score(p, c)).collect()
+    }
+}

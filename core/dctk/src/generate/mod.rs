@@ -1,0 +1,22 @@
+//! Generation: decoding from a dctk model (KV cache, greedy / temperature / top-k / top-p,
+//! stop sequences, batched prompts, seeded sampling), teacher-forced scoring, and the
+//! [`generator::Generator`] seam through which studies generate text, from a dctk
+//! checkpoint in-process (`local`) or from any OpenAI-compatible server (`openai`).
+//!
+//! Read in this order: [`sampling`] (what a request asks for and how one token is chosen),
+//! [`decode`] (batched incremental decoding and scoring over [`crate::train::Gpt`]'s KV-cache
+//! forward), [`loaded`] (a run's checkpoint and tokenizer, ready to decode), [`chat`] (the
+//! plain chat template of base models), [`generator`] (the trait and its two backends),
+//! [`client`] (the OpenAI HTTP client), [`request_cache`] (every request/response, content
+//! addressed).
+pub mod chat;
+pub mod client;
+pub mod decode;
+pub mod generator;
+pub mod loaded;
+pub mod request_cache;
+pub mod sampling;
+
+pub use decode::{Completion, DecodeOptions, FinishReason, Flow, GenRequest, TokenEvent};
+pub use loaded::LoadedModel;
+pub use sampling::SamplingParams;

@@ -1,0 +1,1 @@
+//! Every generation request and its response, content addressed.
