@@ -10,6 +10,7 @@ use super::args::{plan_options, study_args};
 use crate::script::Study;
 use crate::study::bundle::report_bundle_differences;
 use crate::study::cache::CellState;
+use crate::study::cell::Cell;
 use crate::study::records::{changed_ids, study_dir, PlanRecord, LAST_PLAN, RUN_PLAN};
 use crate::study::session::plan_record;
 use crate::study::rounds::RoundEnd;
@@ -67,7 +68,7 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, re
     let cells = s.cells.lock().unwrap();
     let mut out = String::new();
     let count = |name: &str| cells.values().filter(|e| e.state.name() == name).count();
-    let pending_flops: f64 = cells.values().filter(|e| !matches!(e.state, CellState::Finished(_))).map(|e| e.cell.flops).sum();
+    let pending_flops: f64 = cells.values().filter(|e| !matches!(e.state, CellState::Finished(_))).map(|e| e.cell.flops()).sum();
     // Throughput measured on this study's finished cells (FLOP/s of one cell process).
     let mut rates: Vec<f64> = cells
         .values()
@@ -110,8 +111,7 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, re
     let mut shown = 0;
     let mut hidden = 0;
     for e in cells.values() {
-        let m = &e.cell;
-        let finished = matches!(e.state, CellState::Finished(_));
+        let finished = e.state.is_finished();
         if !all && shown >= 50 && finished {
             hidden += 1;
             continue;
@@ -121,17 +121,28 @@ fn render(s: &Session, end: &RoundEnd, previous: Option<(&PlanRecord, &str)>, re
             CellState::Interrupted(Some(step)) => format!("resume@{step}"),
             other => other.name().to_string(),
         };
-        let _ = writeln!(
-            out,
-            "{:<12} {:<16} {:>11} {:>11} {:>7} {:>10}  {}",
-            status,
-            e.cell.id,
-            m.params,
-            m.spec.unique_tokens,
-            m.spec.epochs,
-            human_flops(e.cell.flops),
-            e.cell.label
-        );
+        match e.cell.as_ref() {
+            Cell::Train(m) => {
+                let _ = writeln!(
+                    out,
+                    "{:<12} {:<16} {:>11} {:>11} {:>7} {:>10}  {}",
+                    status,
+                    m.id,
+                    m.params,
+                    m.spec.unique_tokens,
+                    m.spec.epochs,
+                    human_flops(m.flops),
+                    m.label
+                );
+            }
+            Cell::Generate(g) => {
+                // Cache hits are counted when that is cheap (an openai generator's cache
+                // identity is known without loading weights) and the cell is not finished.
+                let cached = if finished { None } else { g.cached_requests(&s.opts.runs_root) };
+                let cached = cached.map(|n| format!(", {n} cached")).unwrap_or_default();
+                let _ = writeln!(out, "{:<12} {:<16} generate: {} request(s){cached}  {}", status, g.id, g.requests, g.label);
+            }
+        }
         if let CellState::Failed(msg) = &e.state {
             let _ = writeln!(out, "{:<12} error: {}", "", msg.lines().next().unwrap_or(""));
         }

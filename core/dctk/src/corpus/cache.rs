@@ -48,6 +48,24 @@ impl DataCache {
         Ok(data)
     }
 
+    /// The corpus at `path` (an ingested corpus, or raw input ingested as `train` would
+    /// with the default settings), opened and verified once per process.
+    pub fn open_corpus(&self, path: &Path, runs_root: &Path) -> Result<Arc<dctk_data::Corpus>> {
+        let auto = super::AutoIngest { text_field: "text".into(), val_fraction: dctk_data::DEFAULT_VAL_FRACTION };
+        let spec = super::CorpusSource { path: path.to_path_buf(), ingest: auto };
+        let source_key = key(runs_root, &spec);
+        let cached = self.resolved.lock().unwrap().get(&source_key).cloned();
+        let resolved = match cached {
+            Some(r) => r,
+            None => {
+                let r = resolve_corpus(path, runs_root, &spec.ingest, false).map_err(anyhow::Error::msg)?;
+                self.resolved.lock().unwrap().insert(source_key, r.clone());
+                r
+            }
+        };
+        self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)
+    }
+
     fn resolve(&self, spec: &DataSpec, runs_root: &Path, progress: bool) -> Result<ResolvedCorpus> {
         let source_key = key(runs_root, &spec.source);
         if let Some(r) = self.resolved.lock().unwrap().get(&source_key) {

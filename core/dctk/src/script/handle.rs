@@ -1,4 +1,4 @@
-//! `Run`: what a script holds for a planned cell (`train`'s return value).
+//! `Run`: what a script holds for a planned cell (`train`'s and `generate`'s return value).
 use std::sync::Arc;
 
 use rhai::Map;
@@ -33,6 +33,7 @@ impl Run {
         } else {
             match &p.state {
                 CellState::Finished(r) => RunState::Finished(Arc::new(result_map(r)), r.status.clone()),
+                CellState::Generated(r) => RunState::Finished(Arc::new(to_map(r.as_ref())), r.status.clone()),
                 CellState::Failed(msg) => RunState::Failed(msg.clone()),
                 _ => RunState::Pending,
             }
@@ -51,5 +52,10 @@ impl Run {
 
 /// A run's result as a Rhai map (the fields of [`RunResult`]).
 pub fn result_map(r: &RunResult) -> Map {
+    to_map(r)
+}
+
+/// A result record as a Rhai map (its fields).
+fn to_map<T: serde::Serialize>(r: &T) -> Map {
     rhai::serde::to_dynamic(r).ok().and_then(|d| d.try_cast::<Map>()).unwrap_or_default()
 }

@@ -13,6 +13,7 @@
 //! | function | what it does |
 //! |---|---|
 //! | `train(#{...})`, `train([...])` | plans a training cell (or one per map), returns its `Run` handle(s) |
+//! | `generate(#{...})` | plans a generation cell (a corpus domain generated from documents), returns its handle, usable as `train`'s `corpus` |
 //! | `grid(#{k: [..], ..})`, `zip(#{k: [..], ..})`, `product(a, b)` | settings variants: Cartesian product, element-wise, combined |
 //! | `sweep(base, variants)` | `base` merged with each variant, each named after what varies |
 //! | `fit(#{...})` | fits a scaling law to a CSV or to `runs`; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
@@ -150,6 +151,12 @@ impl Study {
                     train_one(&ss, &ctx, m).map(Dynamic::from)
                 })
                 .collect()
+        });
+
+        // generate(#{...}): a generation cell; its handle is a corpus for `train`.
+        let ss = s.clone();
+        engine.register_fn("generate", move |ctx: NativeCallContext, settings: Map| -> Result<Run, Box<EvalAltResult>> {
+            generate_one(&ss, &ctx, settings)
         });
 
         // Run handles: identity now, results when finished.
@@ -291,9 +298,12 @@ fn non_finite(settings: &Map, prefix: &str) -> Option<String> {
     settings.iter().find_map(|(k, v)| walk(v, if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") }))
 }
 
-fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result<Run, Box<EvalAltResult>> {
+fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Result<Run, Box<EvalAltResult>> {
     if let Some(why) = non_finite(&settings, "") {
         return Err(runtime_error(ctx, format!("train: {why}")));
+    }
+    if let Some(path) = handle_corpus(s, ctx, &settings, "train")? {
+        settings.insert("corpus".into(), path.into());
     }
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
@@ -301,6 +311,46 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, settings: Map) -> Result
     s.train(&spec, ctx.call_source(), ctx.call_position().line().unwrap_or(0))
         .map(Run::from_planned)
         .map_err(|e| runtime_error(ctx, format!("train: {e:#}")))
+}
+
+/// `corpus: handle` (a `generate` cell): its output corpus's path, once it is finished (a
+/// pending one ends the round here). The path is dctk's own, trusted without the sandbox.
+fn handle_corpus(s: &Arc<Session>, ctx: &NativeCallContext, settings: &Map, what: &str) -> Result<Option<String>, Box<EvalAltResult>> {
+    let Some(run) = settings.get("corpus").and_then(|v| v.read_lock::<Run>().map(|r| r.clone())) else { return Ok(None) };
+    let map = finished(s, ctx, &run)?;
+    let Some(path) = map.get("corpus").and_then(|c| c.clone().into_string().ok()) else {
+        return Err(runtime_error(ctx, format!("{what}: key \"corpus\": cell {} ({}) is a training run, not a corpus; pass a generate handle or a corpus path", run.label, run.id)));
+    };
+    s.trust_corpus_path(&path);
+    Ok(Some(path))
+}
+
+fn generate_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Result<Run, Box<EvalAltResult>> {
+    let fail = |m: String| runtime_error(ctx, format!("generate: {m}"));
+    if let Some(path) = handle_corpus(s, ctx, &settings, "generate")? {
+        settings.insert("corpus".into(), path.into());
+    }
+    let generator = settings.remove("generator").ok_or_else(|| fail("missing required key \"generator\" (#{ kind: \"local\", run: … } or #{ kind: \"openai\", base_url: …, model: … })".into()))?;
+    let mut generator = generator.try_cast::<Map>().ok_or_else(|| fail("key \"generator\": expected a map #{ kind: \"local\" | \"openai\", … }".into()))?;
+    if let Some(why) = non_finite(&settings, "").or_else(|| non_finite(&generator, "generator")) {
+        return Err(fail(why));
+    }
+    // A local generator's run: its cell must be finished (reading a pending one is a barrier).
+    let source = match generator.remove("run") {
+        None => None,
+        Some(v) => {
+            let run = v.read_lock::<Run>().map(|r| r.clone()).ok_or_else(|| fail("key \"generator.run\": expected a run handle (what train returns)".into()))?;
+            finished(s, ctx, &run)?;
+            Some(crate::study::generate_cell::SourceRun { id: run.id.clone(), dir: PathBuf::from(&run.dir) })
+        }
+    };
+    let generator: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(generator)).map_err(|e| fail(format!("key \"generator\": {e}")))?;
+    let generator = crate::study::generate_cell::GeneratorSpec::from_json(&generator, source).map_err(fail)?;
+    let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| fail(e.to_string()))?;
+    let spec = crate::study::generate_cell::GenerateSpec::from_json(json).map_err(fail)?;
+    s.generate(&spec, generator, ctx.call_source(), ctx.call_position().line().unwrap_or(0))
+        .map(Run::from_planned)
+        .map_err(|e| fail(format!("{e:#}")))
 }
 
 /// The result map of a finished run; a pending run ends the round here (a barrier).

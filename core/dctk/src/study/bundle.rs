@@ -68,7 +68,8 @@ pub fn export(s: &Session, script: &Path, end: &RoundEnd, out: &Path) -> Result<
     let mut plugins: Vec<PluginRecord> = Vec::new();
     let mut data = BTreeMap::new();
     for e in s.cells.lock().unwrap().values() {
-        let c = &e.cell;
+        // Generation cells name their source by fingerprint; their corpus is regenerated.
+        let Some(c) = e.cell.as_train() else { continue };
         data.entry(c.data.manifest.fingerprint.clone()).or_insert_with(|| c.data.manifest.clone());
         for p in &c.plugins {
             if !plugins.iter().any(|q| q.name == p.name && q.blake3 == p.blake3) {
@@ -190,19 +191,20 @@ pub fn report_bundle_differences(s: &Session) {
     let cells = s.cells.lock().unwrap();
     let (mut same, mut differ) = (0, 0);
     for e in cells.values() {
-        let Some(theirs) = bundle.cells.iter().find(|c| c.label == e.cell.label) else { continue };
-        if theirs.id == e.cell.id {
+        let Some(theirs) = bundle.cells.iter().find(|c| c.label == e.cell.label()) else { continue };
+        if theirs.id == e.cell.id() {
             same += 1;
             continue;
         }
         differ += 1;
-        eprintln!("cell {}: inputs differ from the bundle ({} there, {} here):", e.cell.label, theirs.id, e.cell.id);
-        let changes = diff(&theirs.inputs, &e.cell.inputs);
+        eprintln!("cell {}: inputs differ from the bundle ({} there, {} here):", e.cell.label(), theirs.id, e.cell.id());
+        let changes = diff(&theirs.inputs, e.cell.inputs());
         for ch in &changes {
             eprintln!("    {ch}");
         }
         // Different data: say which domains differ, from the bundle's data manifest.
-        let ours = &e.cell.data.manifest;
+        let Some(train) = e.cell.as_train() else { continue };
+        let ours = &train.data.manifest;
         if let Some(their_data) = theirs.inputs.0.get("data.fingerprint").and_then(|fp| bundle.data.get(fp)) {
             if their_data.fingerprint != ours.fingerprint {
                 for d in &ours.domains {

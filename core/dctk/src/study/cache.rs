@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 
 use super::inputs::{diff, CellInputs, Change};
 use super::lock::CellLock;
+use super::generate_cell::GenerateResult;
 use super::plan::{AcceptedCodeChange, TrainCell};
 use super::{write_atomic, write_record, Status};
 use crate::train::RunResult;
@@ -23,6 +24,8 @@ pub enum CellState {
     New,
     /// Finished: its result (status `done` or `diverged`).
     Finished(Box<RunResult>),
+    /// A generation cell, finished: its result.
+    Generated(Box<GenerateResult>),
     /// Failed with this message (from `error.txt`).
     Failed(String),
     /// Started, not finished, not running now: resumes from its checkpoint (at this step).
@@ -35,10 +38,15 @@ impl CellState {
     pub fn read(dir: &Path) -> CellState {
         match Status::read(dir) {
             None => CellState::New,
-            Some(Status::Done | Status::Diverged) => match fs::read_to_string(dir.join("result.ron")).ok().and_then(|t| ron::from_str::<RunResult>(&t).ok()) {
-                Some(r) => CellState::Finished(Box::new(r)),
-                None => CellState::Interrupted(checkpoint_step(dir)),
-            },
+            Some(Status::Done | Status::Diverged) => {
+                let text = fs::read_to_string(dir.join("result.ron")).ok();
+                // The two kinds' results have disjoint required fields: at most one parses.
+                match (text.as_deref().and_then(|t| ron::from_str::<RunResult>(t).ok()), text.as_deref().and_then(|t| ron::from_str::<GenerateResult>(t).ok())) {
+                    (Some(r), _) => CellState::Finished(Box::new(r)),
+                    (None, Some(g)) => CellState::Generated(Box::new(g)),
+                    (None, None) => CellState::Interrupted(checkpoint_step(dir)),
+                }
+            }
             Some(status) => match CellLock::holder(dir) {
                 Some(holder) => CellState::Busy(holder),
                 None if status == Status::Failed => CellState::Failed(
@@ -53,7 +61,7 @@ impl CellState {
         match self {
             CellState::New => "new",
             CellState::Finished(r) if r.status == "diverged" => "diverged",
-            CellState::Finished(_) => "done",
+            CellState::Finished(_) | CellState::Generated(_) => "done",
             CellState::Failed(_) => "failed",
             CellState::Interrupted(_) => "interrupted",
             CellState::Busy(_) => "running",
@@ -61,7 +69,7 @@ impl CellState {
     }
 
     pub fn is_finished(&self) -> bool {
-        matches!(self, CellState::Finished(_))
+        matches!(self, CellState::Finished(_) | CellState::Generated(_))
     }
 }
 
@@ -78,7 +86,7 @@ fn checkpoint_step(dir: &Path) -> Option<u64> {
 /// for: the executor retries until its holder lets go).
 pub fn reuse(state: CellState, failed_here: Option<String>, rerun_failed: bool) -> (CellState, bool) {
     match (state, failed_here) {
-        (s @ CellState::Finished(_), _) => (s, false),
+        (s @ (CellState::Finished(_) | CellState::Generated(_)), _) => (s, false),
         (s @ CellState::Failed(_), None) => (s, rerun_failed),
         (s @ CellState::Failed(_), Some(_)) => (s, false),
         (_, Some(why)) => (CellState::Failed(why), false),

@@ -2,11 +2,16 @@
 //! here or as one task of a job array): lock it, re-resolve and check its inputs, write
 //! status `running`, train (resuming from its checkpoint), then write `result.ron`, the
 //! final status and the sampler's accounting. Failures write `error.txt` and status
-//! `failed`; a run stopped on request stays resumable.
+//! `failed`; a run stopped on request stays resumable. A generation cell (its manifest
+//! says `kind: "generate"`) is executed by [`super::generate_cell::execute`] under the
+//! same lock, status and error protocol.
 use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use super::generate_cell::GenerateManifest;
 
 use super::cache::{CellBusy, CellState};
 use super::lock::CellLock;
@@ -50,18 +55,34 @@ fn verify_inputs(manifest: &Manifest, data: &DataManifest) -> Result<()> {
     )
 }
 
+/// What `manifest.ron` says the cell is: only generation manifests have a `kind` (RON
+/// checks struct names, so a training manifest, `Manifest(…)`, does not parse as this).
+#[derive(Deserialize)]
+#[serde(rename = "GenerateManifest")]
+struct KindProbe {
+    #[serde(default)]
+    kind: Option<String>,
+}
+
 /// Executes the cell in `dir` (see the module doc).
-pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<()> {
     let _lock = CellLock::acquire(dir)?.ok_or_else(|| CellBusy(CellLock::holder(dir).unwrap_or_default()))?;
-    if let CellState::Finished(r) = CellState::read(dir) {
+    if CellState::read(dir).is_finished() {
         // Another process finished it (while `dctk run` waited for its lock): say so, so
         // that run reports it as waited for, not as run here.
         if opts.progress_json {
             println!("{}", serde_json::json!({"event": "already_finished"}));
         }
-        return Ok(*r);
+        return Ok(());
     }
-    let result = execute_locked(dir, opts);
+    let path = dir.join("manifest.ron");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let kind = ron::from_str::<KindProbe>(&text).ok().and_then(|p| p.kind);
+    let result = match kind.as_deref() {
+        Some("generate") => execute_generate(dir, &text, opts),
+        Some(other) => Err(anyhow::anyhow!("{}: unknown cell kind \"{other}\" (made by a newer dctk?)", path.display())),
+        None => execute_locked(dir, opts).map(|_| ()),
+    };
     if let Err(e) = &result {
         if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
             let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());
@@ -69,6 +90,16 @@ pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
         }
     }
     result
+}
+
+/// A generation cell: run it, then record its result and status (result first).
+fn execute_generate(dir: &Path, text: &str, opts: &ExecOptions) -> Result<()> {
+    let path = dir.join("manifest.ron");
+    let manifest: GenerateManifest = ron::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
+    let _ = fs::remove_file(dir.join("error.txt"));
+    let result = super::generate_cell::execute(dir, &manifest, opts)?;
+    write_record(&dir.join("result.ron"), &result)?;
+    Status::Done.write(dir)
 }
 
 fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {

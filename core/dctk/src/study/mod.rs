@@ -1,6 +1,8 @@
 //! The study layer, in the order of the data flow:
 //!
 //! - [`plan`]: a script's `train` settings → a cell (id from its named [`inputs`], manifest);
+//!   [`generate_cell`]: a script's `generate` settings → a generation cell, whose output is a
+//!   corpus domain; [`cell`]: a planned cell of either kind;
 //! - [`cache`]: which cells are done, failed, resumable or busy, and what a plan reuses
 //!   (locks: [`lock`]);
 //! - [`session`]: the cells one invocation planned; [`rounds`]: the loop that runs the
@@ -37,8 +39,10 @@ use serde::Serialize;
 
 pub mod bundle;
 pub mod cache;
+pub mod cell;
 pub mod exec_cell;
 pub mod execute;
+pub mod generate_cell;
 pub mod inputs;
 pub mod lock;
 pub mod plan;

@@ -13,7 +13,6 @@
 use std::sync::atomic::Ordering;
 
 use super::execute::{Executor, Job, Outcome};
-use super::plan::materialize;
 use super::session::Session;
 use crate::study::cache::CellState;
 
@@ -103,7 +102,7 @@ pub fn run(
                 .unwrap()
                 .values()
                 .filter_map(|e| match &e.state {
-                    CellState::Failed(m) => Some((e.cell.label.clone(), e.cell.id.clone(), m.clone())),
+                    CellState::Failed(m) => Some((e.cell.label().to_string(), e.cell.id().to_string(), m.clone())),
                     _ => None,
                 })
                 .collect();
@@ -111,8 +110,8 @@ pub fn run(
         }
         let mut jobs = Vec::new();
         for cell in &pending {
-            materialize(cell).map_err(StudyError::Other)?;
-            jobs.push(Job { id: cell.id.clone(), label: cell.label.clone(), dir: cell.dir.clone(), threads: cell.spec.threads });
+            cell.materialize().map_err(StudyError::Other)?;
+            jobs.push(Job { id: cell.id().to_string(), label: cell.label().to_string(), dir: cell.dir_buf(), threads: cell.threads() });
         }
         let outcomes = executor.run(jobs, &s.opts.executor, &s.opts.cancel);
         executed += outcomes.iter().filter(|(_, o)| *o == Outcome::Finished).count();

@@ -21,6 +21,8 @@ use indexmap::IndexMap;
 use super::cache::{accept_other_build, only_code_differs, reuse, CellState, OtherBuild};
 use super::records::{data_settings, study_dir, PlanRecord, PlannedCell, Table};
 use super::execute::ExecutorOptions;
+use super::cell::Cell;
+use super::generate_cell::{prepare_generate, GenerateSpec, GeneratorSpec};
 use super::plan::{prepare_train, TrainCell};
 use super::sandbox::Sandbox;
 use crate::corpus::DataCache;
@@ -53,7 +55,7 @@ pub struct SessionOptions {
 
 /// A planned cell and where it stands.
 pub struct CellEntry {
-    pub cell: Arc<TrainCell>,
+    pub cell: Arc<Cell>,
     pub state: CellState,
     /// To execute after this round.
     pub pending: bool,
@@ -147,29 +149,66 @@ impl Session {
             Some(n) if !n.is_empty() => n.clone(),
             _ => self.default_label(source, line),
         };
-        let cached = self.corpus_paths.lock().unwrap().get(&spec.corpus).cloned();
-        let corpus = match cached {
-            Some(p) => p,
-            None => {
-                let p = self.opts.sandbox.resolve(&spec.corpus, "key \"corpus\"").map_err(anyhow::Error::msg)?;
-                self.corpus_paths.lock().unwrap().insert(spec.corpus.clone(), p.clone());
-                p
-            }
-        };
+        let corpus = self.resolve_corpus_path(&spec.corpus)?;
         let cell = prepare_train(spec, &label, &corpus, &self.opts.runs_root, &self.data, false)?;
-        let id = cell.id.clone();
+        self.register(Cell::Train(cell))
+    }
+
+    /// Plans the generation cell of `spec` with `generator` (the `generate` function):
+    /// `corpus` is the source corpus as the script named it (resolved here), or, for a
+    /// `local` generator, none (the source run's corpus).
+    pub fn generate(&self, spec: &GenerateSpec, generator: GeneratorSpec, source: Option<&str>, line: usize) -> anyhow::Result<PlannedRef> {
+        let label = match &spec.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => self.default_label(source, line),
+        };
+        let corpus_path = match (&spec.corpus, &generator) {
+            (Some(c), _) => self.resolve_corpus_path(c)?,
+            (None, GeneratorSpec::Local { run_dir, .. }) => {
+                // The source run's own corpus, as its manifest records it (already ingested).
+                let path = Path::new(run_dir).join("manifest.ron");
+                let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let manifest: super::plan::Manifest = ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                PathBuf::from(manifest.data.corpus_dir)
+            }
+            (None, GeneratorSpec::OpenAi(_)) => anyhow::bail!("key \"corpus\": an openai generator needs the corpus to generate from"),
+        };
+        let corpus = self.data.open_corpus(&corpus_path, &self.opts.runs_root).map_err(|e| anyhow::anyhow!("key \"corpus\": {e:#}"))?;
+        let cell = prepare_generate(spec, generator, &label, &corpus, &self.opts.runs_root)?;
+        self.register(Cell::Generate(cell))
+    }
+
+    /// A corpus path of the script resolved by the sandbox (once per path and session).
+    fn resolve_corpus_path(&self, given: &str) -> anyhow::Result<PathBuf> {
+        if let Some(p) = self.corpus_paths.lock().unwrap().get(given).cloned() {
+            return Ok(p);
+        }
+        let p = self.opts.sandbox.resolve(given, "key \"corpus\"").map_err(anyhow::Error::msg)?;
+        self.corpus_paths.lock().unwrap().insert(given.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Marks `path` (a generation cell's output corpus, in dctk's own runs directory) as
+    /// resolved: a script names it through a handle, not as a path the sandbox checks.
+    pub fn trust_corpus_path(&self, path: &str) {
+        self.corpus_paths.lock().unwrap().insert(path.to_string(), PathBuf::from(path));
+    }
+
+    /// Records a planned cell and reads where it stands (once per round).
+    fn register(&self, cell: Cell) -> anyhow::Result<PlannedRef> {
+        let id = cell.id().to_string();
         let first_this_round = self.seen.lock().unwrap().insert(id.clone());
         let mut cells = self.cells.lock().unwrap();
         // A new entry is always first this round: its state is read just below.
         let entry = cells.entry(id.clone()).or_insert_with(|| CellEntry { state: CellState::New, cell: Arc::new(cell), pending: false });
         if first_this_round {
             let failed_here = self.failed_here.lock().unwrap().get(&id).cloned();
-            let mut on_disk = CellState::read(&entry.cell.dir);
-            if matches!(on_disk, CellState::New) {
-                if let Some(other) = self.result_of_other_build(&entry.cell) {
+            let mut on_disk = CellState::read(entry.cell.dir());
+            if let (CellState::New, Some(train)) = (&on_disk, entry.cell.as_train()) {
+                if let Some(other) = self.result_of_other_build(train) {
                     if self.opts.accept_code_change && self.opts.mode == Mode::Run {
-                        accept_other_build(&entry.cell, &other, &super::run_dir(&self.opts.runs_root, &other.old_id))?;
-                        on_disk = CellState::read(&entry.cell.dir);
+                        accept_other_build(train, &other, &super::run_dir(&self.opts.runs_root, &other.old_id))?;
+                        on_disk = CellState::read(entry.cell.dir());
                         self.accepted.lock().unwrap().insert(id.clone(), other);
                     } else {
                         self.other_build.lock().unwrap().insert(id.clone(), other);
@@ -180,7 +219,7 @@ impl Session {
             entry.state = state;
             entry.pending = pending;
         }
-        Ok(PlannedRef { id: entry.cell.id.clone(), label: entry.cell.label.clone(), dir: entry.cell.dir.clone(), pending: entry.pending, state: entry.state.clone() })
+        Ok(PlannedRef { id: entry.cell.id().to_string(), label: entry.cell.label().to_string(), dir: entry.cell.dir_buf(), pending: entry.pending, state: entry.state.clone() })
     }
 
     /// The finished cell of the previous plan with this cell's label whose inputs differ
@@ -284,7 +323,7 @@ impl Session {
     }
 
     /// Cells to execute after this round, in plan order.
-    pub fn pending(&self) -> Vec<Arc<TrainCell>> {
+    pub fn pending(&self) -> Vec<Arc<Cell>> {
         self.cells.lock().unwrap().values().filter(|e| e.pending).map(|e| e.cell.clone()).collect()
     }
 }
@@ -308,10 +347,10 @@ pub fn plan_record(s: &Session) -> PlanRecord {
         cells
             .values()
             .map(|e| PlannedCell {
-                label: e.cell.label.clone(),
-                id: e.cell.id.clone(),
-                inputs: e.cell.inputs.clone(),
-                data_settings: data_settings(&e.cell.spec),
+                label: e.cell.label().to_string(),
+                id: e.cell.id().to_string(),
+                inputs: e.cell.inputs().clone(),
+                data_settings: e.cell.as_train().map(|c| data_settings(&c.spec)).unwrap_or_default(),
             })
             .collect(),
     )
@@ -349,15 +388,17 @@ pub fn results_table(s: &Session) -> Table {
         Some(format!("{plugin}.{key}"))
     };
     let mut varying: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
-    if let Some(first) = cells.values().next() {
+    // Varying settings of the training cells (generation cells' settings are another kind).
+    let train: Vec<&TrainCell> = cells.values().filter_map(|e| e.cell.as_train()).collect();
+    if let Some(first) = train.first() {
         let mut names: indexmap::IndexSet<&String> = indexmap::IndexSet::new();
-        for e in cells.values() {
-            names.extend(e.cell.inputs.0.keys());
+        for c in &train {
+            names.extend(c.inputs.0.keys());
         }
         for name in names {
             let Some(column) = setting_name(name) else { continue };
-            let value0 = first.cell.inputs.0.get(name);
-            if cells.values().any(|e| e.cell.inputs.0.get(name) != value0) && !columns.contains(&column) {
+            let value0 = first.inputs.0.get(name);
+            if train.iter().any(|c| c.inputs.0.get(name) != value0) && !columns.contains(&column) {
                 varying.insert(name.clone(), column);
             }
         }
@@ -366,9 +407,14 @@ pub fn results_table(s: &Session) -> Table {
     let rows = cells
         .values()
         .map(|e| {
-            let m = &e.cell;
+            let Some(m) = e.cell.as_train() else {
+                // A generation cell: its identity and status; its counts are in its result.ron.
+                let mut row = vec![e.cell.label().to_string(), e.cell.id().to_string(), e.state.name().to_string(), "generate".to_string()];
+                row.resize(columns.len(), String::new());
+                return row;
+            };
             let model = serde_json::to_value(&m.spec.model).map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).unwrap_or_default();
-            let mut row = vec![e.cell.label.clone(), e.cell.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
+            let mut row = vec![m.label.clone(), m.id.clone(), e.state.name().to_string(), model, m.params.to_string()];
             row.push(m.spec.unique_tokens.to_string());
             row.push(m.spec.epochs.to_string());
             match &e.state {

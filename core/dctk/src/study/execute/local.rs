@@ -250,6 +250,12 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
             match v["event"].as_str() {
                 Some("already_finished") => elsewhere.store(true, Ordering::Relaxed),
                 Some("error") => *reported.lock().unwrap() = v["message"].as_str().map(String::from),
+                Some("requests") => {
+                    // A generation cell: requests answered (from the cache or the backend).
+                    b.set_length(v["total"].as_u64().unwrap_or(1));
+                    b.set_position(v["done"].as_u64().unwrap_or(0));
+                    b.set_message("requests".to_string());
+                }
                 Some("step") => {
                     b.set_length(v["total_steps"].as_u64().unwrap_or(1));
                     b.set_position(v["step"].as_u64().unwrap_or(0));

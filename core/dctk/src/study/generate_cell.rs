@@ -1,0 +1,759 @@
+//! Generation cells: a script's `generate(#{...})` → a cell whose output is a corpus domain
+//! of generated text, planned, cached, locked and resumed like a training cell.
+//!
+//! The id is blake3 over the cell's named inputs: kind `generate`; the generator's identity
+//! (for `local`, the source run's id, which fixes its weights, and the device kind; for
+//! `openai`, its base URL and model); the source data (corpus tokenizer, the selected
+//! domains' shard hashes); the template and its name; `n_per_doc`, `max_docs`, the
+//! sampling settings (`max_tokens`, `temperature`, `top_p`, `top_k`, `stop`, `seed`); the
+//! output's domain name and validation fraction; and the versions. Throughput settings
+//! (`concurrency`, `timeout_s`, `max_retries`, `batch_size`) and the API key decide no
+//! number and are left out.
+//!
+//! What the cell does ([`execute`]): for each selected domain, its first `max_docs`
+//! *training* documents in budget order (never held-out ones: text generated from them
+//! and trained on would leak the validation split), decoded with the corpus tokenizer;
+//! for j in 0..n_per_doc the template with `{document}` replaced by the document, asked
+//! with seed `(seed + h(domain, doc, j)) mod 2^53` (distinct per request, reproducible,
+//! exact in any JSON parser). A prompt that would not fit the model's context (`local`:
+//! `max_seq_len − max_tokens`; or `max_prompt_tokens` when set) has its document
+//! truncated (its beginning kept) and is counted in `truncated_prompts`; when even the
+//! template alone does not fit, the request is skipped and counted in `skipped_prompts`.
+//! Every answer goes through the request cache ([`crate::generate::request_cache`]), so a
+//! rerun of a killed or failed cell sends only what was never answered.
+//!
+//! Output, in `runs/<id>/`:
+//!
+//! ```text
+//! generated.jsonl         the generated documents, one JSON object per line (text + provenance)
+//! corpus/                 a dctk-data corpus (token shards + manifest.ron) of one domain, kind
+//!                         Synthetic { generator, source_domains }, with the source's tokenizer
+//! corpus/documents.jsonl  per generated document, in corpus order: its source document
+//!                         (domain, index in ingest order, content key), template (name,
+//!                         blake3), sample j, seed, finish reason, truncation, tokens
+//!                         (the corpus format has no per-document metadata: this sidecar)
+//! result.ron              requests, cache hits, sent, failed, skipped, generated docs and tokens, seconds
+//! ```
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use dctk_data::{Corpus, DomainInput, DomainKind, IngestConfig, Tokenizer};
+use serde::{Deserialize, Serialize};
+
+use super::inputs::CellInputs;
+use super::{write_atomic, write_record, Status};
+use crate::env::{self, Versions};
+use crate::generate::client::{OpenAiGenerator, OpenAiSettings};
+use crate::generate::generator::{Generator, LocalGenerator, TextRequest, DEFAULT_LOCAL_BATCH};
+use crate::generate::request_cache::{request_cache_dir, CachedGenerator, RequestCache};
+use crate::generate::{LoadedModel, SamplingParams};
+use crate::train::ExecOptions;
+
+/// The placeholder a template must contain.
+pub const DOCUMENT_PLACEHOLDER: &str = "{document}";
+
+/// The generator of a cell, as planned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum GeneratorSpec {
+    /// A finished dctk run's checkpoint, in the cell's process.
+    Local {
+        run_id: String,
+        /// The source run's directory on the planning machine.
+        run_dir: String,
+        /// `auto`, `cpu`, `cuda`, `cuda:N`.
+        device: String,
+        /// Prompts decoded together (decides no number).
+        batch_size: usize,
+    },
+    /// An OpenAI-compatible server.
+    OpenAi(OpenAiSettings),
+}
+
+/// A finished run a `local` generator names (the script passes its `Run` handle).
+#[derive(Clone, Debug)]
+pub struct SourceRun {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+const LOCAL_KEYS: &[&str] = &["kind", "run", "device", "batch_size"];
+const OPENAI_KEYS: &[&str] = &["kind", "base_url", "model", "api_key_env", "concurrency", "timeout_s", "max_retries"];
+
+/// The closest of `known` to `key` by edit distance, if close enough to be a typo.
+fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known.iter().map(|k| (strsim::levenshtein(key, k), *k)).filter(|(d, k)| *d <= 2.max(k.len() / 4)).min().map(|(_, k)| k)
+}
+
+fn unknown_key(prefix: &str, key: &str, known: &[&str]) -> String {
+    match suggest(key, known) {
+        Some(s) => format!("unknown key \"{prefix}{key}\" (did you mean \"{prefix}{s}\"?)"),
+        None => format!("unknown key \"{prefix}{key}\"; known keys: {}", known.join(", ")),
+    }
+}
+
+impl GeneratorSpec {
+    /// From the script's generator map (`run` already taken out as `source`). Errors name
+    /// the key (`generator.base_url`).
+    pub fn from_json(value: &serde_json::Value, source: Option<SourceRun>) -> Result<GeneratorSpec, String> {
+        let map = value.as_object().ok_or("key \"generator\": expected a map #{ kind: \"local\", run: … } or #{ kind: \"openai\", base_url: …, model: … }")?;
+        let kind = map.get("kind").and_then(|k| k.as_str()).ok_or("key \"generator.kind\": missing; \"local\" or \"openai\"")?;
+        let known = match kind {
+            "local" => LOCAL_KEYS,
+            "openai" => OPENAI_KEYS,
+            other => return Err(format!("key \"generator.kind\": \"{other}\" is not a generator kind; \"local\" or \"openai\"")),
+        };
+        if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(unknown_key("generator.", k, known));
+        }
+        match kind {
+            "local" => {
+                let run = source.ok_or("key \"generator.run\": a local generator needs the finished run to sample from (a `train` handle)")?;
+                let device = match map.get("device") {
+                    None => "auto".to_string(),
+                    Some(v) => v.as_str().ok_or("key \"generator.device\": expected a string (auto, cpu, cuda, cuda:N)")?.to_string(),
+                };
+                env::resolve_device(&device).map_err(|e| format!("key \"generator.device\": {e}"))?;
+                let batch_size = match map.get("batch_size") {
+                    None => DEFAULT_LOCAL_BATCH,
+                    Some(v) => v.as_u64().filter(|b| (1..=4096).contains(b)).ok_or("key \"generator.batch_size\": expected an integer in 1..=4096")? as usize,
+                };
+                Ok(GeneratorSpec::Local { run_id: run.id, run_dir: run.dir.display().to_string(), device, batch_size })
+            }
+            _ => {
+                let mut m = map.clone();
+                m.remove("kind");
+                let settings: OpenAiSettings = serde_path_to_error::deserialize(serde_json::Value::Object(m)).map_err(|e| {
+                    let inner = e.inner().to_string();
+                    match inner.strip_prefix("missing field ") {
+                        Some(f) => format!("key \"generator.{}\": missing (an openai generator needs base_url and model)", f.trim_matches('`')),
+                        None => format!("key \"generator.{}\": {inner}", e.path()),
+                    }
+                })?;
+                settings.validate().map_err(|e| e.replacen("key \"", "key \"generator.", 1))?;
+                Ok(GeneratorSpec::OpenAi(settings))
+            }
+        }
+    }
+
+    /// The named inputs of the generator (what decides the numbers), under `generator.`.
+    fn insert_inputs(&self, inputs: &mut CellInputs) {
+        match self {
+            GeneratorSpec::Local { run_id, device, .. } => {
+                inputs.insert("generator.kind", "local");
+                inputs.insert("generator.run", run_id);
+                let kind = env::resolve_device(device).map(env::device_name).unwrap_or_else(|_| device.clone());
+                inputs.insert("generator.device", kind.split(':').next().unwrap_or("cpu"));
+            }
+            GeneratorSpec::OpenAi(s) => {
+                inputs.insert("generator.kind", "openai");
+                inputs.insert("generator.base_url", s.base_url.trim().trim_end_matches('/'));
+                inputs.insert("generator.model", &s.model);
+            }
+        }
+    }
+}
+
+/// `generate(#{...})`'s settings other than `generator` (the manual of the function).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSpec {
+    /// The cell's label (default: `file:line` of the call).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The documents to generate from: a corpus directory or raw `.jsonl` (as `train`'s
+    /// `corpus`), or another `generate` handle. Default for a `local` generator: its run's corpus.
+    #[serde(default)]
+    pub corpus: Option<String>,
+    /// Generate from this domain only (default: every domain of the corpus).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The prompt: `{document}` is replaced by each source document.
+    pub template: String,
+    /// Recorded with every generated document (with the template's blake3).
+    #[serde(default = "default_template_name")]
+    pub template_name: String,
+    /// Requests per source document.
+    #[serde(default = "one")]
+    pub n_per_doc: usize,
+    /// At most this many source documents per domain (default: all training documents).
+    #[serde(default)]
+    pub max_docs: Option<usize>,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(default = "default_top_p")]
+    pub top_p: f64,
+    #[serde(default)]
+    pub top_k: usize,
+    #[serde(default)]
+    pub stop: Vec<String>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Prompts longer than this many tokens have their document truncated (`local`
+    /// default: the model's `max_seq_len − max_tokens`; `openai`: measured with the source
+    /// corpus's tokenizer, no limit unless given).
+    #[serde(default)]
+    pub max_prompt_tokens: Option<usize>,
+    /// The generated domain's name.
+    #[serde(default = "default_output_domain")]
+    pub output_domain: String,
+    /// Held-out fraction of the generated corpus (per document, by content, as ingest).
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+}
+
+fn default_template_name() -> String {
+    "template".into()
+}
+fn one() -> usize {
+    1
+}
+fn default_max_tokens() -> usize {
+    128
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+fn default_top_p() -> f64 {
+    1.0
+}
+fn default_output_domain() -> String {
+    "generated".into()
+}
+fn default_val_fraction() -> f64 {
+    dctk_data::DEFAULT_VAL_FRACTION
+}
+
+/// Every key of `generate(#{...})`.
+pub const GENERATE_KEYS: &[&str] = &[
+    "generator", "name", "corpus", "domain", "template", "template_name", "n_per_doc", "max_docs", "max_tokens", "temperature", "top_p",
+    "top_k", "stop", "seed", "max_prompt_tokens", "output_domain", "val_fraction",
+];
+
+impl GenerateSpec {
+    /// From the script's map without `generator`; errors name the key.
+    pub fn from_json(value: serde_json::Value) -> Result<GenerateSpec, String> {
+        if let Some(m) = value.as_object() {
+            if m.contains_key("augmenter") {
+                return Err("key \"augmenter\": augmenter plugins are not supported by generate yet; give a \"template\"".into());
+            }
+        }
+        let spec: GenerateSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if let Some(rest) = inner.strip_prefix("unknown field ") {
+                let key = rest.split(',').next().unwrap_or(rest).trim_matches('`');
+                return unknown_key("", key, GENERATE_KEYS);
+            }
+            if let Some(f) = inner.strip_prefix("missing field ") {
+                return format!("missing required key \"{}\"", f.trim_matches('`'));
+            }
+            format!("key \"{path}\": {inner}")
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.template.contains(DOCUMENT_PLACEHOLDER) {
+            return Err(format!("key \"template\": the template \"{}\" has no {DOCUMENT_PLACEHOLDER} placeholder (where each source document goes)", self.template_name));
+        }
+        if self.n_per_doc == 0 {
+            return Err("key \"n_per_doc\": must be at least 1".into());
+        }
+        if self.max_docs == Some(0) {
+            return Err("key \"max_docs\": must be at least 1 (leave it out for every document)".into());
+        }
+        if self.max_tokens == 0 {
+            return Err("key \"max_tokens\": must be at least 1".into());
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(format!("key \"temperature\": {} must be ≥ 0 (0 = greedy)", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("key \"top_p\": {} must be in (0, 1]", self.top_p));
+        }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return Err("key \"stop\": a stop sequence may not be empty".into());
+        }
+        if self.output_domain.is_empty() || !self.output_domain.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return Err(format!("key \"output_domain\": \"{}\" must be [A-Za-z0-9_.-]+", self.output_domain));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(format!("key \"val_fraction\": {} must be in [0, 1)", self.val_fraction));
+        }
+        Ok(())
+    }
+
+    /// The sampling settings of request `seed`.
+    fn params(&self, seed: u64) -> SamplingParams {
+        SamplingParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            stop: self.stop.clone(),
+            seed,
+            ignore_eot: false,
+        }
+    }
+
+    pub fn template_blake3(&self) -> String {
+        blake3::hash(self.template.as_bytes()).to_hex().to_string()
+    }
+}
+
+/// The source data's identity: the tokenizer and each selected domain's shards and split.
+pub fn source_fingerprint(corpus: &Corpus, domains: &[String]) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"dctk/generate-source/v1\0");
+    h.update(corpus.manifest.tokenizer.hash.as_bytes());
+    for name in domains {
+        let d = corpus.domain(name).map_err(|e| anyhow!("{}", crate::corpus::describe(&e)))?;
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(&d.manifest.val_ppm.to_le_bytes());
+        for s in &d.manifest.shards {
+            h.update(s.tokens_blake3.as_bytes());
+            h.update(s.index_blake3.as_bytes());
+        }
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// The domains a spec selects, checked against the corpus.
+pub fn select_domains(corpus: &Corpus, domain: Option<&str>) -> Result<Vec<String>, String> {
+    let names: Vec<String> = corpus.domain_names().iter().map(|s| s.to_string()).collect();
+    match domain {
+        None => Ok(names),
+        Some(d) if names.iter().any(|n| n == d) => Ok(vec![d.to_string()]),
+        Some(d) => Err(format!("key \"domain\": unknown domain \"{d}\"; the corpus has: {}", names.join(", "))),
+    }
+}
+
+/// One source document: its domain, where it is, its index in the domain's ingest order,
+/// and its ids.
+struct SourceDoc {
+    domain: String,
+    doc: dctk_data::DocRef,
+    index: usize,
+    ids: Vec<u32>,
+}
+
+/// Source documents (per domain: its training documents in budget order, at most
+/// `max_docs`), without their ids unless `with_ids`.
+fn source_docs(corpus: &Corpus, domains: &[String], max_docs: Option<usize>, with_ids: bool) -> Result<Vec<SourceDoc>> {
+    let mut out = Vec::new();
+    for name in domains {
+        let d = corpus.domain(name).map_err(|e| anyhow!("{}", crate::corpus::describe(&e)))?;
+        // The index of each document in ingest order: how `documents.jsonl` names it.
+        let position: std::collections::HashMap<(u32, u64), usize> = d.docs().iter().enumerate().map(|(i, r)| ((r.shard, r.start), i)).collect();
+        let train: Vec<dctk_data::DocRef> = d.train_docs().into_iter().filter(|r| r.tokens > 0).collect();
+        // The training split as served: one span per document, in the same order.
+        let subset = if with_ids { Some(d.train_subset()) } else { None };
+        if let Some(s) = &subset {
+            if s.spans.len() != train.len() {
+                bail!("domain \"{name}\": a document longer than 2^32 tokens cannot be a generation source");
+            }
+        }
+        for (k, r) in train.into_iter().enumerate().take(max_docs.unwrap_or(usize::MAX)) {
+            let ids = subset.as_ref().map(|s| s.span_ids(k)).unwrap_or_default();
+            out.push(SourceDoc { domain: name.clone(), doc: r, index: position[&(r.shard, r.start)], ids });
+        }
+    }
+    Ok(out)
+}
+
+/// A planned generation cell.
+pub struct GenerateCell {
+    pub id: String,
+    pub label: String,
+    pub dir: PathBuf,
+    pub spec: GenerateSpec,
+    pub generator: GeneratorSpec,
+    /// The source corpus directory (ingested).
+    pub corpus_dir: PathBuf,
+    pub domains: Vec<String>,
+    pub source_fingerprint: String,
+    pub tokenizer: String,
+    /// Source documents × n_per_doc.
+    pub requests: u64,
+    pub inputs: CellInputs,
+}
+
+/// Everything a cell process needs (`runs/<id>/manifest.ron`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GenerateManifest {
+    /// Always "generate": what `dctk cell exec` dispatches on.
+    pub kind: String,
+    pub run_id: String,
+    pub label: String,
+    pub spec: GenerateSpec,
+    pub generator: GeneratorSpec,
+    pub corpus_dir: String,
+    pub domains: Vec<String>,
+    pub source_fingerprint: String,
+    pub requests: u64,
+    pub versions: Versions,
+    pub inputs: CellInputs,
+}
+
+/// What a generation cell produced (`result.ron`; what a `generate` handle reads).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerateResult {
+    pub run_id: String,
+    pub run_dir: String,
+    /// "done".
+    pub status: String,
+    /// The generated corpus directory (what `train(#{corpus: handle})` reads).
+    pub corpus: String,
+    /// Its one domain.
+    pub domain: String,
+    /// The backend identity of the request cache (`local:<weights>`, `openai:<url>#<model>`).
+    pub generator: String,
+    pub requests: u64,
+    pub cache_hits: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Prompts too long even with an empty document (not asked).
+    pub skipped_prompts: u64,
+    /// Prompts whose document was truncated to fit.
+    pub truncated_prompts: u64,
+    pub generated_docs: u64,
+    /// Generated tokens, in the corpus tokenizer's ids.
+    pub generated_tokens: u64,
+    pub seconds: f64,
+}
+
+impl GenerateCell {
+    pub fn manifest(&self) -> GenerateManifest {
+        GenerateManifest {
+            kind: "generate".into(),
+            run_id: self.id.clone(),
+            label: self.label.clone(),
+            spec: self.spec.clone(),
+            generator: self.generator.clone(),
+            corpus_dir: self.corpus_dir.display().to_string(),
+            domains: self.domains.clone(),
+            source_fingerprint: self.source_fingerprint.clone(),
+            requests: self.requests,
+            versions: env::versions(),
+            inputs: self.inputs.clone(),
+        }
+    }
+
+    /// Cached answers of this cell's requests, when it is cheap to tell (an `openai`
+    /// generator, whose cache identity is known without loading weights), for `dctk plan`.
+    pub fn cached_requests(&self, runs_root: &Path) -> Option<u64> {
+        let GeneratorSpec::OpenAi(settings) = &self.generator else { return None };
+        let corpus = Corpus::open_with(&self.corpus_dir, dctk_data::OpenOptions { verify_hashes: false }).ok()?;
+        let tokenizer = corpus.tokenizer().ok()?;
+        let cache = RequestCache::new(request_cache_dir(runs_root));
+        let (requests, _) = build_requests(&self.spec, &corpus, &tokenizer, &self.domains, None).ok()?;
+        let identity = settings.identity();
+        Some(requests.iter().filter(|r| cache.get(&identity, &r.request).is_some()).count() as u64)
+    }
+}
+
+/// The named inputs of a generation cell (see the module doc).
+pub fn named_inputs(spec: &GenerateSpec, generator: &GeneratorSpec, source_fingerprint: &str, tokenizer: &str, domains: &[String], versions: &Versions) -> Result<CellInputs> {
+    let mut inputs = CellInputs::default();
+    inputs.insert("kind", "generate");
+    generator.insert_inputs(&mut inputs);
+    inputs.insert("data.fingerprint", source_fingerprint);
+    inputs.insert("data.tokenizer", tokenizer);
+    inputs.insert("data.domains", domains.join(","));
+    let mut id_spec = serde_json::to_value(spec)?;
+    if let Some(m) = id_spec.as_object_mut() {
+        // The label and the corpus path decide no number (the data is identified by content).
+        for key in ["name", "corpus", "domain"] {
+            m.remove(key);
+        }
+    }
+    inputs.insert_json("spec", &id_spec);
+    inputs.insert("version.dctk", &versions.dctk);
+    inputs.insert("version.build", &versions.build);
+    if matches!(generator, GeneratorSpec::Local { .. }) {
+        inputs.insert("version.tch", &versions.tch);
+        inputs.insert("version.libtorch", &versions.libtorch);
+    }
+    Ok(inputs)
+}
+
+/// Plans the cell: `corpus` is the resolved source corpus (ingested) and its directory.
+pub fn prepare_generate(spec: &GenerateSpec, generator: GeneratorSpec, label: &str, corpus: &Corpus, runs_root: &Path) -> Result<GenerateCell> {
+    let domains = select_domains(corpus, spec.domain.as_deref()).map_err(anyhow::Error::msg)?;
+    let fingerprint = source_fingerprint(corpus, &domains)?;
+    let docs = source_docs(corpus, &domains, spec.max_docs, false)?;
+    if docs.is_empty() {
+        bail!("key \"corpus\": {} has no training documents in {} to generate from", corpus.dir.display(), domains.join(", "));
+    }
+    let info = &corpus.manifest.tokenizer;
+    let tokenizer = format!("{} ({})", info.kind, &info.hash[..16.min(info.hash.len())]);
+    let inputs = named_inputs(spec, &generator, &fingerprint, &tokenizer, &domains, &env::versions())?;
+    let id = inputs.id();
+    Ok(GenerateCell {
+        dir: super::run_dir(runs_root, &id),
+        id,
+        label: label.to_string(),
+        spec: spec.clone(),
+        generator,
+        corpus_dir: corpus.dir.clone(),
+        domains,
+        source_fingerprint: fingerprint,
+        tokenizer,
+        requests: (docs.len() * spec.n_per_doc) as u64,
+        inputs,
+    })
+}
+
+/// Writes the cell's manifest (before it first runs).
+pub fn materialize(cell: &GenerateCell) -> Result<()> {
+    fs::create_dir_all(&cell.dir).with_context(|| format!("creating {}", cell.dir.display()))?;
+    if !cell.dir.join("manifest.ron").exists() {
+        write_record(&cell.dir.join("manifest.ron"), &cell.manifest())?;
+    }
+    Ok(())
+}
+
+/// One request of the cell and where it came from.
+struct PlannedRequest {
+    request: TextRequest,
+    domain: String,
+    /// Index of the source document in its domain's ingest order.
+    doc_index: usize,
+    doc_key: u64,
+    sample: usize,
+    truncated: bool,
+}
+
+/// The request seed of sample `j` of a document: `(seed + h(domain, doc, j)) mod 2^53`.
+fn request_seed(seed: u64, domain: &str, doc_key: u64, doc_index: usize, sample: usize) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"dctk/generate-seed/v1\0");
+    h.update(domain.as_bytes());
+    h.update(&[0]);
+    h.update(&doc_key.to_le_bytes());
+    h.update(&(doc_index as u64).to_le_bytes());
+    h.update(&(sample as u64).to_le_bytes());
+    let hash = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    seed.wrapping_add(hash) & ((1u64 << 53) - 1)
+}
+
+/// How to count a prompt's tokens against a limit.
+type PromptLimit<'a> = (usize, &'a dyn Fn(&str) -> usize);
+
+/// Every request of the cell, in order (domain, document, sample), and how many prompts
+/// were skipped because even the template alone exceeds the limit.
+fn build_requests(spec: &GenerateSpec, corpus: &Corpus, tokenizer: &Tokenizer, domains: &[String], limit: Option<PromptLimit>) -> Result<(Vec<PlannedRequest>, u64)> {
+    let docs = source_docs(corpus, domains, spec.max_docs, true)?;
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for SourceDoc { domain, doc, index, mut ids } in docs {
+        let render = |ids: &[u32]| -> Result<String> { Ok(spec.template.replace(DOCUMENT_PLACEHOLDER, &tokenizer.decode(ids)?)) };
+        let mut prompt = render(&ids)?;
+        let mut truncated = false;
+        if let Some((max, count)) = limit {
+            let overhead = count(&spec.template.replace(DOCUMENT_PLACEHOLDER, ""));
+            if overhead >= max {
+                skipped += spec.n_per_doc as u64;
+                continue;
+            }
+            let mut keep = ids.len();
+            loop {
+                let n = count(&prompt);
+                if n <= max || keep == 0 {
+                    break;
+                }
+                // Cut by the excess (tokenizers may differ; repeat until it fits).
+                keep = keep.saturating_sub((n - max).max(1));
+                prompt = render(&ids[..keep])?;
+                truncated = true;
+            }
+            ids.truncate(keep);
+        }
+        for j in 0..spec.n_per_doc {
+            let seed = request_seed(spec.seed, &domain, doc.key, index, j);
+            out.push(PlannedRequest { request: TextRequest { prompt: prompt.clone(), params: spec.params(seed) }, domain: domain.clone(), doc_index: index, doc_key: doc.key, sample: j, truncated });
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Executes a generation cell whose lock the caller holds (see the module doc).
+pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> Result<GenerateResult> {
+    let t0 = Instant::now();
+    let runs_root = dir.parent().unwrap_or(Path::new("."));
+    let corpus_dir = PathBuf::from(&manifest.corpus_dir);
+    let corpus = Corpus::open(&corpus_dir).map_err(|e| anyhow!("{}: {}", corpus_dir.display(), crate::corpus::describe(&e)))?;
+    let fingerprint = source_fingerprint(&corpus, &manifest.domains)?;
+    if fingerprint != manifest.source_fingerprint {
+        bail!("{}: the source data changed since this cell was planned; rerun the study to plan it again", corpus_dir.display());
+    }
+    let tokenizer = corpus.tokenizer().map_err(|e| anyhow!("{}: {}", corpus_dir.display(), crate::corpus::describe(&e)))?;
+    Status::Running.write(dir)?;
+    let spec = &manifest.spec;
+
+    let (mut local, mut openai) = (None, None);
+    match &manifest.generator {
+        GeneratorSpec::Local { run_id, run_dir, device, batch_size } => {
+            let run_dir = PathBuf::from(run_dir);
+            if !super::cache::CellState::read(&run_dir).is_finished() {
+                bail!("generator run {run_id} ({}) is not finished", run_dir.display());
+            }
+            let device = env::resolve_device(device).map_err(|e| anyhow!("generator key \"device\": {e}"))?;
+            let model = LoadedModel::open(&run_dir, device)?;
+            if model.run_id != *run_id {
+                bail!("{}: holds run {}, the cell was planned from run {run_id}", run_dir.display(), model.run_id);
+            }
+            local = Some(LocalGenerator::new(model, *batch_size));
+        }
+        GeneratorSpec::OpenAi(settings) => openai = Some(OpenAiGenerator::new(settings.clone(), opts.cancel.clone())?),
+    }
+    let generator: &dyn Generator = match (&local, &openai) {
+        (Some(l), _) => l,
+        (None, Some(o)) => o,
+        (None, None) => unreachable!("one of the two is set above"),
+    };
+    // Prompt limit: local — the model's context less the completion (in its own tokens).
+    let local_model = local.as_ref().map(|l| {
+        let m = l.model.lock().unwrap_or_else(|p| p.into_inner());
+        (m.tokenizer.clone(), m.config.max_seq_len as usize)
+    });
+    let count_model = |text: &str| local_model.as_ref().map_or(0, |(t, _)| t.encode(text).len());
+    let count_source = |text: &str| tokenizer.encode(text).len();
+    let limit: Option<PromptLimit> = match (&local_model, spec.max_prompt_tokens) {
+        (Some((_, max_seq_len)), given) => {
+            let context = max_seq_len.saturating_sub(spec.max_tokens);
+            Some((given.map_or(context, |g| g.min(context)), &count_model))
+        }
+        (None, Some(given)) => Some((given, &count_source)),
+        (None, None) => None,
+    };
+    let (planned, skipped) = build_requests(spec, &corpus, &tokenizer, &manifest.domains, limit)?;
+    let requests: Vec<TextRequest> = planned.iter().map(|p| p.request.clone()).collect();
+
+    let cache = RequestCache::new(request_cache_dir(runs_root));
+    let cached = CachedGenerator { inner: generator, cache };
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let total = requests.len();
+    let report = |_: usize, _: &Result<crate::generate::generator::TextCompletion>| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if opts.progress_json {
+            println!("{}", serde_json::json!({"event": "requests", "done": n, "total": total}));
+        }
+    };
+    let (answers, stats) = cached.complete_counted(&requests, &report);
+    if stats.failed > 0 {
+        if opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Err(crate::train::trainer::StoppedEarly { steps: (total as u64) - stats.failed, cancelled: true }.into());
+        }
+        let first = answers.iter().find_map(|a| a.as_ref().err()).map(|e| format!("{e:#}")).unwrap_or_default();
+        bail!(
+            "{} of {} request(s) failed; the {} answered are cached, so a rerun (`dctk run --rerun-failed`) sends only the failed ones. First error: {first}",
+            stats.failed,
+            stats.requests,
+            stats.requests - stats.failed
+        );
+    }
+
+    // The generated documents with their provenance, then the corpus made of them.
+    let identity = generator.identity();
+    let template = serde_json::json!({"name": spec.template_name, "blake3": spec.template_blake3()});
+    let mut lines = String::new();
+    let mut sidecar = String::new();
+    for (k, (p, a)) in planned.iter().zip(&answers).enumerate() {
+        let c = a.as_ref().expect("failures returned above");
+        let source = serde_json::json!({"domain": p.domain, "index": p.doc_index, "key": format!("{:016x}", p.doc_key)});
+        let tokens = tokenizer.encode(&c.text).len();
+        lines.push_str(&serde_json::json!({"text": c.text, "source": source, "template": template, "sample": p.sample, "seed": p.request.params.seed}).to_string());
+        lines.push('\n');
+        sidecar.push_str(
+            &serde_json::json!({"doc": k, "source": source, "template": template, "sample": p.sample, "seed": p.request.params.seed,
+                "finish_reason": c.finish_reason, "truncated_prompt": p.truncated, "tokens": tokens})
+            .to_string(),
+        );
+        sidecar.push('\n');
+    }
+    let generated = dir.join("generated.jsonl");
+    write_atomic(&generated, lines.as_bytes())?;
+    let out = dir.join("corpus");
+    let source_domains = manifest.domains.clone();
+    let mut domain = DomainInput::new(spec.output_domain.clone(), vec![generated.clone()]);
+    domain.kind = DomainKind::Synthetic { generator: identity.clone(), source_domains };
+    domain.val_fraction = spec.val_fraction;
+    // min_chars 0 keeps an empty completion as an (empty) document, so the corpus order
+    // stays aligned with documents.jsonl.
+    let cfg = IngestConfig { out: out.clone(), domains: vec![domain], min_chars: 0, threads: 1, overwrite: true, ..Default::default() };
+    let (corpus_manifest, _) = dctk_data::ingest_with_tokenizer(&cfg, &tokenizer).map_err(|e| anyhow!("writing the generated corpus {}: {}", out.display(), crate::corpus::describe(&e)))?;
+    let docs = corpus_manifest.domains[0].docs;
+    if docs != planned.len() as u64 {
+        bail!("{}: the generated corpus holds {docs} documents, {} were generated", out.display(), planned.len());
+    }
+    write_atomic(&out.join("documents.jsonl"), sidecar.as_bytes())?;
+    Ok(GenerateResult {
+        run_id: manifest.run_id.clone(),
+        run_dir: dir.display().to_string(),
+        status: "done".into(),
+        corpus: out.display().to_string(),
+        domain: spec.output_domain.clone(),
+        generator: identity,
+        requests: stats.requests,
+        cache_hits: stats.cache_hits,
+        sent: stats.sent,
+        failed: stats.failed,
+        skipped_prompts: skipped,
+        truncated_prompts: planned.iter().filter(|p| p.truncated).count() as u64 / spec.n_per_doc.max(1) as u64,
+        generated_docs: docs,
+        generated_tokens: corpus_manifest.domains[0].tokens,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn settings_errors_name_the_key() {
+        let e = GenerateSpec::from_json(json!({"template": "no placeholder", "template_name": "rephrase"})).unwrap_err();
+        assert!(e.contains("key \"template\"") && e.contains("\"rephrase\"") && e.contains("{document}"), "{e}");
+        let e = GenerateSpec::from_json(json!({"template": "{document}", "n_per_dc": 2})).unwrap_err();
+        assert!(e.contains("unknown key \"n_per_dc\" (did you mean \"n_per_doc\"?)"), "{e}");
+        let e = GenerateSpec::from_json(json!({"template": "{document}", "augmenter": "x"})).unwrap_err();
+        assert!(e.contains("key \"augmenter\"") && e.contains("not supported"), "{e}");
+        let e = GeneratorSpec::from_json(&json!({"kind": "openai", "base_url": "http://h/v1", "modle": "m"}), None).unwrap_err();
+        assert!(e.contains("unknown key \"generator.modle\" (did you mean \"generator.model\"?)"), "{e}");
+        let e = GeneratorSpec::from_json(&json!({"kind": "vllm"}), None).unwrap_err();
+        assert!(e.contains("key \"generator.kind\": \"vllm\""), "{e}");
+        let e = GeneratorSpec::from_json(&json!({"kind": "openai", "base_url": "http://h/v1"}), None).unwrap_err();
+        assert!(e.contains("key \"generator.model\": missing"), "{e}");
+        let e = GeneratorSpec::from_json(&json!({"kind": "local"}), None).unwrap_err();
+        assert!(e.contains("key \"generator.run\""), "{e}");
+    }
+
+    #[test]
+    fn request_seeds_are_distinct_and_reproducible() {
+        let a = request_seed(7, "web", 42, 0, 0);
+        assert_eq!(a, request_seed(7, "web", 42, 0, 0));
+        assert_ne!(a, request_seed(7, "web", 42, 0, 1));
+        assert_ne!(a, request_seed(7, "web", 43, 1, 0));
+        assert_ne!(a, request_seed(8, "web", 42, 0, 0));
+        assert!(a < 1 << 53);
+    }
+
+    #[test]
+    fn throughput_settings_do_not_change_the_id() {
+        let spec = GenerateSpec::from_json(json!({"template": "Rephrase: {document}", "max_tokens": 8})).unwrap();
+        let g = |concurrency: usize| GeneratorSpec::OpenAi(OpenAiSettings { base_url: "http://h/v1".into(), model: "m".into(), api_key_env: None, concurrency, timeout_s: 600.0, max_retries: 5 });
+        let v = env::versions();
+        let id = |g: &GeneratorSpec, s: &GenerateSpec| named_inputs(s, g, "f", "t", &["web".into()], &v).unwrap().id();
+        assert_eq!(id(&g(8), &spec), id(&g(32), &spec));
+        let hotter = GenerateSpec { temperature: 0.7, ..spec.clone() };
+        assert_ne!(id(&g(8), &spec), id(&g(8), &hotter));
+    }
+}
