@@ -13,12 +13,13 @@ pub mod plugin_new;
 pub mod plan;
 pub mod plugins;
 pub mod run;
+pub mod serve;
 
 use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), serve::cli(), cell::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -34,6 +35,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "bench" => bench::exec(args),
         "plugins" => plugins::exec(args),
         "plugin" => plugin_new::exec(args),
+        "serve" => serve::exec(args),
         _ => unreachable!("clap only accepts known subcommands"),
     }
 }
