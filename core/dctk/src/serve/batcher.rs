@@ -232,7 +232,9 @@ fn run_batch(model: &LoadedModel, batch: &[Job], stats: &Stats) -> Result<()> {
     let mut cancelled = vec![false; requests.len()];
     let completions = model.generate_with(&requests, DecodeOptions::default(), &mut |ev| {
         let (j, e) = owners[ev.request];
-        let event = Event::Token { entry: e, token: ev.token, logprob: ev.logprob, text_delta: ev.text_delta.to_string() };
+        // An end without a new token (the engine's final event) carries nothing to stream.
+        let (Some(token), Some(logprob)) = (ev.token, ev.logprob) else { return Flow::Continue };
+        let event = Event::Token { entry: e, token, logprob, text_delta: ev.text_delta.to_string() };
         if batch[j].events.send(event).is_err() {
             if !cancelled[ev.request] {
                 cancelled[ev.request] = true;
