@@ -3,13 +3,12 @@
 //! status `running`, train (resuming from its checkpoint), then write `result.ron`, the
 //! final status and the sampler's accounting. Failures write `error.txt` and status
 //! `failed`; a run stopped on request stays resumable. A generation cell (its manifest
-//! says `kind: "generate"`) is executed by [`super::generate_cell::execute`] under the
+//! is `GenerateManifest(…)`) is executed by [`super::generate_cell::execute`] under the
 //! same lock, status and error protocol.
 use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 
 use super::generate_cell::GenerateManifest;
 
@@ -55,13 +54,10 @@ fn verify_inputs(manifest: &Manifest, data: &DataManifest) -> Result<()> {
     )
 }
 
-/// What `manifest.ron` says the cell is: only generation manifests have a `kind` (RON
-/// checks struct names, so a training manifest, `Manifest(…)`, does not parse as this).
-#[derive(Deserialize)]
-#[serde(rename = "GenerateManifest")]
-struct KindProbe {
-    #[serde(default)]
-    kind: Option<String>,
+/// What `manifest.ron` says the cell is: a generation manifest is `GenerateManifest(…)`
+/// (records are written with struct names), a training one `Manifest(…)`.
+fn is_generate_manifest(text: &str) -> bool {
+    text.trim_start_matches('\u{feff}').trim_start().starts_with("GenerateManifest(")
 }
 
 /// Executes the cell in `dir` (see the module doc).
@@ -77,12 +73,7 @@ pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<()> {
     }
     let path = dir.join("manifest.ron");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let kind = ron::from_str::<KindProbe>(&text).ok().and_then(|p| p.kind);
-    let result = match kind.as_deref() {
-        Some("generate") => execute_generate(dir, &text, opts),
-        Some(other) => Err(anyhow::anyhow!("{}: unknown cell kind \"{other}\" (made by a newer dctk?)", path.display())),
-        None => execute_locked(dir, opts).map(|_| ()),
-    };
+    let result = if is_generate_manifest(&text) { execute_generate(dir, &text, opts) } else { execute_locked(dir, opts).map(|_| ()) };
     if let Err(e) = &result {
         if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
             let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());

@@ -425,6 +425,10 @@ pub struct GenerateResult {
     pub generated_docs: u64,
     /// Generated tokens, in the corpus tokenizer's ids.
     pub generated_tokens: u64,
+    /// Of those, in the training and the held-out split (`unique_tokens` and
+    /// `val_tokens` of a `train` on this corpus are bounded by them).
+    pub train_tokens: u64,
+    pub val_tokens: u64,
     pub seconds: f64,
 }
 
@@ -709,6 +713,8 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
         truncated_prompts: planned.iter().filter(|p| p.truncated).count() as u64 / spec.n_per_doc.max(1) as u64,
         generated_docs: docs,
         generated_tokens: corpus_manifest.domains[0].tokens,
+        train_tokens: corpus_manifest.domains[0].train_tokens,
+        val_tokens: corpus_manifest.domains[0].val_tokens,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
