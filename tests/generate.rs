@@ -182,6 +182,9 @@ fn the_openai_backend_resumes_from_its_cache_after_the_server_is_killed() {
     let error = std::fs::read_to_string(gen.join("error.txt")).unwrap();
     assert!(error.contains(&format!("{} of 12 request(s) failed", 12 - cached)), "{error}");
 
+    let out = dctk(s.path(), &["plan", study]);
+    assert!(text(&out).contains(&format!("generate: 12 request(s), {cached} cached")), "{}", text(&out));
+
     // The same port again: the rerun sends exactly what was not answered.
     let (mut server, addr2, _) = serve(s.path(), &run, port);
     assert_eq!(addr2, addr);

@@ -456,7 +456,10 @@ impl GenerateCell {
         let corpus = Corpus::open_with(&self.corpus_dir, dctk_data::OpenOptions { verify_hashes: false }).ok()?;
         let tokenizer = corpus.tokenizer().ok()?;
         let cache = RequestCache::new(request_cache_dir(runs_root));
-        let (requests, _) = build_requests(&self.spec, &corpus, &tokenizer, &self.domains, None).ok()?;
+        // The prompts as the cell process builds them (an openai limit counts in the source's tokens).
+        let count = |text: &str| tokenizer.encode(text).len();
+        let limit: Option<PromptLimit> = self.spec.max_prompt_tokens.map(|m| (m, &count as &dyn Fn(&str) -> usize));
+        let (requests, _) = build_requests(&self.spec, &corpus, &tokenizer, &self.domains, limit).ok()?;
         let identity = settings.identity();
         Some(requests.iter().filter(|r| cache.get(&identity, &r.request).is_some()).count() as u64)
     }
