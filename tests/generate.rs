@@ -3,7 +3,9 @@
 //! rerun asks nothing twice and every generated document traces to its source. The
 //! `openai` backend against a real `dctk serve` process: the server SIGKILLed
 //! mid-generation, the cell rerun against a restarted server sends exactly the requests
-//! that were not answered before; a 4xx and an unset API key variable are clear errors.
+//! that were not answered before; 429 (with Retry-After) and 503 are retried, from a real
+//! loopback server in front of `dctk serve`; a 4xx and an unset API key variable are clear
+//! errors.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -136,8 +138,10 @@ fn requests_served(addr: &str) -> u64 {
 /// A study generating 4 documents × 3 from quotes through the server at `addr` serving
 /// `model`; `extra` adds generator settings, `limit` generate settings.
 fn openai_study(addr: &str, model: &str, extra: &str, template: &str, limit: &str) -> String {
+    // One retry unless the test sets its own: a killed server fails the cell quickly.
+    let retries = if extra.contains("max_retries") { "" } else { ", max_retries: 1" };
     format!(
-        r#"let g = generate(#{{ name: "api", generator: #{{ kind: "openai", base_url: "http://{addr}/v1", model: "{model}", concurrency: 1, max_retries: 1 {extra} }},
+        r#"let g = generate(#{{ name: "api", generator: #{{ kind: "openai", base_url: "http://{addr}/v1", model: "{model}", concurrency: 1{retries}{extra} }},
                       corpus: "data:corpora/quotes.jsonl", template: "{template}", n_per_doc: 3, max_docs: 4, max_tokens: 16,
                       temperature: 1.0, seed: 3 {limit} }});
 print(`api hits=${{g.cache_hits}} sent=${{g.sent}} docs=${{g.generated_docs}}`);
@@ -194,6 +198,22 @@ fn the_openai_backend_resumes_from_its_cache_after_the_server_is_killed() {
     assert_eq!(requests_served(&addr) as usize, 12 - cached, "no request was sent twice");
     assert_eq!(count(), 12);
 
+    // Retries: a real HTTP server in front of dctk serve that first answers 429 with
+    // Retry-After: 1, then 503, then forwards. The generation waits as told and finishes.
+    let proxy = FlakyProxy::start(&addr, vec![(429, Some("1")), (503, None)]);
+    let flaky = s.write("flaky.rhai", &openai_study(&proxy.addr, &model, ", max_retries: 2", "Retry: {document}", FITS));
+    let t0 = Instant::now();
+    let out = dctk(s.path(), &["run", flaky.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(t0.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    assert_eq!(proxy.seen(), 12 + 2, "12 requests, 2 of them retried once each");
+    // Out of retries: the cell fails, saying why.
+    let proxy = FlakyProxy::start(&addr, vec![(503, None)]);
+    let gave_up = s.write("gave_up.rhai", &openai_study(&proxy.addr, &model, ", max_retries: 0", "Again: {document}", FITS));
+    let out = dctk(s.path(), &["run", gave_up.to_str().unwrap(), "-q"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("gave up after 1 attempt(s)") && text(&out).contains("503 Service Unavailable: overloaded"), "{}", text(&out));
+
     // A 4xx: the cell fails, quoting the server and the request.
     let long = "word ".repeat(60);
     let bad = s.write("bad.rhai", &openai_study(&addr, &model, "", &format!("{long}{{document}}"), ""));
@@ -219,4 +239,56 @@ fn the_openai_backend_resumes_from_its_cache_after_the_server_is_killed() {
     assert!(t.contains("typo.rhai:1:") && t.contains("unknown key \"generator.concurency\" (did you mean \"generator.concurrency\"?)"), "{t}");
     server.kill().unwrap();
     let _ = server.wait();
+}
+
+/// A loopback HTTP server (axum) in front of a real `dctk serve`: it answers the first
+/// requests with the given failures (status, Retry-After), then forwards each request.
+struct FlakyProxy {
+    addr: String,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str, failures: Vec<(u16, Option<&'static str>)>) -> FlakyProxy {
+        use axum::{body::Bytes, extract::State, http::{HeaderMap, StatusCode}, response::IntoResponse, Router};
+        use std::sync::{atomic::{AtomicU64, Ordering}, Arc, Mutex};
+        #[derive(Clone)]
+        struct Shared {
+            upstream: String,
+            failures: Arc<Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>>,
+            seen: Arc<AtomicU64>,
+            client: reqwest::Client,
+        }
+        async fn handle(State(st): State<Shared>, uri: axum::http::Uri, body: Bytes) -> axum::response::Response {
+            st.seen.fetch_add(1, Ordering::Relaxed);
+            let failure = st.failures.lock().unwrap().pop_front();
+            if let Some((status, retry_after)) = failure {
+                let mut headers = HeaderMap::new();
+                if let Some(s) = retry_after {
+                    headers.insert("retry-after", s.parse().unwrap());
+                }
+                let body = serde_json::json!({"error": {"message": "overloaded", "type": "server_error"}}).to_string();
+                return (StatusCode::from_u16(status).unwrap(), headers, body).into_response();
+            }
+            let answer = st.client.post(format!("http://{}{}", st.upstream, uri.path())).header("content-type", "application/json").body(body).send().await.unwrap();
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            (status, answer.bytes().await.unwrap()).into_response()
+        }
+        let seen = Arc::new(AtomicU64::new(0));
+        let shared = Shared { upstream: upstream.to_string(), failures: Arc::new(Mutex::new(failures.into())), seen: seen.clone(), client: reqwest::Client::new() };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                axum::serve(listener, Router::new().fallback(handle).with_state(shared)).await.unwrap();
+            });
+        });
+        FlakyProxy { addr: rx.recv().unwrap(), seen }
+    }
+
+    fn seen(&self) -> u64 {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
