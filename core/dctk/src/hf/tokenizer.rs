@@ -200,7 +200,7 @@ mod tests {
             "  leading spaces,\ttabs\t\tand\n\nnewlines\r\n  trailing   ".to_string(),
             "digits 1234567890 3.14159 0x7fff 1e-6 ١٢٣ and 'quotes' they're we'll I'd".to_string(),
             "def f(x):\n    return x ** 2  # squared\n\n\nclass A:\n\tpass\n".to_string(),
-            " ".repeat(37) + "\n" + &"-".repeat(90) + "\u{a0}\u{200b}\u{feff}",
+            format!("{}\n{}\u{a0}\u{200b}\u{feff}", " ".repeat(37), "-".repeat(90)),
         ];
         for file in ["code.jsonl", "dialogue.jsonl", "docs.jsonl", "literature.jsonl", "math.jsonl", "quotes.jsonl", "reference.jsonl"] {
             let text = std::fs::read_to_string(root.join(file)).unwrap();
