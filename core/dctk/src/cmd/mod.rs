@@ -14,12 +14,14 @@ pub mod plugin_new;
 pub mod plan;
 pub mod plugins;
 pub mod run;
+pub mod sample;
+pub mod score;
 
 use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), export_hf::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), export_hf::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli(), sample::cli(), score::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -36,6 +38,8 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "bench" => bench::exec(args),
         "plugins" => plugins::exec(args),
         "plugin" => plugin_new::exec(args),
+        "sample" => sample::exec(args),
+        "score" => score::exec(args),
         _ => unreachable!("clap only accepts known subcommands"),
     }
 }

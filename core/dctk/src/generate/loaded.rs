@@ -135,8 +135,7 @@ impl LoadedModel {
 
     /// [`LoadedModel::generate`] calling `on_token` for each token as it is produced.
     pub fn generate_with(&self, requests: &[GenRequest], opts: DecodeOptions, on_token: &mut dyn FnMut(&TokenEvent) -> Flow) -> Result<Vec<Completion>> {
-        let _ = (requests, opts, on_token);
-        todo!()
+        super::decode::generate(&self.context(), requests, opts, on_token)
     }
 
     /// Teacher-forced scoring: the natural log-probability of each token of
@@ -144,12 +143,32 @@ impl LoadedModel {
     /// empty (the first token is then scored after an end-of-text token, as documents
     /// start in training).
     pub fn score(&self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<f32>> {
-        let _ = (prompt, continuation);
-        todo!()
+        Ok(self.score_batch(&[(prompt.to_vec(), continuation.to_vec())])?.remove(0))
     }
 
     /// [`LoadedModel::score`] of many (prompt, continuation) pairs in batches.
     pub fn score_batch(&self, items: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Vec<f32>>> {
-        items.iter().map(|(p, c)| self.score(p, c)).collect()
+        super::decode::score(&self.context(), items)
+    }
+
+    /// Checks a request against this model (context length, token ids, settings); the
+    /// message names the field.
+    pub fn check_request(&self, request: &GenRequest) -> Result<(), String> {
+        super::decode::check_request(&self.context(), request)
+    }
+
+    /// Logits [T, vocab] of a token sequence (causal, no dropout), as fp32 on the host:
+    /// what an exported model must reproduce.
+    pub fn logits(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let idx = Tensor::from_slice(&ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>()).view([1, -1]).to(self.device);
+        let logits = tch::no_grad(|| self.model.forward(&idx, false)).to_kind(Kind::Float).to(Device::Cpu).squeeze_dim(0);
+        let (t, v) = logits.size2()?;
+        let mut flat = vec![0f32; (t * v) as usize];
+        logits.contiguous().copy_data(&mut flat, (t * v) as usize);
+        Ok(flat.chunks(v as usize).map(<[f32]>::to_vec).collect())
+    }
+
+    fn context(&self) -> super::decode::DecodeContext<'_> {
+        super::decode::DecodeContext { model: &self.model, tokenizer: &self.tokenizer, eot_id: self.eot_id, base_vocab: self.vocab.base, device: self.device }
     }
 }

@@ -20,3 +20,5 @@ pub mod sampling;
 pub use decode::{Completion, DecodeOptions, FinishReason, Flow, GenRequest, TokenEvent};
 pub use loaded::LoadedModel;
 pub use sampling::SamplingParams;
+#[cfg(test)]
+mod tests;

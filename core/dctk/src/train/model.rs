@@ -272,6 +272,70 @@ impl Block {
         let m = (parts[0].silu() * &parts[1]).matmul(&self.down.tr());
         x + m.dropout(dropout, train)
     }
+
+    /// The block at inference with explicit positions and attention mask, optionally
+    /// appending this step's keys and values to a layer of a [`KvCache`]:
+    /// `x` [B, T, d] are new positions `positions` [B, T]; `mask` [B, 1, T, S] (true = may
+    /// attend) covers the S = cached + T keys. Same arithmetic as [`Block::forward`] with
+    /// dropout off, so decoding with and without the cache sees the same function.
+    fn forward_decode(&self, x: &Tensor, rope: &Rope, positions: &Tensor, mask: &Tensor, cache: Option<(&Tensor, &Tensor, i64)>) -> Tensor {
+        let (b, t, d) = x.size3().unwrap();
+        let hd = d / self.n_head;
+        let h = self.attn_norm.forward(x).matmul(&self.qkv.tr());
+        let qkv = h.view([b, t, 3, self.n_head, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let (q, k) = (rope.apply_at(&q, positions), rope.apply_at(&k, positions));
+        let (k, v) = match cache {
+            Some((k_buf, v_buf, start)) => {
+                // Write this step's keys/values into their slots, attend over all filled ones.
+                k_buf.narrow(2, start, t).copy_(&k);
+                v_buf.narrow(2, start, t).copy_(&v);
+                (k_buf.narrow(2, 0, start + t), v_buf.narrow(2, 0, start + t))
+            }
+            None => (k, v),
+        };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false);
+        let y = y.transpose(1, 2).contiguous().view([b, t, d]).matmul(&self.proj.tr());
+        let x = x + y;
+        let gu = self.mlp_norm.forward(&x).matmul(&self.gate_up.tr());
+        let parts = gu.split(self.d_ff, -1);
+        x + (parts[0].silu() * &parts[1]).matmul(&self.down.tr())
+    }
+}
+
+/// Keys and values of every layer while decoding a batch: per layer two tensors
+/// [B, H, capacity, head_dim], of which the first `len` positions are filled. Allocated
+/// once for the longest sequence of the batch, so a decode step writes one slot per layer
+/// instead of re-concatenating the whole prefix.
+#[derive(Debug)]
+pub struct KvCache {
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    len: i64,
+}
+
+impl KvCache {
+    pub fn new(cfg: &ModelConfig, batch: i64, capacity: i64, kind: Kind, device: Device) -> KvCache {
+        let shape = [batch, cfg.n_head, capacity, cfg.head_dim()];
+        let zeros = || Tensor::zeros(shape, (kind, device));
+        KvCache { keys: (0..cfg.n_layer).map(|_| zeros()).collect(), values: (0..cfg.n_layer).map(|_| zeros()).collect(), len: 0 }
+    }
+
+    /// Positions filled.
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keeps only the batch rows `rows` (int64 indices), e.g. once other rows finished.
+    pub fn keep_rows(&mut self, rows: &Tensor) {
+        for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            *t = t.index_select(0, rows);
+        }
+    }
 }
 
 /// Rotary embedding tables, cos and sin of shape [max_seq_len, head_dim/2].
@@ -297,6 +361,19 @@ impl Rope {
         let half = x.size()[3] / 2;
         let cos = self.cos.narrow(0, 0, t).to_kind(x.kind());
         let sin = self.sin.narrow(0, 0, t).to_kind(x.kind());
+        let x1 = x.narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x1 * &sin + &x2 * &cos], 3)
+    }
+
+    /// [`Rope::apply`] at explicit positions [B, T] (int64) of a [B, H, T, hd] tensor: a
+    /// left-padded row of a batch, or the next token at the end of a cache.
+    fn apply_at(&self, x: &Tensor, positions: &Tensor) -> Tensor {
+        let (b, t) = positions.size2().unwrap();
+        let half = x.size()[3] / 2;
+        let flat = positions.view([-1]);
+        let cos = self.cos.index_select(0, &flat).view([b, 1, t, half]).to_kind(x.kind());
+        let sin = self.sin.index_select(0, &flat).view([b, 1, t, half]).to_kind(x.kind());
         let x1 = x.narrow(3, 0, half);
         let x2 = x.narrow(3, half, half);
         Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x1 * &sin + &x2 * &cos], 3)
@@ -354,6 +431,32 @@ impl Gpt {
             x = block.forward(&x, &self.rope, mask, self.dropout, train);
         }
         self.final_norm.forward(&x).matmul(&self.lm_head.tr())
+    }
+
+    /// Inference forward for decoding (dropout off): tokens `idx` [B, T] at `positions`
+    /// [B, T], attention `mask` [B, 1, T, S] over the S = cached + T keys (true = may
+    /// attend). With a cache, this step's keys and values are appended to it; without, S = T
+    /// (the reference path: the whole prefix recomputed). Returns logits [B, T, vocab], or
+    /// [B, 1, vocab] of the last position only when `last_only` (a prompt's prefill needs
+    /// no head over its earlier positions).
+    pub fn forward_decode(&self, idx: &Tensor, positions: &Tensor, mask: &Tensor, cache: Option<&mut KvCache>, last_only: bool) -> Tensor {
+        let t = idx.size()[1];
+        let mut x = self.wte.embedding_lookup(idx);
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer = cache.as_ref().map(|c| (&c.keys[i], &c.values[i], start));
+            x = block.forward_decode(&x, &self.rope, positions, mask, layer);
+        }
+        if let Some(c) = cache {
+            c.len = start + t;
+        }
+        let x = if last_only { x.narrow(1, t - 1, 1) } else { x };
+        self.final_norm.forward(&x).matmul(&self.lm_head.tr())
+    }
+
+    /// The element type of the weights (fp32, or bf16 in a bf16 run on a GPU).
+    pub fn kind(&self) -> Kind {
+        self.wte.kind()
     }
 
     /// The block-diagonal causal mask [B, 1, T, T] of per-position document ids [B, T]:
