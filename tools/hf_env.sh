@@ -19,9 +19,11 @@ pins="torch==$TORCH_VERSION transformers==$TRANSFORMERS_VERSION numpy==$NUMPY_VE
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 env_dir="$root/.dctk"
+mkdir -p "$env_dir"
+# The venv records its own path (in its scripts): use the real one, .dctk may be a symlink.
+env_dir="$(cd "$env_dir" && pwd -P)"
 venv="$env_dir/hf-venv"
 stamp="$env_dir/hf-venv.version"
-mkdir -p "$env_dir"
 
 exec 9>"$env_dir/hf-venv.lock"
 flock 9
