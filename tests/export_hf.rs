@@ -30,16 +30,19 @@ fn hf_python() -> PathBuf {
     python
 }
 
-/// Ingests the bundled quotes in `dir` with `tokenizer`, trains a micro model on them, and
+/// Ingests the bundled quotes in `dir` with `tokenizer`, trains a micro model on them in
+/// `precision` (fp32 or bf16: the checkpoint's, which the export keeps), and
 /// returns its run. (An explicit ingest, so the manifest records the corpus by absolute path
 /// and the library can open the run from the test's own working directory.)
-fn train_micro(dir: &Path, tokenizer: &str) -> PathBuf {
+fn train_micro(dir: &Path, tokenizer: &str, precision: &str) -> PathBuf {
     let quotes = repo_root().join("data/corpora/quotes.jsonl");
     let out = dctk(dir, &["data", "ingest", quotes.to_str().unwrap(), "--out", "corpus", "--tokenizer", tokenizer, "--val-fraction", "0.05", "--no-progress"]);
     assert!(out.status.success(), "{}", text(&out));
     // A high learning rate, so the norm gains move off 1 and a swapped norm would show.
-    let script = r#"let r = train(#{ name: "m", model: "micro", corpus: "corpus", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 64, batch_size: 4, lr: 0.01, threads: 1 });
-print(`status ${r.status}`);"#;
+    let script = format!(
+        r#"let r = train(#{{ name: "m", model: "micro", corpus: "corpus", unique_tokens: 3_000, epochs: 1, val_tokens: 256, seq_len: 64, batch_size: 4, lr: 0.01, precision: "{precision}", threads: 1 }});
+print(`status ${{r.status}}`);"#
+    );
     let path = dir.join("m.rhai");
     std::fs::write(&path, script).unwrap();
     let out = dctk(dir, &["run", path.to_str().unwrap(), "-q"]);
@@ -113,7 +116,7 @@ fn check_in_transformers(run: &Path, hf_dir: &Path, scratch: &Path, want_tokeniz
 #[test]
 fn gpt2_run_exports_and_matches_in_transformers() {
     let s = Scratch::new("hf-gpt2");
-    let run = train_micro(s.path(), "gpt2");
+    let run = train_micro(s.path(), "gpt2", "fp32");
     let hf_dir = s.path().join("hf");
     let out = export(s.path(), &run, &hf_dir, false);
     let t = text(&out);
@@ -148,16 +151,23 @@ fn gpt2_run_exports_and_matches_in_transformers() {
     assert!(!s.path().join("x").exists());
 }
 
-/// A corpus with a BPE trained by dctk: its tokenizer.json is copied (PreTrainedTokenizerFast).
+/// A corpus with a BPE trained by dctk (its tokenizer.json is copied: PreTrainedTokenizerFast),
+/// and a bf16 run: the export keeps bf16 weights, which transformers upcasts to compare.
 #[test]
 fn bpe_run_exports_and_matches_in_transformers() {
     let s = Scratch::new("hf-bpe");
-    let run = train_micro(s.path(), "bpe:1024");
+    let run = train_micro(s.path(), "bpe:1024", "bf16");
     let hf_dir = s.path().join("hf-bpe");
     let out = export(s.path(), &run, &hf_dir, false);
     assert!(out.status.success(), "{}", text(&out));
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(hf_dir.join("config.json")).unwrap()).unwrap();
     let vocab = config["vocab_size"].as_i64().unwrap();
     assert!(vocab <= 1024 && vocab % 64 == 0 && Some(vocab) == config["dctk"]["vocab"]["padded"].as_i64(), "{config}");
+    assert_eq!((config["torch_dtype"].as_str(), config["dtype"].as_str()), (Some("bfloat16"), Some("bfloat16")), "{config}");
+    let header = std::fs::read(hf_dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(header[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&header[8..8 + n]).unwrap();
+    assert_eq!(header["lm_head.weight"]["dtype"], "BF16", "{header}");
+    assert_eq!(header["__metadata__"]["format"], "pt", "{header}");
     check_in_transformers(&run, &hf_dir, s.path(), "TokenizersBackend");
 }
