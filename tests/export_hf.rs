@@ -143,6 +143,13 @@ fn gpt2_run_exports_and_matches_in_transformers() {
     let out = export(s.path(), &run, &hf_dir, true);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!hf_dir.join("mine.txt").exists() && hf_dir.join("model.safetensors").exists());
+    // --force replaces only an earlier export, never some other directory.
+    let other = s.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let out = export(s.path(), &run, &other, true);
+    assert!(!out.status.success() && text(&out).contains("not an earlier dctk export"), "{}", text(&out));
+    assert!(other.join("notes.txt").exists());
     // Bad input: a directory that is not a run; an --out whose parent does not exist.
     let out = export(s.path(), s.path(), &s.path().join("x"), false);
     assert!(!out.status.success() && text(&out).contains("not a dctk run directory"), "{}", text(&out));

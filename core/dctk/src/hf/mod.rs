@@ -106,15 +106,25 @@ pub fn export(run_dir: &Path, out: &Path, force: bool) -> Result<ExportSummary> 
     Ok(ExportSummary { out: out.to_path_buf(), run_id: model.run_id.clone(), step: model.step, dtype, tensors: tensors.len(), params, files })
 }
 
-/// Refuses an `out` that holds something, unless `force`; its parent must exist.
+/// Refuses an `out` that holds something, unless `force` and it is an earlier export (so a
+/// mistyped `--out runs --force` cannot delete a directory of runs); its parent must exist.
 fn check_out_dir(out: &Path, force: bool) -> Result<()> {
     if out.is_file() {
         bail!("--out {}: is a file, not a directory", out.display());
     }
-    if out.is_dir() && !force {
+    if out.is_dir() {
         let mut entries = fs::read_dir(out).with_context(|| format!("reading --out {}", out.display()))?;
         if entries.next().is_some() {
-            bail!("--out {}: exists and is not empty; pass --force to replace it", out.display());
+            if !force {
+                bail!("--out {}: exists and is not empty; pass --force to replace it", out.display());
+            }
+            let config = fs::read_to_string(out.join("config.json")).ok();
+            let is_export = config
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|c| c.get("dctk").is_some_and(|d| d.get("run_id").is_some()));
+            if !is_export {
+                bail!("--out {}: not an earlier dctk export (no config.json with a `dctk` block); refusing to replace it, --force or not", out.display());
+            }
         }
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
