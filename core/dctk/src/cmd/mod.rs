@@ -7,6 +7,7 @@ pub mod cell;
 pub mod data;
 pub mod doctor;
 pub mod export;
+pub mod export_hf;
 pub mod fit;
 pub mod gc;
 pub mod plugin_new;
@@ -20,7 +21,7 @@ use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli(), sample::cli(), score::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), export_hf::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli(), sample::cli(), score::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -28,6 +29,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "run" => run::exec(args),
         "plan" => plan::exec(args),
         "export" => export::exec(args),
+        "export-hf" => export_hf::exec(args),
         "cell" => cell::exec(args),
         "data" => data::exec(args),
         "fit" => fit::exec(args),
