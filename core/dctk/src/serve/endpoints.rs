@@ -433,7 +433,7 @@ impl StreamState {
             Some(Event::PromptLogprobs { entry, logprobs }) => self.echo(entry, &Some(logprobs), &mut out),
             Some(Event::Token { entry, token, logprob, text_delta }) => {
                 self.echo(entry, &None, &mut out);
-                self.delta(entry, &text_delta, Some((token, logprob)), &mut out);
+                self.delta(entry, &text_delta, token.zip(logprob), &mut out);
             }
             Some(Event::Done { entry, completion }) => {
                 self.echo(entry, &None, &mut out);
