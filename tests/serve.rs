@@ -319,6 +319,9 @@ fn serves_the_openai_api_from_a_real_process() {
     assert_eq!(status, 400, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("body"), "{v}");
+    let (status, text) = http.post_text("/v1/completions", format!("{{\"prompt\": \"{}\"}}", "x".repeat(3 << 20)));
+    assert_eq!(status, 413, "{text}");
+    assert!(serde_json::from_str::<Value>(&text).unwrap()["error"]["message"].as_str().unwrap().contains("body"), "{text}");
     let (status, v) = http.get("/v1/nowhere");
     assert_eq!((status, v["error"]["code"].as_str()), (404, Some("not_found")), "{v}");
     let (status, v) = http.get("/v1/completions");
@@ -343,6 +346,9 @@ fn serves_the_openai_api_from_a_real_process() {
     assert_eq!(texts(&next), texts(&greedy));
 
     let health = http.get("/health").1;
+    // The walked-away stream's 8 entries were cancelled in the batch (each asked for 60
+    // tokens; the client left after the first event).
+    assert!(health["entries_cancelled"].as_u64().unwrap() >= 1, "{health}");
     assert_eq!(health["requests_served"].as_u64(), Some(sent), "every valid completion request counted once: {health}");
     assert!(server.log().contains("POST /v1/completions 200"), "requests are logged to stderr");
     drop(http);

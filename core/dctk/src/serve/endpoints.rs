@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{Method, Uri};
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -224,8 +225,19 @@ fn usage(prompts: &[Prompt], completions: usize) -> Value {
     json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completions, "total_tokens": prompt_tokens + completions })
 }
 
+/// A body that could not be read (too large: axum's 2 MB limit), as the error JSON.
+fn body_rejected(e: BytesRejection) -> Response {
+    let mut err = ApiError::bad_body(format!("request body: {}", e.body_text()));
+    err.status = e.status();
+    err.into_response()
+}
+
 /// `POST /v1/completions`.
-pub async fn completions(State(st): Shared, body: Bytes) -> Response {
+pub async fn completions(State(st): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
     match completions_inner(st, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -279,7 +291,11 @@ async fn completions_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, A
 
 /// `POST /v1/chat/completions`: the messages rendered with [`chat::render`], the reply
 /// stopped at [`chat::CHAT_STOP`] as well as at the request's own stop sequences.
-pub async fn chat_completions(State(st): Shared, body: Bytes) -> Response {
+pub async fn chat_completions(State(st): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
     match chat_inner(st, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
