@@ -1,7 +1,8 @@
 //! `dctk serve` end to end: a micro model trained for a few steps, served by a real
 //! `dctk serve` process on a free loopback port, driven by plain HTTP clients (reqwest, and
 //! a raw TCP socket for the client that walks away mid-stream). What the server answers is
-//! checked against the library (`LoadedModel::generate` / `score`) on the same checkpoint.
+//! checked against `dctk sample` and the library (`LoadedModel::generate` / `score`) on the
+//! same checkpoint.
 #[path = "support/mod.rs"]
 mod support;
 use support::*;
@@ -168,6 +169,11 @@ fn serves_the_openai_api_from_a_real_process() {
     assert_eq!(greedy["choices"][0]["finish_reason"], local[0].finish_reason.as_str());
     assert_eq!(greedy["usage"]["prompt_tokens"], prompt_ids.len());
     assert_eq!(greedy["usage"]["completion_tokens"], local[0].tokens.len());
+    // ... and = `dctk sample`'s greedy text.
+    let out = dctk(s.path(), &["sample", run.to_str().unwrap(), "--threads", "1", "--json", "-p", "The", "--max-tokens", "12", "-t", "0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let sampled: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(sampled["text"].as_str(), Some(texts(&greedy)[0].as_str()), "{sampled}");
     // The same prompt as token ids, and the model named by its study label.
     let by_ids = http.ok("/v1/completions", &json!({"model": "tiny", "prompt": prompt_ids, "max_tokens": 12, "temperature": 0}));
     sent += 1;
@@ -319,7 +325,8 @@ fn serves_the_openai_api_from_a_real_process() {
     assert_eq!(status, 400, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("body"), "{v}");
-    let (status, text) = http.post_text("/v1/completions", format!("{{\"prompt\": \"{}\"}}", "x".repeat(3 << 20)));
+    // (Its own client: the server closes a connection whose body it did not read.)
+    let (status, text) = Http::new(&server.addr).post_text("/v1/completions", format!("{{\"prompt\": \"{}\"}}", "x".repeat(3 << 20)));
     assert_eq!(status, 413, "{text}");
     assert!(serde_json::from_str::<Value>(&text).unwrap()["error"]["message"].as_str().unwrap().contains("body"), "{text}");
     let (status, v) = http.get("/v1/nowhere");

@@ -65,3 +65,23 @@ pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions,
 pub fn plan_options(args: &ArgMatches) -> Result<SessionOptions> {
     session_options(args, Mode::Plan, ExecutorOptions::new(1, 1, false, false), Arc::new(AtomicBool::new(false)))
 }
+
+/// The arguments of commands that load a trained model (`sample`, `score`, `serve`): the
+/// run directory, the device and the CPU threads.
+pub fn model_args(cmd: Command) -> Command {
+    cmd.arg(Arg::new("run").required(true).value_parser(value_parser!(PathBuf)).help("The cell: runs/<id> (finished, or with a checkpoint)"))
+        .arg(Arg::new("device").long("device").default_value("auto").help("auto, cpu, cuda or cuda:N"))
+        .arg(Arg::new("threads").long("threads").value_parser(value_parser!(i32)).help("libtorch CPU threads (default: libtorch's, all cores)"))
+}
+
+/// Loads the model the [`model_args`] name.
+pub fn open_model(args: &ArgMatches) -> Result<crate::generate::LoadedModel> {
+    if let Some(&t) = args.get_one::<i32>("threads") {
+        if t < 1 {
+            bail!("--threads must be at least 1, got {t}");
+        }
+        tch::set_num_threads(t);
+    }
+    let device = crate::env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    crate::generate::LoadedModel::open(args.get_one::<PathBuf>("run").unwrap(), device)
+}

@@ -13,13 +13,15 @@ pub mod plugin_new;
 pub mod plan;
 pub mod plugins;
 pub mod run;
+pub mod sample;
+pub mod score;
 pub mod serve;
 
 use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), serve::cli(), cell::cli()]
+    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli(), sample::cli(), score::cli(), serve::cli()]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -35,6 +37,8 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "bench" => bench::exec(args),
         "plugins" => plugins::exec(args),
         "plugin" => plugin_new::exec(args),
+        "sample" => sample::exec(args),
+        "score" => score::exec(args),
         "serve" => serve::exec(args),
         _ => unreachable!("clap only accepts known subcommands"),
     }
