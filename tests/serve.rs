@@ -271,6 +271,35 @@ fn serves_the_openai_api_from_a_real_process() {
     assert_eq!(joined, texts(&plain)[0]);
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], plain["choices"][0]["finish_reason"]);
 
+    // Streams of n = 2 sampled choices with echo: per index, the deltas add up to the
+    // non-streamed choice (the same seed); the usage chunk comes last when asked for.
+    let body = json!({"prompt": "The", "max_tokens": 10, "n": 2, "seed": 11, "echo": true, "logprobs": 0});
+    let plain = http.ok("/v1/completions", &body);
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let events = http.stream("/v1/completions", &streamed);
+    sent += 2;
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let usage_chunk = chunks.last().unwrap();
+    assert_eq!(usage_chunk["choices"].as_array().map(Vec::len), Some(0), "{usage_chunk}");
+    assert_eq!(usage_chunk["usage"], plain["usage"]);
+    for (index, want) in texts(&plain).iter().enumerate() {
+        let of_index = chunks.iter().filter(|c| c["choices"].get(0).is_some_and(|ch| ch["index"] == index));
+        let joined: String = of_index.clone().map(|c| c["choices"][0]["text"].as_str().unwrap()).collect();
+        assert_eq!(&joined, want, "choice {index}");
+        assert!(want.starts_with("The"), "echo: {want}");
+        let streamed_lps: Vec<Value> = of_index.flat_map(|c| c["choices"][0]["logprobs"]["token_logprobs"].as_array().cloned().unwrap_or_default()).collect();
+        assert_eq!(&Value::Array(streamed_lps), &plain["choices"][index]["logprobs"]["token_logprobs"], "choice {index}");
+    }
+    // Chat logprobs: one entry per generated token.
+    let mut with_lp = chat_body.clone();
+    with_lp["logprobs"] = json!(true);
+    let chat_lp = http.ok("/v1/chat/completions", &with_lp);
+    sent += 1;
+    assert_eq!(chat_lp["choices"][0]["logprobs"]["content"].as_array().unwrap().len(), chat_lp["usage"]["completion_tokens"].as_u64().unwrap() as usize);
+    assert!(chat_lp["choices"][0]["logprobs"]["content"][0]["logprob"].as_f64().unwrap() <= 0.0);
+
     // 16 concurrent requests are all answered, and batched onto the model.
     let before = http.get("/health").1;
     let answers: Vec<(u16, Value)> = http.rt.block_on(async {

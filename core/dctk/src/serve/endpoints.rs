@@ -34,6 +34,7 @@ pub async fn health(State(st): Shared) -> Json<Value> {
         "status": "ok",
         "model": st.info.run_id,
         "step": st.info.step,
+        "weights_blake3": st.info.weights_blake3,
         "device": st.info.device,
         "requests_served": st.requests_served.load(Ordering::Relaxed),
         "batches_run": st.stats.batches_run.load(Ordering::Relaxed),
@@ -262,7 +263,7 @@ async fn completions_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, A
     let shape = Shape::Completion { echo: req.echo, logprobs: req.logprobs.is_some() };
     let id = response_id("cmpl");
     if req.sampling.stream {
-        return Ok(stream_response(st, rx, shape, id, prompts, n));
+        return Ok(stream_response(st, rx, shape, id, prompts, &req.sampling));
     }
     let total = prompts.len() * n;
     let gathered = gather(rx, total).await?;
@@ -313,7 +314,7 @@ async fn chat_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, ApiError
     let id = response_id("chatcmpl");
     let prompts = vec![prompt];
     if req.sampling.stream {
-        return Ok(stream_response(st, rx, Shape::Chat { logprobs: req.logprobs }, id, prompts, n));
+        return Ok(stream_response(st, rx, Shape::Chat { logprobs: req.logprobs }, id, prompts, &req.sampling));
     }
     let gathered = gather(rx, n).await?;
     let mut choices = Vec::new();
@@ -371,6 +372,8 @@ struct StreamState {
     done: Vec<bool>,
     remaining: usize,
     opened: bool,
+    include_usage: bool,
+    completion_tokens: usize,
 }
 
 const DONE: &str = "[DONE]";
@@ -457,6 +460,7 @@ impl StreamState {
                     return (out, false);
                 }
                 self.done[entry] = true;
+                self.completion_tokens += completion.tokens.len();
                 // Text the token deltas held back (a stop sequence that did not complete,
                 // a character still forming when the completion ended) goes out now, so
                 // the deltas always add up to the completion's text.
@@ -473,6 +477,19 @@ impl StreamState {
                 });
                 self.remaining -= 1;
                 if self.remaining == 0 {
+                    if self.include_usage {
+                        let object = match self.shape {
+                            Shape::Completion { .. } => "text_completion",
+                            Shape::Chat { .. } => "chat.completion.chunk",
+                        };
+                        out.push(
+                            json!({
+                                "id": self.id, "object": object, "created": self.created, "model": self.st.info.run_id,
+                                "choices": [], "usage": usage(&self.prompts, self.completion_tokens),
+                            })
+                            .to_string(),
+                        );
+                    }
                     out.push(DONE.to_string());
                     return (out, true);
                 }
@@ -494,7 +511,8 @@ impl StreamState {
 
 /// Server-sent events: one `data: {chunk}` per delta, `data: [DONE]` at the end. When the
 /// client goes away axum drops this stream, and with it the receiver the worker watches.
-fn stream_response(st: Arc<AppState>, rx: UnboundedReceiver<Event>, shape: Shape, id: String, prompts: Vec<Prompt>, n: usize) -> Response {
+fn stream_response(st: Arc<AppState>, rx: UnboundedReceiver<Event>, shape: Shape, id: String, prompts: Vec<Prompt>, s: &SamplingFields) -> Response {
+    let n = s.n;
     let choices = prompts.len() * n;
     let state = StreamState {
         st,
@@ -510,6 +528,8 @@ fn stream_response(st: Arc<AppState>, rx: UnboundedReceiver<Event>, shape: Shape
         done: vec![false; choices],
         remaining: choices,
         opened: false,
+        include_usage: s.include_usage,
+        completion_tokens: 0,
     };
     let chunks = futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
