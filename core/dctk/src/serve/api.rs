@@ -483,6 +483,8 @@ mod tests {
             (json!({"prompt": "x", "top_k": -2}), "top_k"),
             (json!({"prompt": "x", "model": 3}), "model"),
             (json!({"prompt": "x", "frequency_penalty": 0.5}), "frequency_penalty"),
+            (json!({"prompt": "x", "stream_options": 3}), "stream_options"),
+            (json!({"prompt": "x", "stream_options": {"include_usage": "yes"}}), "stream_options"),
             (json!({"prompt": ["x"], "n": 100, "best_of": 3}), "best_of"),
             (json!({"prompt": [-1]}), "prompt"),
             (json!({"prompt": []}), "prompt"),
