@@ -29,5 +29,6 @@ pub mod plugin;
 #[cfg(test)]
 mod plugin_tests;
 pub mod script;
+pub mod serve;
 pub mod study;
 pub mod train;

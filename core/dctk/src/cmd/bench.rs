@@ -66,7 +66,16 @@ pub fn cli() -> Command {
                     .help("Python with torch and transformers (bash tools/hf_env.sh makes .dctk/hf-venv)"),
             )
             .arg(Arg::new("reference").long("reference").value_parser(value_parser!(PathBuf)).default_value("bench/hf_generate.py"))
-            .arg(Arg::new("no-reference").long("no-reference").action(clap::ArgAction::SetTrue).help("Only dctk's two paths (no Python)")),
+            .arg(Arg::new("no-reference").long("no-reference").action(clap::ArgAction::SetTrue).help("Only dctk's two paths (no Python)"))
+            .arg(
+                Arg::new("server-clients")
+                    .long("server-clients")
+                    .value_delimiter(',')
+                    .value_parser(value_parser!(usize))
+                    .default_value("1,8,32")
+                    .help("Server throughput at these numbers of concurrent clients (empty: skip)"),
+            )
+            .arg(Arg::new("server-requests").long("server-requests").value_parser(value_parser!(usize)).default_value("4").help("Requests per client")),
     )
     .subcommand(
         Command::new("plan")
@@ -374,6 +383,17 @@ fn exec_generate(args: &ArgMatches) -> Result<()> {
     }
     if let Some((_, _, dir)) = &reference {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    let clients: Vec<usize> = args.get_many::<usize>("server-clients").map(|c| c.copied().filter(|&c| c > 0).collect()).unwrap_or_default();
+    if !clients.is_empty() {
+        drop(model);
+        let per_client = *args.get_one::<usize>("server-requests").unwrap();
+        let rows = crate::serve::bench::throughput(run, device, Some(threads as usize), &clients, per_client, new)?;
+        println!("dctk serve ({new} tokens per request, {per_client} request(s) per client, loopback HTTP):");
+        println!("{:>8}  {:>9}  {:>11}  {:>11}  {:>8}", "clients", "requests", "requests/s", "tokens/s", "batches");
+        for r in rows {
+            println!("{:>8}  {:>9}  {:>11.1}  {:>11.0}  {:>8}", r.clients, r.requests, r.requests_per_s, r.tokens_per_s, r.batches);
+        }
     }
     Ok(())
 }

@@ -16,12 +16,29 @@ pub mod plugins;
 pub mod run;
 pub mod sample;
 pub mod score;
+pub mod serve;
 
 use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), export_hf::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), cell::cli(), sample::cli(), score::cli()]
+    vec![
+        run::cli(),
+        plan::cli(),
+        export::cli(),
+        data::cli(),
+        sample::cli(),
+        score::cli(),
+        serve::cli(),
+        export_hf::cli(),
+        fit::cli(),
+        gc::cli(),
+        doctor::cli(),
+        bench::cli(),
+        plugins::cli(),
+        plugin_new::cli(),
+        cell::cli(),
+    ]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -40,6 +57,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "plugin" => plugin_new::exec(args),
         "sample" => sample::exec(args),
         "score" => score::exec(args),
+        "serve" => serve::exec(args),
         _ => unreachable!("clap only accepts known subcommands"),
     }
 }
