@@ -1,15 +1,22 @@
 # The two commands of the README, and their parts.
 #   make quickstart   install libtorch (PyPI), build dctk, run scripts/quickstart.rhai
-#   make test         install libtorch (PyPI), build, run every test
+#   make test         install libtorch and the transformers venv (PyPI), build, run every test
+#   make hf-env       the transformers venv (.dctk/hf-venv) the Hugging Face export test and
+#                     `dctk bench generate` compare with
 # Everything is local to the checkout: libtorch lives in .dctk/, builds in target/.
 CARGO ?= cargo
 CARGO_FLAGS ?= --release
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: quickstart test build libtorch doctor bench clean
+.PHONY: quickstart test build libtorch hf-env doctor bench clean
 
 libtorch:
 	bash tools/libtorch.sh >/dev/null
+
+# Idempotent and locked: when .ci/run has started it in the background (so the ~2 min pip
+# install overlaps the cargo build), this waits for that install and then finds it done.
+hf-env:
+	bash tools/hf_env.sh >/dev/null
 
 build: libtorch
 	$(CARGO) build $(CARGO_FLAGS) --workspace
@@ -17,7 +24,7 @@ build: libtorch
 quickstart: build
 	./target/release/dctk run scripts/quickstart.rhai --data-root data
 
-test: build
+test: build hf-env
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
 
 doctor: build

@@ -59,3 +59,25 @@ pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
     let median = times[times.len() / 2];
     Ok((b.batch_size * b.seq_len) as f64 / median)
 }
+
+/// Decode throughput of a loaded model: `batch` prompts of `prompt_tokens` random ids (ids
+/// of the tokenizer, seeded), each continued greedily for exactly `new_tokens` tokens
+/// (end-of-text ignored, so every side generates the same count). Returns generated
+/// tokens per second of wall time, prefill included (as `transformers`' `generate` is
+/// timed in `bench/hf_generate.py`).
+pub fn generate_tokens_per_s(model: &crate::generate::LoadedModel, batch: usize, prompt_tokens: usize, new_tokens: usize, kv_cache: bool) -> Result<f64> {
+    use crate::generate::{DecodeOptions, Flow, GenRequest, SamplingParams};
+    tch::manual_seed(0);
+    let ids = Tensor::randint(model.vocab.base, [batch as i64, prompt_tokens as i64], (Kind::Int64, Device::Cpu));
+    let ids: Vec<i64> = Vec::<i64>::try_from(ids.view([-1]))?;
+    let params = SamplingParams { max_tokens: new_tokens, temperature: 0.0, ignore_eot: true, ..Default::default() };
+    let requests: Vec<GenRequest> = ids
+        .chunks(prompt_tokens)
+        .map(|row| GenRequest { prompt: row.iter().map(|&t| t as u32).collect(), params: params.clone() })
+        .collect();
+    let t0 = Instant::now();
+    let out = model.generate_with(&requests, DecodeOptions { kv_cache }, &mut |_| Flow::Continue)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let generated: usize = out.iter().map(|c| c.tokens.len()).sum();
+    Ok(generated as f64 / seconds)
+}

@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 /// decide numerics: the training loop, step, model, optimizer and schedule
 /// (`core/dctk/src/train`), the host data path (`core/dctk/src/corpus`), the sampler,
 /// shards and tokenizers (`core/data/src`), the CPU kernel settings (`cpu.rs`), the
-/// regularizer and augmenter glue and the plugin ABI they call through. A test checks
+/// regularizer and augmenter glue and the plugin ABI they call through, and decoding
+/// (`generate/decode.rs`, `generate/sampling.rs`: a generation cell's text). A test checks
 /// that every entry exists, so a rename cannot drop a source from the identity.
 pub const NUMERICS_SOURCES: &[&str] = &[
     "core/dctk/src/train",
     "core/dctk/src/corpus",
     "core/dctk/src/cpu.rs",
+    "core/dctk/src/generate/decode.rs",
+    "core/dctk/src/generate/sampling.rs",
     "core/data/src",
     "core/dctk/src/plugin/regularizer.rs",
     "core/dctk/src/plugin/augmenter.rs",

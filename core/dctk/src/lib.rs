@@ -15,7 +15,7 @@
 //! `cmd/args.rs`), [`script`] (the Rhai binding only), [`study`] (plan → cache → rounds →
 //! execute → records, bundles, sandbox), [`train`] (libtorch), [`corpus`] (the host side of
 //! the data: corpus → planned run data), [`fitting`] (the one glue to `dctk-laws`, for `dctk fit` and `fit()`),
-//! [`bench`], [`env`].
+//! [`generate`] (decoding, serving, generators), [`hf`] (export to Hugging Face), [`bench`], [`env`].
 pub mod bench;
 pub mod build_id;
 pub mod cmd;
@@ -24,6 +24,7 @@ pub mod cpu;
 pub mod env;
 pub mod fitting;
 pub mod generate;
+pub mod hf;
 pub mod plugin;
 #[cfg(test)]
 mod plugin_tests;

@@ -1,7 +1,9 @@
 //! `dctk bench train`: dctk's training throughput side by side with a PyTorch eager
-//! reference of the same model on the same device and threads. Rounds alternate the
-//! two sides (the machine may be shared); the ratio reported is the median of the
-//! per-round ratios. A benchmark, never a test.
+//! reference of the same model on the same device and threads; `dctk bench generate`:
+//! decode throughput with and without the KV cache, beside Hugging Face `transformers`
+//! `generate` on the same model exported (`dctk export-hf`). Rounds alternate the
+//! sides (the machine may be shared); the ratio reported is the median of the
+//! per-round ratios. Benchmarks, never tests.
 use std::path::PathBuf;
 use std::process::Command as Process;
 
@@ -47,6 +49,35 @@ pub fn cli() -> Command {
             ),
     )
     .subcommand(
+        Command::new("generate")
+            .about("Decode tokens/s: dctk with the KV cache vs without it vs transformers generate on the exported model")
+            .arg(Arg::new("run").long("run").required(true).value_parser(value_parser!(PathBuf)).help("A trained cell, runs/<id>"))
+            .arg(Arg::new("batch").long("batch").value_delimiter(',').value_parser(value_parser!(usize)).default_value("1,8").help("Batch sizes (comma-separated)"))
+            .arg(Arg::new("prompt-tokens").long("prompt-tokens").value_parser(value_parser!(usize)).default_value("32"))
+            .arg(Arg::new("new-tokens").long("new-tokens").value_parser(value_parser!(usize)).default_value("64"))
+            .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("3"))
+            .arg(Arg::new("threads").long("threads").value_parser(value_parser!(i32)).default_value("2"))
+            .arg(Arg::new("device").long("device").default_value("auto"))
+            .arg(
+                Arg::new("python")
+                    .long("python")
+                    .value_parser(value_parser!(PathBuf))
+                    .default_value(".dctk/hf-venv/bin/python")
+                    .help("Python with torch and transformers (bash tools/hf_env.sh makes .dctk/hf-venv)"),
+            )
+            .arg(Arg::new("reference").long("reference").value_parser(value_parser!(PathBuf)).default_value("bench/hf_generate.py"))
+            .arg(Arg::new("no-reference").long("no-reference").action(clap::ArgAction::SetTrue).help("Only dctk's two paths (no Python)"))
+            .arg(
+                Arg::new("server-clients")
+                    .long("server-clients")
+                    .value_delimiter(',')
+                    .value_parser(value_parser!(usize))
+                    .default_value("1,8,32")
+                    .help("Server throughput at these numbers of concurrent clients (empty: skip)"),
+            )
+            .arg(Arg::new("server-requests").long("server-requests").value_parser(value_parser!(usize)).default_value("4").help("Requests per client")),
+    )
+    .subcommand(
         Command::new("plan")
             .about("Wall time of `dctk plan` on a 10,000-cell sweep (target: under 1 s), beside a 1-cell plan")
             .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("5"))
@@ -88,6 +119,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         Some(("train", a)) => exec_train(a),
         Some(("regularizer", a)) => exec_regularizer(a),
         Some(("plan", a)) => exec_plan(a),
+        Some(("generate", a)) => exec_generate(a),
         _ => unreachable!("clap requires a known subcommand"),
     }
 }
@@ -269,6 +301,99 @@ fn exec_train(args: &ArgMatches) -> Result<()> {
         let tps = dctk_all[dctk_all.len() / 2];
         let mfu = tps * config.flops_per_token(seq_len) / peak;
         println!("dctk MFU: {:.1}% ({:.3e} FLOPs/token, peak {:.0} TFLOP/s)", 100.0 * mfu, config.flops_per_token(seq_len), peak / 1e12);
+    }
+    Ok(())
+}
+
+/// Decode throughput, side by side per round: dctk with the KV cache, dctk recomputing the
+/// prefix, and `transformers` `generate` (greedy, `use_cache=True`) on the same weights
+/// exported with `dctk export-hf`, same threads, batch and lengths.
+fn exec_generate(args: &ArgMatches) -> Result<()> {
+    let run = args.get_one::<PathBuf>("run").unwrap();
+    let threads = *args.get_one::<i32>("threads").unwrap();
+    let (prompt, new) = (*args.get_one::<usize>("prompt-tokens").unwrap(), *args.get_one::<usize>("new-tokens").unwrap());
+    let rounds = *args.get_one::<usize>("rounds").unwrap();
+    let batches: Vec<usize> = args.get_many::<usize>("batch").unwrap().copied().collect();
+    if batches.contains(&0) || new == 0 || prompt == 0 {
+        bail!("--batch, --prompt-tokens and --new-tokens must be at least 1");
+    }
+    tch::set_num_threads(threads);
+    let device = env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(anyhow::Error::msg)?;
+    let model = crate::generate::LoadedModel::open(run, device)?;
+    if (prompt + new) as i64 > model.config.max_seq_len {
+        bail!("--prompt-tokens + --new-tokens = {} exceed the model's context of {}", prompt + new, model.config.max_seq_len);
+    }
+    let reference = if args.get_flag("no-reference") {
+        None
+    } else {
+        let python = args.get_one::<PathBuf>("python").unwrap().clone();
+        let script = args.get_one::<PathBuf>("reference").unwrap().clone();
+        if !python.exists() {
+            bail!("{}: no Python with transformers; run `bash tools/hf_env.sh` (or pass --python, or --no-reference)", python.display());
+        }
+        let dir = std::env::temp_dir().join(format!("dctk-bench-generate-{}", std::process::id()));
+        let out = Process::new(std::env::current_exe()?).arg("export-hf").arg(run).arg("--out").arg(&dir).arg("--force").output()?;
+        if !out.status.success() {
+            bail!("dctk export-hf failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Some((python, script, dir))
+    };
+    let hf = |batch: usize| -> Result<f64> {
+        let (python, script, dir) = reference.as_ref().unwrap();
+        let out = Process::new(python)
+            .arg(script)
+            .args(["--model", &dir.display().to_string(), "--batch", &batch.to_string(), "--prompt-tokens", &prompt.to_string()])
+            .args(["--new-tokens", &new.to_string(), "--threads", &threads.to_string(), "--reps", "1"])
+            .args(["--device", if device == tch::Device::Cpu { "cpu" } else { "cuda" }])
+            .output()
+            .with_context(|| format!("running {}", python.display()))?;
+        if !out.status.success() {
+            bail!("{} failed:\n{}", script.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("")).with_context(|| format!("{}: no JSON line in {line:?}", script.display()))?;
+        v["tokens_per_s"].as_f64().with_context(|| format!("{}: no tokens_per_s in {v}", script.display()))
+    };
+    println!("model {} ({} layers, d {}), prompt {prompt} + {new} new tokens, greedy, {threads} thread(s), {}", model.run_id, model.config.n_layer, model.config.d_model, env::device_name(device));
+    println!("{:>5}  {:>5}  {:>14}  {:>14}  {:>14}  {:>10}  {:>10}", "batch", "round", "cache tok/s", "no-cache tok/s", "hf tok/s", "cache/none", "dctk/hf");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    for &batch in &batches {
+        // Warm-up of every side (allocator, kernels, the Python import).
+        crate::bench::generate_tokens_per_s(&model, batch, prompt, new, true)?;
+        let (mut vs_none, mut vs_hf) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let cached = crate::bench::generate_tokens_per_s(&model, batch, prompt, new, true)?;
+            let uncached = crate::bench::generate_tokens_per_s(&model, batch, prompt, new, false)?;
+            let reference = if reference.is_some() { Some(hf(batch)?) } else { None };
+            vs_none.push(cached / uncached);
+            let hf_cell = match reference {
+                Some(r) => {
+                    vs_hf.push(cached / r);
+                    (format!("{r:.0}"), format!("{:.2}×", cached / r))
+                }
+                None => ("-".into(), "-".into()),
+            };
+            println!("{batch:>5}  {round:>5}  {cached:>14.0}  {uncached:>14.0}  {:>14}  {:>9.2}×  {:>10}", hf_cell.0, cached / uncached, hf_cell.1);
+        }
+        let hf_ratio = if vs_hf.is_empty() { "not measured".to_string() } else { format!("{:.2}× (target ≥ 1.0×)", median(&mut vs_hf)) };
+        println!("batch {batch}: median KV cache speed-up {:.2}×; dctk / transformers {hf_ratio}", median(&mut vs_none));
+    }
+    if let Some((_, _, dir)) = &reference {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let clients: Vec<usize> = args.get_many::<usize>("server-clients").map(|c| c.copied().filter(|&c| c > 0).collect()).unwrap_or_default();
+    if !clients.is_empty() {
+        drop(model);
+        let per_client = *args.get_one::<usize>("server-requests").unwrap();
+        let rows = crate::serve::bench::throughput(run, device, Some(threads as usize), &clients, per_client, new)?;
+        println!("dctk serve ({new} tokens per request, {per_client} request(s) per client, loopback HTTP):");
+        println!("{:>8}  {:>9}  {:>11}  {:>11}  {:>8}", "clients", "requests", "requests/s", "tokens/s", "batches");
+        for r in rows {
+            println!("{:>8}  {:>9}  {:>11.1}  {:>11.0}  {:>8}", r.clients, r.requests, r.requests_per_s, r.tokens_per_s, r.batches);
+        }
     }
     Ok(())
 }

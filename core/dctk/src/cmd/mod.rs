@@ -7,6 +7,7 @@ pub mod cell;
 pub mod data;
 pub mod doctor;
 pub mod export;
+pub mod export_hf;
 pub mod fit;
 pub mod gc;
 pub mod plugin_new;
@@ -21,7 +22,23 @@ use clap::Command;
 
 /// The subcommands, in the order `dctk --help` lists them.
 pub fn builtin() -> Vec<Command> {
-    vec![run::cli(), plan::cli(), export::cli(), data::cli(), fit::cli(), gc::cli(), doctor::cli(), bench::cli(), plugins::cli(), plugin_new::cli(), sample::cli(), score::cli(), serve::cli(), cell::cli()]
+    vec![
+        run::cli(),
+        plan::cli(),
+        export::cli(),
+        data::cli(),
+        sample::cli(),
+        score::cli(),
+        serve::cli(),
+        export_hf::cli(),
+        fit::cli(),
+        gc::cli(),
+        doctor::cli(),
+        bench::cli(),
+        plugins::cli(),
+        plugin_new::cli(),
+        cell::cli(),
+    ]
 }
 
 pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -29,6 +46,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "run" => run::exec(args),
         "plan" => plan::exec(args),
         "export" => export::exec(args),
+        "export-hf" => export_hf::exec(args),
         "cell" => cell::exec(args),
         "data" => data::exec(args),
         "fit" => fit::exec(args),

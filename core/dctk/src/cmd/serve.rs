@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{value_parser, Arg, ArgMatches, Command};
 
+use super::args::model_args;
 use crate::serve::{run, ServeOptions};
 
 pub fn cli() -> Command {
-    Command::new("serve")
-        .about("Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health)")
-        .arg(Arg::new("run").required(true).value_parser(value_parser!(PathBuf)).help("The cell to serve: runs/<id> (finished, or with a checkpoint)"))
+    model_args(Command::new("serve").about("Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health)"))
         .arg(Arg::new("host").long("host").default_value("127.0.0.1").help("Address to bind (loopback by default; 0.0.0.0 to accept other machines)"))
         .arg(Arg::new("port").long("port").value_parser(value_parser!(u16)).default_value("8000").help("Port to bind (0: a free port; the listening line says which)"))
         .arg(
@@ -20,8 +19,6 @@ pub fn cli() -> Command {
                 .default_value("32")
                 .help("Most sequences (prompts × n) decoded together in one batch"),
         )
-        .arg(Arg::new("threads").long("threads").value_parser(value_parser!(usize)).help("libtorch threads of the model worker (default: libtorch's)"))
-        .arg(Arg::new("device").long("device").default_value("auto").help("auto, cpu, cuda or cuda:N"))
         .arg(Arg::new("quiet").long("quiet").short('q').action(clap::ArgAction::SetTrue).help("Do not log each request to stderr"))
 }
 
@@ -30,14 +27,18 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     if max_batch == 0 {
         anyhow::bail!("--max-batch must be at least 1");
     }
-    let device = crate::env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(anyhow::Error::msg)?;
+    let threads = match args.get_one::<i32>("threads") {
+        Some(&t) if t < 1 => anyhow::bail!("--threads must be at least 1, got {t}"),
+        t => t.map(|&t| t as usize),
+    };
+    let device = crate::env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     run(ServeOptions {
         run_dir: args.get_one::<PathBuf>("run").unwrap().clone(),
         host: args.get_one::<String>("host").unwrap().clone(),
         port: *args.get_one::<u16>("port").unwrap(),
         max_batch,
         device,
-        threads: args.get_one::<usize>("threads").copied(),
+        threads,
         log_requests: !args.get_flag("quiet"),
     })
 }

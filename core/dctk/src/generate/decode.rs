@@ -228,17 +228,35 @@ fn decode_batch(ctx: &DecodeContext, requests: &[GenRequest], opts: DecodeOption
     };
     let mut filled = width;
     loop {
-        // Log-probabilities of the next token of every live row, on the host.
-        let lp = logits.squeeze_dim(1).to_kind(Kind::Float).log_softmax(-1, Kind::Float).to(Device::Cpu).contiguous();
-        let v = lp.size()[1] as usize;
-        let mut host = vec![0f32; rows.len() * v];
-        lp.copy_data(&mut host, rows.len() * v);
+        // Log-probabilities of the next token of every live row. When every row decodes
+        // greedily, the choice is made on the device and only (token, log-probability)
+        // pairs cross to the host; otherwise the rows' distributions come over whole.
+        let lp = logits.squeeze_dim(1).to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+        let all_greedy = rows.iter().all(|r| requests[r.request].params.is_greedy());
+        let (host, v, greedy_picks) = if all_greedy {
+            let top = lp.narrow(1, 0, ctx.base_vocab.min(lp.size()[1])).argmax(-1, false);
+            let top_lp = lp.gather(1, &top.unsqueeze(1), false).squeeze_dim(1).to(Device::Cpu);
+            let top = Vec::<i64>::try_from(top.to(Device::Cpu))?;
+            let top_lp = Vec::<f32>::try_from(top_lp)?;
+            (Vec::new(), 0, Some((top, top_lp)))
+        } else {
+            let lp = lp.to(Device::Cpu).contiguous();
+            let v = lp.size()[1] as usize;
+            let mut host = vec![0f32; rows.len() * v];
+            lp.copy_data(&mut host, rows.len() * v);
+            (host, v, None)
+        };
         let mut next = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter_mut().enumerate() {
-            let row_lp = &host[i * v..(i + 1) * v];
-            let candidates = &row_lp[..(ctx.base_vocab as usize).min(v)];
             let params = &requests[row.request].params;
-            let token = row.sampler.choose(candidates, params);
+            let (token, logprob) = match &greedy_picks {
+                Some((top, top_lp)) => (top[i] as u32, top_lp[i]),
+                None => {
+                    let row_lp = &host[i * v..(i + 1) * v];
+                    let token = row.sampler.choose(&row_lp[..(ctx.base_vocab as usize).min(v)], params);
+                    (token, row_lp[token as usize])
+                }
+            };
             next.push(i64::from(token));
             if token == ctx.eot_id && !params.ignore_eot {
                 row.finish = Some(FinishReason::Stop);
@@ -247,7 +265,6 @@ fn decode_batch(ctx: &DecodeContext, requests: &[GenRequest], opts: DecodeOption
                 on_token(&TokenEvent { request: row.request, token: None, logprob: None, text_delta: &delta, finish: row.finish });
                 continue;
             }
-            let logprob = row_lp[token as usize];
             row.tokens.push(token);
             row.logprobs.push(logprob);
             let full = ctx.tokenizer.decode(&row.tokens)?;

@@ -38,6 +38,28 @@ pub struct LoadedModel {
     pub(crate) vs: nn::VarStore,
 }
 
+/// The run's corpus directory. A corpus dctk ingested lives in the cache beside the runs root
+/// (`<runs root>/../.dctk/corpora/<entry>`), recorded by the path it had from the directory
+/// the study ran in; from anywhere else, the same entry is found beside this run's runs root.
+fn locate_corpus(run_dir: &Path, recorded: &str) -> PathBuf {
+    let as_recorded = PathBuf::from(recorded);
+    if as_recorded.is_absolute() || as_recorded.join(dctk_data::manifest::MANIFEST_FILE).exists() {
+        return as_recorded;
+    }
+    let runs_root = run_dir.parent().unwrap_or(Path::new("."));
+    match (recorded.contains(crate::corpus::CORPUS_CACHE_DIR), as_recorded.file_name()) {
+        (true, Some(entry)) => {
+            let beside = crate::corpus::corpus_cache_dir(runs_root).join(entry);
+            if beside.exists() {
+                beside
+            } else {
+                as_recorded
+            }
+        }
+        _ => as_recorded,
+    }
+}
+
 impl LoadedModel {
     /// Loads `runs/<id>` (a finished cell, or one with a checkpoint) onto `device`.
     /// The weights are loaded in fp32 on the CPU, and as saved (bf16 or fp32) on a GPU.
@@ -59,7 +81,7 @@ impl LoadedModel {
         let weights_blake3 = blake3::hash(&bytes).to_hex().to_string();
         drop(bytes);
 
-        let corpus_dir = PathBuf::from(&manifest.data.corpus_dir);
+        let corpus_dir = locate_corpus(run_dir, &manifest.data.corpus_dir);
         let corpus = CorpusManifest::read(&corpus_dir).with_context(|| {
             format!("{}: the run's corpus (for its tokenizer) is not readable; was it moved?", corpus_dir.display())
         })?;

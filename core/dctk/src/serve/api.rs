@@ -125,6 +125,8 @@ pub struct SamplingFields {
     /// vLLM's `ignore_eos`: go on past end-of-text.
     pub ignore_eos: bool,
     pub stream: bool,
+    /// `stream_options.include_usage`: a last chunk (before `[DONE]`) with the usage.
+    pub include_usage: bool,
 }
 
 /// A parsed `POST /v1/completions` body.
@@ -299,7 +301,20 @@ fn sampling_fields(f: &Fields, max_tokens_keys: &[&str]) -> Result<SamplingField
         seed,
         ignore_eos: f.boolean("ignore_eos")?.unwrap_or(false),
         stream: f.boolean("stream")?.unwrap_or(false),
+        include_usage: include_usage_field(f)?,
     })
+}
+
+fn include_usage_field(f: &Fields) -> Result<bool, ApiError> {
+    match f.get("stream_options") {
+        None => Ok(false),
+        Some(Value::Object(o)) => match o.get("include_usage") {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(ApiError::invalid("stream_options", format!("stream_options: include_usage must be true or false, got {}", shown(v)))),
+        },
+        Some(v) => Err(ApiError::invalid("stream_options", format!("stream_options: expected an object, got {}", shown(v)))),
+    }
 }
 
 fn stop_field(f: &Fields) -> Result<Vec<String>, ApiError> {
@@ -468,6 +483,8 @@ mod tests {
             (json!({"prompt": "x", "top_k": -2}), "top_k"),
             (json!({"prompt": "x", "model": 3}), "model"),
             (json!({"prompt": "x", "frequency_penalty": 0.5}), "frequency_penalty"),
+            (json!({"prompt": "x", "stream_options": 3}), "stream_options"),
+            (json!({"prompt": "x", "stream_options": {"include_usage": "yes"}}), "stream_options"),
             (json!({"prompt": ["x"], "n": 100, "best_of": 3}), "best_of"),
             (json!({"prompt": [-1]}), "prompt"),
             (json!({"prompt": []}), "prompt"),

@@ -41,8 +41,10 @@ pub struct Entry {
 pub enum Event {
     /// The log-probability of each prompt token after the first, given the ones before.
     PromptLogprobs { entry: usize, logprobs: Vec<f32> },
-    /// One generated token.
-    Token { entry: usize, token: u32, logprob: f32, text_delta: String },
+    /// Text produced: with the generated token that made it, or (`token` None) the text
+    /// held back until the entry ended (end-of-text came while a stop sequence might still
+    /// have been forming).
+    Token { entry: usize, token: Option<u32>, logprob: Option<f32>, text_delta: String },
     /// The entry is complete.
     Done { entry: usize, completion: Completion },
     /// Decoding failed; no more events come.
@@ -209,6 +211,15 @@ fn run_batch(model: &LoadedModel, batch: &[Job], stats: &Stats) -> Result<()> {
     let mut owners: Vec<(usize, usize)> = Vec::new();
     let mut requests: Vec<GenRequest> = Vec::new();
     for (j, job) in batch.iter().enumerate() {
+        // The HTTP side has checked every field; this guards the batch anyway, since one
+        // request the engine refuses would fail every request decoded beside it.
+        let refused = job.entries.iter().filter(|e| e.params.max_tokens > 0).find_map(|e| {
+            model.check_request(&GenRequest { prompt: e.prompt.clone(), params: e.params.clone() }).err()
+        });
+        if let Some(message) = refused {
+            let _ = job.events.send(Event::Failed(format!("the request was refused by the decoder: {message}")));
+            continue;
+        }
         for (e, entry) in job.entries.iter().enumerate() {
             if entry.score_prompt && entry.prompt.len() > 1 {
                 let logprobs = model.score(&entry.prompt[..1], &entry.prompt[1..])?;
@@ -232,9 +243,10 @@ fn run_batch(model: &LoadedModel, batch: &[Job], stats: &Stats) -> Result<()> {
     let mut cancelled = vec![false; requests.len()];
     let completions = model.generate_with(&requests, DecodeOptions::default(), &mut |ev| {
         let (j, e) = owners[ev.request];
-        // An end without a new token (the engine's final event) carries nothing to stream.
-        let (Some(token), Some(logprob)) = (ev.token, ev.logprob) else { return Flow::Continue };
-        let event = Event::Token { entry: e, token, logprob, text_delta: ev.text_delta.to_string() };
+        if ev.token.is_none() && ev.text_delta.is_empty() {
+            return Flow::Continue;
+        }
+        let event = Event::Token { entry: e, token: ev.token, logprob: ev.logprob, text_delta: ev.text_delta.to_string() };
         if batch[j].events.send(event).is_err() {
             if !cancelled[ev.request] {
                 cancelled[ev.request] = true;

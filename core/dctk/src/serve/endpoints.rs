@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{Method, Uri};
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -33,6 +34,7 @@ pub async fn health(State(st): Shared) -> Json<Value> {
         "status": "ok",
         "model": st.info.run_id,
         "step": st.info.step,
+        "weights_blake3": st.info.weights_blake3,
         "device": st.info.device,
         "requests_served": st.requests_served.load(Ordering::Relaxed),
         "batches_run": st.stats.batches_run.load(Ordering::Relaxed),
@@ -224,8 +226,19 @@ fn usage(prompts: &[Prompt], completions: usize) -> Value {
     json!({ "prompt_tokens": prompt_tokens, "completion_tokens": completions, "total_tokens": prompt_tokens + completions })
 }
 
+/// A body that could not be read (too large: axum's 2 MB limit), as the error JSON.
+fn body_rejected(e: BytesRejection) -> Response {
+    let mut err = ApiError::bad_body(format!("request body: {}", e.body_text()));
+    err.status = e.status();
+    err.into_response()
+}
+
 /// `POST /v1/completions`.
-pub async fn completions(State(st): Shared, body: Bytes) -> Response {
+pub async fn completions(State(st): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
     match completions_inner(st, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -250,7 +263,7 @@ async fn completions_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, A
     let shape = Shape::Completion { echo: req.echo, logprobs: req.logprobs.is_some() };
     let id = response_id("cmpl");
     if req.sampling.stream {
-        return Ok(stream_response(st, rx, shape, id, prompts, n));
+        return Ok(stream_response(st, rx, shape, id, prompts, &req.sampling));
     }
     let total = prompts.len() * n;
     let gathered = gather(rx, total).await?;
@@ -279,7 +292,11 @@ async fn completions_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, A
 
 /// `POST /v1/chat/completions`: the messages rendered with [`chat::render`], the reply
 /// stopped at [`chat::CHAT_STOP`] as well as at the request's own stop sequences.
-pub async fn chat_completions(State(st): Shared, body: Bytes) -> Response {
+pub async fn chat_completions(State(st): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
     match chat_inner(st, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -297,7 +314,7 @@ async fn chat_inner(st: Arc<AppState>, body: Bytes) -> Result<Response, ApiError
     let id = response_id("chatcmpl");
     let prompts = vec![prompt];
     if req.sampling.stream {
-        return Ok(stream_response(st, rx, Shape::Chat { logprobs: req.logprobs }, id, prompts, n));
+        return Ok(stream_response(st, rx, Shape::Chat { logprobs: req.logprobs }, id, prompts, &req.sampling));
     }
     let gathered = gather(rx, n).await?;
     let mut choices = Vec::new();
@@ -355,6 +372,8 @@ struct StreamState {
     done: Vec<bool>,
     remaining: usize,
     opened: bool,
+    include_usage: bool,
+    completion_tokens: usize,
 }
 
 const DONE: &str = "[DONE]";
@@ -433,7 +452,7 @@ impl StreamState {
             Some(Event::PromptLogprobs { entry, logprobs }) => self.echo(entry, &Some(logprobs), &mut out),
             Some(Event::Token { entry, token, logprob, text_delta }) => {
                 self.echo(entry, &None, &mut out);
-                self.delta(entry, &text_delta, Some((token, logprob)), &mut out);
+                self.delta(entry, &text_delta, token.zip(logprob), &mut out);
             }
             Some(Event::Done { entry, completion }) => {
                 self.echo(entry, &None, &mut out);
@@ -441,6 +460,7 @@ impl StreamState {
                     return (out, false);
                 }
                 self.done[entry] = true;
+                self.completion_tokens += completion.tokens.len();
                 // Text the token deltas held back (a stop sequence that did not complete,
                 // a character still forming when the completion ended) goes out now, so
                 // the deltas always add up to the completion's text.
@@ -457,6 +477,19 @@ impl StreamState {
                 });
                 self.remaining -= 1;
                 if self.remaining == 0 {
+                    if self.include_usage {
+                        let object = match self.shape {
+                            Shape::Completion { .. } => "text_completion",
+                            Shape::Chat { .. } => "chat.completion.chunk",
+                        };
+                        out.push(
+                            json!({
+                                "id": self.id, "object": object, "created": self.created, "model": self.st.info.run_id,
+                                "choices": [], "usage": usage(&self.prompts, self.completion_tokens),
+                            })
+                            .to_string(),
+                        );
+                    }
                     out.push(DONE.to_string());
                     return (out, true);
                 }
@@ -478,7 +511,8 @@ impl StreamState {
 
 /// Server-sent events: one `data: {chunk}` per delta, `data: [DONE]` at the end. When the
 /// client goes away axum drops this stream, and with it the receiver the worker watches.
-fn stream_response(st: Arc<AppState>, rx: UnboundedReceiver<Event>, shape: Shape, id: String, prompts: Vec<Prompt>, n: usize) -> Response {
+fn stream_response(st: Arc<AppState>, rx: UnboundedReceiver<Event>, shape: Shape, id: String, prompts: Vec<Prompt>, s: &SamplingFields) -> Response {
+    let n = s.n;
     let choices = prompts.len() * n;
     let state = StreamState {
         st,
@@ -494,6 +528,8 @@ fn stream_response(st: Arc<AppState>, rx: UnboundedReceiver<Event>, shape: Shape
         done: vec![false; choices],
         remaining: choices,
         opened: false,
+        include_usage: s.include_usage,
+        completion_tokens: 0,
     };
     let chunks = futures_util::stream::unfold(Some(state), |state| async move {
         let mut state = state?;

@@ -62,7 +62,7 @@ impl View for HostTensor {
 /// Writes named tensors as safetensors with `metadata` in the header (tch's writer has none).
 /// The tensor bytes are exactly what `Tensor::write_safetensors` writes, and
 /// `Tensor::read_safetensors` reads the file back.
-fn write_safetensors(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>, path: &Path) -> Result<()> {
+pub(crate) fn write_safetensors(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>, path: &Path) -> Result<()> {
     let mut views = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_device(Device::Cpu).contiguous();

@@ -253,24 +253,34 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, mask: Option<&Tensor>, dropout: f64, train: bool) -> Tensor {
+    /// Queries, keys and values [B, H, T, hd] of `x` [B, T, d] (before RoPE).
+    fn project_qkv(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
         let (b, t, d) = x.size3().unwrap();
-        let hd = d / self.n_head;
-        // Attention.
         let h = self.attn_norm.forward(x).matmul(&self.qkv.tr());
-        let qkv = h.view([b, t, 3, self.n_head, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let (q, k) = (rope.apply(&q, t), rope.apply(&k, t));
-        let attn_dropout = if train { dropout } else { 0.0 };
-        // Causal by the fused kernel, or by an explicit (block-diagonal causal) mask.
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, attn_dropout, mask.is_none(), None, false);
+        let qkv = h.view([b, t, 3, self.n_head, d / self.n_head]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
+        (qkv.get(0), qkv.get(1), qkv.get(2))
+    }
+
+    /// The rest of the block after attention: out-projection of the heads `y` [B, H, T, hd],
+    /// residual, then the SwiGLU feed-forward down(silu(gate(x)) ⊙ up(x)) and its residual.
+    fn finish(&self, x: &Tensor, y: &Tensor, dropout: f64, train: bool) -> Tensor {
+        let (b, t, d) = x.size3().unwrap();
         let y = y.transpose(1, 2).contiguous().view([b, t, d]).matmul(&self.proj.tr());
         let x = x + y.dropout(dropout, train);
-        // SwiGLU feed-forward: down(silu(gate(x)) ⊙ up(x)).
         let gu = self.mlp_norm.forward(&x).matmul(&self.gate_up.tr());
         let parts = gu.split(self.d_ff, -1);
         let m = (parts[0].silu() * &parts[1]).matmul(&self.down.tr());
         x + m.dropout(dropout, train)
+    }
+
+    fn forward(&self, x: &Tensor, rope: &Rope, mask: Option<&Tensor>, dropout: f64, train: bool) -> Tensor {
+        let t = x.size()[1];
+        let (q, k, v) = self.project_qkv(x);
+        let (q, k) = (rope.apply(&q, t), rope.apply(&k, t));
+        let attn_dropout = if train { dropout } else { 0.0 };
+        // Causal by the fused kernel, or by an explicit (block-diagonal causal) mask.
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, attn_dropout, mask.is_none(), None, false);
+        self.finish(x, &y, dropout, train)
     }
 
     /// The block at inference with explicit positions and attention mask, optionally
@@ -279,11 +289,8 @@ impl Block {
     /// attend) covers the S = cached + T keys. Same arithmetic as [`Block::forward`] with
     /// dropout off, so decoding with and without the cache sees the same function.
     fn forward_decode(&self, x: &Tensor, rope: &Rope, positions: &Tensor, mask: &Tensor, cache: Option<(&Tensor, &Tensor, i64)>) -> Tensor {
-        let (b, t, d) = x.size3().unwrap();
-        let hd = d / self.n_head;
-        let h = self.attn_norm.forward(x).matmul(&self.qkv.tr());
-        let qkv = h.view([b, t, 3, self.n_head, hd]).permute([2, 0, 3, 1, 4]); // [3, B, H, T, hd]
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let t = x.size()[1];
+        let (q, k, v) = self.project_qkv(x);
         let (q, k) = (rope.apply_at(&q, positions), rope.apply_at(&k, positions));
         let (k, v) = match cache {
             Some((k_buf, v_buf, start)) => {
@@ -295,11 +302,7 @@ impl Block {
             None => (k, v),
         };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, None, false);
-        let y = y.transpose(1, 2).contiguous().view([b, t, d]).matmul(&self.proj.tr());
-        let x = x + y;
-        let gu = self.mlp_norm.forward(&x).matmul(&self.gate_up.tr());
-        let parts = gu.split(self.d_ff, -1);
-        x + (parts[0].silu() * &parts[1]).matmul(&self.down.tr())
+        self.finish(x, &y, 0.0, false)
     }
 }
 
@@ -358,12 +361,7 @@ impl Rope {
 
     /// Rotates pairs (x_i, x_{i+hd/2}) of a [B, H, T, hd] tensor by position-dependent angles.
     fn apply(&self, x: &Tensor, t: i64) -> Tensor {
-        let half = x.size()[3] / 2;
-        let cos = self.cos.narrow(0, 0, t).to_kind(x.kind());
-        let sin = self.sin.narrow(0, 0, t).to_kind(x.kind());
-        let x1 = x.narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
-        Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x1 * &sin + &x2 * &cos], 3)
+        rotate(x, &self.cos.narrow(0, 0, t), &self.sin.narrow(0, 0, t))
     }
 
     /// [`Rope::apply`] at explicit positions [B, T] (int64) of a [B, H, T, hd] tensor: a
@@ -372,12 +370,20 @@ impl Rope {
         let (b, t) = positions.size2().unwrap();
         let half = x.size()[3] / 2;
         let flat = positions.view([-1]);
-        let cos = self.cos.index_select(0, &flat).view([b, 1, t, half]).to_kind(x.kind());
-        let sin = self.sin.index_select(0, &flat).view([b, 1, t, half]).to_kind(x.kind());
-        let x1 = x.narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
-        Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x1 * &sin + &x2 * &cos], 3)
+        let cos = self.cos.index_select(0, &flat).view([b, 1, t, half]);
+        let sin = self.sin.index_select(0, &flat).view([b, 1, t, half]);
+        rotate(x, &cos, &sin)
     }
+}
+
+/// The rotate-half form of RoPE: (x1, x2) ↦ (x1·cos − x2·sin, x1·sin + x2·cos) on the two
+/// halves of the last dimension, with tables that broadcast against x.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    let half = x.size()[3] / 2;
+    let (cos, sin) = (cos.to_kind(x.kind()), sin.to_kind(x.kind()));
+    let x1 = x.narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    Tensor::cat(&[&x1 * &cos - &x2 * &sin, &x1 * &sin + &x2 * &cos], 3)
 }
 
 /// The decoder-only language model. Owns its parameters through the `VarStore` it was
