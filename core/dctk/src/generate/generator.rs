@@ -46,6 +46,8 @@ pub struct LocalGenerator {
     weights_blake3: String,
     /// Prompts decoded together.
     pub batch_size: usize,
+    /// Set by Ctrl-C / SIGTERM: batches not yet started fail as cancelled.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Prompts a local generator decodes together unless told otherwise.
@@ -54,7 +56,7 @@ pub const DEFAULT_LOCAL_BATCH: usize = 8;
 impl LocalGenerator {
     pub fn new(model: LoadedModel, batch_size: usize) -> LocalGenerator {
         let weights_blake3 = model.weights_blake3.clone();
-        LocalGenerator { model: std::sync::Mutex::new(model), weights_blake3, batch_size: batch_size.max(1) }
+        LocalGenerator { model: std::sync::Mutex::new(model), weights_blake3, batch_size: batch_size.max(1), cancel: None }
     }
 }
 
@@ -68,6 +70,14 @@ impl Generator for LocalGenerator {
         let mut out = Vec::with_capacity(requests.len());
         for (b, batch) in requests.chunks(self.batch_size).enumerate() {
             let first = b * self.batch_size;
+            if self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                for k in 0..batch.len() {
+                    let result = Err(anyhow!("request {}: cancelled before it was decoded", first + k));
+                    on_done(first + k, &result);
+                    out.push(result);
+                }
+                continue;
+            }
             let gen: Vec<GenRequest> = batch.iter().map(|r| GenRequest { prompt: model.encode(&r.prompt), params: r.params.clone() }).collect();
             match model.generate(&gen) {
                 Ok(done) => {

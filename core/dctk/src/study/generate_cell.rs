@@ -616,7 +616,9 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
             if model.run_id != *run_id {
                 bail!("{}: holds run {}, the cell was planned from run {run_id}", run_dir.display(), model.run_id);
             }
-            local = Some(LocalGenerator::new(model, *batch_size));
+            let mut g = LocalGenerator::new(model, *batch_size);
+            g.cancel = opts.cancel.clone();
+            local = Some(g);
         }
         GeneratorSpec::OpenAi(settings) => openai = Some(OpenAiGenerator::new(settings.clone(), opts.cancel.clone())?),
     }
