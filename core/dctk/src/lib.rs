@@ -25,6 +25,7 @@ pub mod env;
 pub mod fitting;
 pub mod generate;
 pub mod hf;
+pub mod keys;
 pub mod plugin;
 #[cfg(test)]
 mod plugin_tests;

@@ -29,7 +29,7 @@ pub mod spec;
 pub use cache::DataCache;
 pub use ingest::{ingest_from_script, ingest_summary, input_domains, tokenizer_spec};
 pub use plan::{plan_data, plan_selection, split_by_weight, val_batches, DataManifest, DomainPlan, PlannedSelection, RunData};
-pub use resolve::{corpus_cache_dir, resolve_corpus, AutoIngest, CorpusCache, ResolvedCorpus, CORPUS_CACHE_DIR};
+pub use resolve::{beside_runs_root, corpus_cache_dir, resolve_corpus, AutoIngest, CorpusCache, ResolvedCorpus, CORPUS_CACHE_DIR};
 pub use spec::{CorpusSource, DataSpec, DomainChoice, MixPoint, Selection};
 
 /// Rewrites a data-pipeline error into dctk's wording where the two differ.

@@ -18,10 +18,16 @@ use super::describe;
 /// Directory (beside the runs root) of the automatically ingested corpora.
 pub const CORPUS_CACHE_DIR: &str = ".dctk/corpora";
 
+/// `<parent of runs_root>/<rel>`: where the caches of the cells under `runs_root` live
+/// (`.dctk/corpora`, the request cache `.dctk/requests`), shared by every study there.
+pub fn beside_runs_root(runs_root: &Path, rel: &str) -> PathBuf {
+    let parent = runs_root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join(rel)
+}
+
 /// Where raw input is ingested for runs under `runs_root`: `<parent of runs_root>/.dctk/corpora`.
 pub fn corpus_cache_dir(runs_root: &Path) -> PathBuf {
-    let parent = runs_root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    parent.join(CORPUS_CACHE_DIR)
+    beside_runs_root(runs_root, CORPUS_CACHE_DIR)
 }
 
 /// Settings of an automatic ingest of raw input; they enter the cache id.

@@ -75,10 +75,11 @@ impl LoadedModel {
         };
         let state = checkpoint::read_state(&ckpt)?;
         let model_file = ckpt.join("model.safetensors");
-        let meta = checkpoint::read_meta(&model_file)?
-            .with_context(|| format!("{}: no `dctk` metadata (written by an older dctk)", model_file.display()))?;
+        // One read of the weights file for both its identity and its metadata.
         let bytes = fs::read(&model_file).with_context(|| format!("reading {}", model_file.display()))?;
         let weights_blake3 = blake3::hash(&bytes).to_hex().to_string();
+        let meta = checkpoint::meta_of(&bytes, &model_file)?
+            .with_context(|| format!("{}: no `dctk` metadata (written by an older dctk)", model_file.display()))?;
         drop(bytes);
 
         let corpus_dir = locate_corpus(run_dir, &manifest.data.corpus_dir);

@@ -20,8 +20,7 @@ pub const REQUEST_CACHE_DIR: &str = ".dctk/requests";
 
 /// Where requests of cells under `runs_root` are cached: `<parent of runs_root>/.dctk/requests`.
 pub fn request_cache_dir(runs_root: &Path) -> PathBuf {
-    let parent = runs_root.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    parent.join(REQUEST_CACHE_DIR)
+    crate::corpus::beside_runs_root(runs_root, REQUEST_CACHE_DIR)
 }
 
 /// One cached exchange (the file's content).
@@ -76,7 +75,7 @@ impl RequestCache {
         crate::study::write_atomic(&self.path(&key), &serde_json::to_vec(&record)?)
     }
 
-    /// Cached responses on disk (for tests and `dctk plan`'s counts).
+    /// Cached responses on disk (the tests count them).
     pub fn count_files(&self) -> usize {
         let Ok(dirs) = std::fs::read_dir(&self.dir) else { return 0 };
         dirs.flatten()

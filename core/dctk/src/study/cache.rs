@@ -41,10 +41,13 @@ impl CellState {
             Some(Status::Done | Status::Diverged) => {
                 let text = fs::read_to_string(dir.join("result.ron")).ok();
                 // The two kinds' results have disjoint required fields: at most one parses.
-                match (text.as_deref().and_then(|t| ron::from_str::<RunResult>(t).ok()), text.as_deref().and_then(|t| ron::from_str::<GenerateResult>(t).ok())) {
-                    (Some(r), _) => CellState::Finished(Box::new(r)),
-                    (None, Some(g)) => CellState::Generated(Box::new(g)),
-                    (None, None) => CellState::Interrupted(checkpoint_step(dir)),
+                let Some(text) = text else { return CellState::Interrupted(checkpoint_step(dir)) };
+                if let Ok(r) = ron::from_str::<RunResult>(&text) {
+                    CellState::Finished(Box::new(r))
+                } else if let Ok(g) = ron::from_str::<GenerateResult>(&text) {
+                    CellState::Generated(Box::new(g))
+                } else {
+                    CellState::Interrupted(checkpoint_step(dir))
                 }
             }
             Some(status) => match CellLock::holder(dir) {

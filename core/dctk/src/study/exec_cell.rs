@@ -73,7 +73,7 @@ pub fn execute(dir: &Path, opts: &ExecOptions) -> Result<()> {
     }
     let path = dir.join("manifest.ron");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let result = if is_generate_manifest(&text) { execute_generate(dir, &text, opts) } else { execute_locked(dir, opts).map(|_| ()) };
+    let result = if is_generate_manifest(&text) { execute_generate(dir, &text, opts) } else { execute_locked(dir, &text, opts).map(|_| ()) };
     if let Err(e) = &result {
         if e.downcast_ref::<trainer::StoppedEarly>().is_none() {
             let _ = write_atomic(&dir.join("error.txt"), format!("{e:#}\n").as_bytes());
@@ -93,10 +93,10 @@ fn execute_generate(dir: &Path, text: &str, opts: &ExecOptions) -> Result<()> {
     Status::Done.write(dir)
 }
 
-fn execute_locked(dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
+/// A training cell whose `manifest.ron` reads `text`.
+fn execute_locked(dir: &Path, text: &str, opts: &ExecOptions) -> Result<RunResult> {
     let path = dir.join("manifest.ron");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: Manifest = ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let manifest: Manifest = ron::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
     // Before any libtorch work: each CPU library reads its kernel setting once.
     crate::cpu::apply(manifest.spec.numerics).map_err(|e| anyhow::anyhow!("key \"numerics\": {e}"))?;
     let _ = fs::remove_file(dir.join("error.txt"));

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use super::inputs::CellInputs;
 use super::{write_atomic, write_record, Status};
 use crate::env::{self, Versions};
+use crate::keys::unknown_key;
 use crate::generate::client::{OpenAiGenerator, OpenAiSettings};
 use crate::generate::generator::{Generator, LocalGenerator, TextRequest, DEFAULT_LOCAL_BATCH};
 use crate::generate::request_cache::{request_cache_dir, CachedGenerator, RequestCache};
@@ -81,17 +82,6 @@ pub struct SourceRun {
 const LOCAL_KEYS: &[&str] = &["kind", "run", "device", "batch_size"];
 const OPENAI_KEYS: &[&str] = &["kind", "base_url", "model", "api_key_env", "concurrency", "timeout_s", "max_retries"];
 
-/// The closest of `known` to `key` by edit distance, if close enough to be a typo.
-fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    known.iter().map(|k| (strsim::levenshtein(key, k), *k)).filter(|(d, k)| *d <= 2.max(k.len() / 4)).min().map(|(_, k)| k)
-}
-
-fn unknown_key(prefix: &str, key: &str, known: &[&str]) -> String {
-    match suggest(key, known) {
-        Some(s) => format!("unknown key \"{prefix}{key}\" (did you mean \"{prefix}{s}\"?)"),
-        None => format!("unknown key \"{prefix}{key}\"; known keys: {}", known.join(", ")),
-    }
-}
 
 impl GeneratorSpec {
     /// From the script's generator map (`run` already taken out as `source`). Errors name

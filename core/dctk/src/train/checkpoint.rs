@@ -78,7 +78,12 @@ pub(crate) fn write_safetensors(tensors: &[(String, Tensor)], metadata: Option<H
 /// The `dctk` metadata of a checkpoint's `model.safetensors`, if it has any.
 pub fn read_meta(model_file: &Path) -> Result<Option<CheckpointMeta>> {
     let bytes = fs::read(model_file).with_context(|| format!("reading {}", model_file.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).with_context(|| format!("reading {}", model_file.display()))?;
+    meta_of(&bytes, model_file)
+}
+
+/// [`read_meta`] of a `model.safetensors` already read into `bytes` (named `model_file` in errors).
+pub fn meta_of(bytes: &[u8], model_file: &Path) -> Result<Option<CheckpointMeta>> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).with_context(|| format!("reading {}", model_file.display()))?;
     match meta.metadata().as_ref().and_then(|m| m.get("dctk")) {
         None => Ok(None),
         Some(json) => Ok(Some(serde_json::from_str(json).with_context(|| format!("{}: metadata `dctk`", model_file.display()))?)),

@@ -307,11 +307,7 @@ impl TrainSpec {
             if let Some(rest) = inner.strip_prefix("unknown field ") {
                 // serde says: unknown field `lrr`, expected one of `name`, `model`, ...
                 let key = rest.split(',').next().unwrap_or(rest).trim_matches('`');
-                let key = key.trim_matches('`');
-                return match suggest(key) {
-                    Some(s) => format!("unknown key \"{key}\" (did you mean \"{s}\"?)"),
-                    None => format!("unknown key \"{key}\"; known keys: {}", KEYS.join(", ")),
-                };
+                return crate::keys::unknown_key("", key.trim_matches('`'), KEYS);
             }
             if inner.starts_with("missing field ") {
                 let key = inner.trim_start_matches("missing field ").trim_matches('`');
@@ -493,15 +489,6 @@ pub const KEYS: &[&str] = &[
 
 fn preset_names() -> String {
     PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
-}
-
-/// The closest known key by edit distance (Levenshtein), if it is close enough to be a typo.
-fn suggest(key: &str) -> Option<&'static str> {
-    KEYS.iter()
-        .map(|k| (strsim::levenshtein(key, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
 }
 
 #[cfg(test)]
