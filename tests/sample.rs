@@ -71,6 +71,26 @@ fn sample_and_score_a_trained_cell() {
     assert!((scored["sum_logprob"].as_f64().unwrap() - sum).abs() < 1e-6);
     assert!(sum < 0.0);
 
+    // `dctk bench generate` runs its three sides and the server part on this cell, and
+    // prints the ratios (a benchmark: what is checked is that it runs, not its numbers).
+    let root = repo_root();
+    let python = root.join(".dctk/hf-venv/bin/python");
+    let reference = root.join("bench/hf_generate.py");
+    let out = dctk(
+        s.path(),
+        &[
+            "bench", "generate", "--run", run, "--rounds", "1", "--batch", "1,2", "--prompt-tokens", "4", "--new-tokens", "4", "--threads", "1",
+            "--device", "cpu", "--python", python.to_str().unwrap(), "--reference", reference.to_str().unwrap(), "--server-clients", "1,2",
+            "--server-requests", "1",
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for expect in ["batch 1: median KV cache speed-up", "batch 2: median KV cache speed-up", "dctk / transformers", "dctk serve (4 tokens per request"] {
+        assert!(t.contains(expect), "{expect:?} missing from:\n{t}");
+    }
+    assert!(!t.contains("not measured"), "the transformers side ran: {t}");
+
     // Bad input is named.
     for (args, expect) in [
         (vec!["sample", run, "--top-p", "1.5"], "--top-p"),
@@ -78,6 +98,7 @@ fn sample_and_score_a_trained_cell() {
         (vec!["sample", run, "-n", "0"], "-n"),
         (vec!["sample", "runs/0000000000000000"], "not a dctk run directory"),
         (vec!["score", run, "-c", ""], "--continuation"),
+        (vec!["bench", "generate", "--run", run, "--prompt-tokens", "60", "--new-tokens", "60", "--no-reference"], "exceed the model's context"),
     ] {
         let out = dctk(s.path(), &args);
         assert!(!out.status.success() && text(&out).contains(expect), "{args:?}: {}", text(&out));
