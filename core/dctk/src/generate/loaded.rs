@@ -41,7 +41,7 @@ pub struct LoadedModel {
 /// The run's corpus directory. A corpus dctk ingested lives in the cache beside the runs root
 /// (`<runs root>/../.dctk/corpora/<entry>`), recorded by the path it had from the directory
 /// the study ran in; from anywhere else, the same entry is found beside this run's runs root.
-fn locate_corpus(run_dir: &Path, recorded: &str) -> PathBuf {
+pub(crate) fn locate_corpus(run_dir: &Path, recorded: &str) -> PathBuf {
     let as_recorded = PathBuf::from(recorded);
     if as_recorded.is_absolute() || as_recorded.join(dctk_data::manifest::MANIFEST_FILE).exists() {
         return as_recorded;

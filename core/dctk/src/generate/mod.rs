@@ -8,7 +8,9 @@
 //! forward), [`loaded`] (a run's checkpoint and tokenizer, ready to decode), [`chat`] (the
 //! plain chat template of base models), [`generator`] (the trait and its two backends),
 //! [`client`] (the OpenAI HTTP client), [`request_cache`] (every request/response, content
-//! addressed).
+//! addressed), [`augment`] (the augmenter seam: documents → planned requests → synthetic
+//! documents).
+pub mod augment;
 pub mod chat;
 pub mod client;
 pub mod decode;

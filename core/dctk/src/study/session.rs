@@ -165,11 +165,11 @@ impl Session {
         let corpus_path = match (&spec.corpus, &generator) {
             (Some(c), _) => self.resolve_corpus_path(c)?,
             (None, GeneratorSpec::Local { run_dir, .. }) => {
-                // The source run's own corpus, as its manifest records it (already ingested).
+                // The source run's own corpus (already ingested), found as `LoadedModel` finds it.
                 let path = Path::new(run_dir).join("manifest.ron");
                 let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let manifest: super::plan::Manifest = ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                PathBuf::from(manifest.data.corpus_dir)
+                crate::generate::loaded::locate_corpus(Path::new(run_dir), &manifest.data.corpus_dir)
             }
             (None, GeneratorSpec::OpenAi(_)) => anyhow::bail!("key \"corpus\": an openai generator needs the corpus to generate from"),
         };
