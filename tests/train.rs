@@ -337,3 +337,48 @@ print(`losses ${{r.final_train_loss}} ${{r.final_val_loss}}`);
     let t = text(&out);
     assert!(!out.status.success() && t.contains("key \"numerics\"") && t.contains("MKL_CBWR=AUTO"), "{t}");
 }
+
+/// `init_from`: a run starts from a finished run's final weights (at a vanishing learning
+/// rate it keeps them: its validation loss is the source's), the source's id enters the id,
+/// and a model that does not fit the source's is refused naming the key.
+#[test]
+fn init_from_starts_at_the_source_runs_weights() {
+    let s = Scratch::new("init_from");
+    let script = s.write(
+        "init.rhai",
+        r#"
+let base = #{ model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, val_tokens: 256, seq_len: 32,
+              batch_size: 8, lr: 3e-3, evals_per_epoch: 1, seed: 3, threads: 1 };
+let a = base; a.name = "source"; a.epochs = 2;
+let src = train(a);
+let b = base; b.name = "warm"; b.epochs = 0.25; b.lr = 1e-12; b.weight_decay = 0.0; b.init_from = src;
+let c = b; c.name = "cold"; c.remove("init_from");
+let warm = train(b);
+let cold = train(c);
+print(`losses ${src.final_val_loss} ${warm.final_val_loss} ${cold.final_val_loss}`);
+print(`ids ${warm.id} ${cold.id}`);
+"#,
+    );
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let losses: Vec<f64> = t.lines().find_map(|l| l.strip_prefix("losses ")).unwrap().split(' ').map(|p| p.parse().unwrap()).collect();
+    assert!((losses[0] - losses[1]).abs() < 1e-4, "warm start should keep the source's loss: {t}");
+    assert!(losses[2] - losses[1] > 0.3, "a random start should be far worse: {t}");
+    let ids: Vec<&str> = t.lines().find_map(|l| l.strip_prefix("ids ")).unwrap().split(' ').collect();
+    assert_ne!(ids[0], ids[1]);
+
+    let bad = s.write(
+        "bad.rhai",
+        r#"
+let src = train(#{ name: "s", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 2, val_tokens: 256,
+                   seq_len: 32, batch_size: 8, lr: 3e-3, evals_per_epoch: 1, seed: 3, threads: 1 });
+train(#{ name: "wider", model: "tiny", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 0.25, val_tokens: 256,
+         seq_len: 32, batch_size: 8, seed: 3, threads: 1, init_from: src });
+"#,
+    );
+    let out = dctk(s.path(), &["run", bad.to_str().unwrap(), "-q"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("key \"init_from\"") && t.contains("does not fit"), "{t}");
+}

@@ -99,26 +99,13 @@ impl LoadedModel {
 
         let mut vs = nn::VarStore::new(device);
         let model = Gpt::new(&vs, &meta.model_config, 0.0);
-        let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&model_file)
-            .with_context(|| format!("reading {}", model_file.display()))?
-            .into_iter()
-            .collect();
+        let saved = checkpoint::read_weights(&model_file)?;
+        // The saved kind is kept on a GPU (bf16 stays bf16); the CPU computes in fp32.
         let saved_kind = saved.values().next().map(|t| t.kind()).unwrap_or(Kind::Float);
         if device != Device::Cpu && saved_kind == Kind::BFloat16 {
             vs.set_kind(Kind::BFloat16);
         }
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut var) in vs.variables() {
-                let Some(src) = saved.get(&name) else {
-                    bail!("{}: missing tensor `{name}`", model_file.display());
-                };
-                if src.size() != var.size() {
-                    bail!("{}: tensor `{name}` has shape {:?}, the model wants {:?}", model_file.display(), src.size(), var.size());
-                }
-                var.copy_(&src.to_kind(var.kind()));
-            }
-            Ok(())
-        })?;
+        checkpoint::copy_weights(&saved, &model_file, &vs)?;
         vs.freeze();
         Ok(LoadedModel {
             run_id: manifest.run_id.clone(),

@@ -305,6 +305,20 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Re
     if let Some(path) = handle_corpus(s, ctx, &settings, "train")? {
         settings.insert("corpus".into(), path.into());
     }
+    // init_from: a finished run's handle (a pending one is a barrier) → its id and directory.
+    if let Some(v) = settings.get("init_from") {
+        let run = v.read_lock::<Run>().map(|r| r.clone()).ok_or_else(|| {
+            runtime_error(ctx, "train: key \"init_from\": expected a run handle (what train returns)".to_string())
+        })?;
+        let map = finished(s, ctx, &run)?;
+        if !map.contains_key("final_val_loss") {
+            return Err(runtime_error(ctx, format!("train: key \"init_from\": cell {} ({}) is a generation cell, not a training run", run.label, run.id)));
+        }
+        let mut init = Map::new();
+        init.insert("run".into(), run.id.clone().into());
+        init.insert("dir".into(), run.dir.clone().into());
+        settings.insert("init_from".into(), init.into());
+    }
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;

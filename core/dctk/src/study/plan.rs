@@ -198,6 +198,10 @@ pub fn named_inputs(
         for key in ["name", "threads", "corpus", "device", "precision", "text_field", "val_fraction"] {
             m.remove(key);
         }
+        // A source run is identified by its id, not where it lies.
+        if let Some(init) = m.get_mut("init_from").and_then(|v| v.as_object_mut()) {
+            init.remove("dir");
+        }
     }
     inputs.insert_json("spec", &id_spec);
     // The fingerprint covers the tokenizer, every selected subset and the validation

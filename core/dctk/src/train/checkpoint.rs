@@ -175,26 +175,33 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Loads weights and optimizer state into an already-built model and optimizer.
-pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut AdamW, state: &CheckpointState) -> Result<()> {
-    let model_path = dir.join("model.safetensors");
-    let saved: BTreeMap<String, Tensor> = Tensor::read_safetensors(&model_path)
-        .with_context(|| format!("reading {}", model_path.display()))?
-        .into_iter()
-        .collect();
+/// The tensors of a checkpoint's `model.safetensors`, by name.
+pub fn read_weights(model_path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    Ok(Tensor::read_safetensors(model_path).with_context(|| format!("reading {}", model_path.display()))?.into_iter().collect())
+}
+
+/// Copies `saved` (read from `model_path`) into an already-built model, converting each
+/// tensor to the variable's kind. Every variable must be there with its shape; the error
+/// names the file and the tensor.
+pub fn copy_weights(saved: &BTreeMap<String, Tensor>, model_path: &Path, vs: &VarStore) -> Result<()> {
     tch::no_grad(|| -> Result<()> {
-        for (name, var) in vs.variables() {
+        for (name, mut var) in vs.variables() {
             let Some(src) = saved.get(&name) else {
                 bail!("{}: missing tensor `{name}`", model_path.display());
             };
             if src.size() != var.size() {
                 bail!("{}: tensor `{name}` has shape {:?}, the model wants {:?}", model_path.display(), src.size(), var.size());
             }
-            let mut var = var;
-            var.copy_(src);
+            var.copy_(&src.to_kind(var.kind()));
         }
         Ok(())
-    })?;
+    })
+}
+
+/// Loads weights and optimizer state into an already-built model and optimizer.
+pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut AdamW, state: &CheckpointState) -> Result<()> {
+    let model_path = dir.join("model.safetensors");
+    copy_weights(&read_weights(&model_path)?, &model_path, vs)?;
     let optim_path = dir.join("optim.safetensors");
     let optim: BTreeMap<String, Tensor> = Tensor::read_safetensors(&optim_path)
         .with_context(|| format!("reading {}", optim_path.display()))?

@@ -14,6 +14,16 @@ use crate::corpus::{AutoIngest, CorpusSource, DataSpec, Selection};
 use super::model::{ModelConfig, VocabLayout, GPT2_VOCAB, PRESETS};
 use super::schedule::{Schedule, ScheduleKind};
 
+/// The run whose final weights a run starts from (`init_from`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitFrom {
+    /// The source run's id (what decides the weights).
+    pub run: String,
+    /// Its directory on the planning machine.
+    pub dir: String,
+}
+
 /// A model is a preset name (`"tiny"`, `"72m"`, …) or an explicit shape.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelChoice {
@@ -194,6 +204,13 @@ pub struct TrainSpec {
     /// Settings are checked against each plugin's declared settings before any step.
     #[serde(default)]
     pub regularizers: Vec<crate::plugin::regularizer::RegularizerRequest>,
+    /// Start from a finished run's final weights instead of a random initialisation: a `train`
+    /// handle (`init_from: warm`). The optimizer starts fresh; the model's shape and vocabulary
+    /// must equal the source's (errors name the tensor). The source run's id enters this run's
+    /// id (its directory does not). BoLT's M-step retrains from scratch (Ruan et al. 2025,
+    /// arXiv 2503.18866, §3.2); continuing from the previous model is this option.
+    #[serde(default)]
+    pub init_from: Option<InitFrom>,
     /// CPU threads for libtorch; overrides `dctk run`'s split (`--threads` / `-j` per cell). Not part of the id.
     #[serde(default)]
     pub threads: Option<i32>,
@@ -485,6 +502,7 @@ pub const KEYS: &[&str] = &[
     "seq_len", "batch_size", "micro_batch", "lr", "weight_decay", "beta1", "beta2", "adam_eps",
     "grad_clip", "schedule", "warmup_frac", "decay_frac", "final_lr_frac", "dropout", "seed",
     "evals_per_epoch", "eval_every", "checkpoint_every", "precision", "device", "threads", "numerics", "regularizers",
+    "init_from",
 ];
 
 fn preset_names() -> String {

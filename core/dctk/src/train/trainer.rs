@@ -101,6 +101,22 @@ pub fn train(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opt
     result
 }
 
+/// `init_from`: the source run's final weights into a fresh model (before step 0).
+fn init_weights(vs: &nn::VarStore, init: &super::spec::InitFrom) -> Result<()> {
+    let dir = Path::new(&init.dir);
+    if !crate::study::cache::CellState::read(dir).is_finished() {
+        bail!("key \"init_from\": run {} ({}) is not finished", init.run, dir.display());
+    }
+    let ckpt = checkpoint::find(dir).ok_or_else(|| anyhow::anyhow!("key \"init_from\": run {} ({}) has no checkpoint", init.run, dir.display()))?;
+    let state = checkpoint::read_state(&ckpt)?;
+    if state.run_id != init.run {
+        bail!("key \"init_from\": {} holds run {}, this run was planned from run {}", dir.display(), state.run_id, init.run);
+    }
+    let model_file = ckpt.join("model.safetensors");
+    checkpoint::copy_weights(&checkpoint::read_weights(&model_file)?, &model_file, vs)
+        .map_err(|e| anyhow::anyhow!("key \"init_from\": the source model does not fit this run's model (same preset and vocabulary needed): {e:#}"))
+}
+
 fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, opts: &ExecOptions) -> Result<RunResult> {
     let started = Instant::now();
     if let Some(t) = spec.threads {
@@ -128,6 +144,11 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
     let model = Gpt::new(&vs, &cfg, spec.dropout);
     if kind != Kind::Float {
         vs.set_kind(kind);
+    }
+    // Before the optimizer is built (in bf16 it keeps fp32 master copies of the weights);
+    // a resumed run loads its own checkpoint below instead.
+    if let (None, Some(init)) = (checkpoint::find(run_dir), &spec.init_from) {
+        init_weights(&vs, init)?;
     }
     let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
     let mut opt = AdamW::new(
