@@ -23,7 +23,6 @@ use super::checkpoint::{self, CheckpointMeta, CheckpointState};
 use super::eval::evaluate;
 use super::model::Gpt;
 use super::optim::{AdamW, AdamWConfig};
-use super::model::VocabLayout;
 use super::plan::epoch_tokens;
 pub use super::plan::RunPlan;
 use super::results::{last_train_loss, read_eval_curve, Divergence, MetricsLog, RunResult};
@@ -368,7 +367,7 @@ fn report(record: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::model::GPT2_VOCAB;
+    use crate::train::model::{VocabLayout, GPT2_VOCAB};
     use serde_json::json;
 
     /// Headroom of the data path: tokens/s the trainer's loader (sampler + tensors + mask)
