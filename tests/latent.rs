@@ -35,32 +35,27 @@ fn training_docs() -> Vec<String> {
         .collect()
 }
 
-fn ingest_corpus(dir: &Path) {
-    let input = dir.join("latent.jsonl");
+fn write_input(dir: &Path) {
     let lines: String = training_docs().iter().map(|d| format!("{}\n", serde_json::json!({ "text": d }))).collect();
-    std::fs::write(&input, lines).unwrap();
-    let cfg = dctk_data::IngestConfig {
-        out: dir.join("corpus"),
-        domains: vec![dctk_data::DomainInput::new("latent", vec![input])],
-        special_tokens: SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    dctk_data::ingest(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("latent.jsonl"), lines).unwrap();
 }
 
 #[test]
 fn special_tokens_train_load_generate_score_and_drive_the_e_step() {
     let s = Scratch::new("latent");
-    ingest_corpus(s.path());
+    write_input(s.path());
     let script = s.write(
         "l.rhai",
-        r#"let r = train(#{ name: "latent", model: "micro", corpus: "corpus", unique_tokens: 5_000, epochs: 8,
+        r#"let c = ingest(#{ inputs: ["latent.jsonl"], out: "corpus",
+                  special_tokens: ["<|START_OF_LATENT|>", "<|END_OF_LATENT|>", "<|PRIOR_PREFIX|>", "<|POSTERIOR_PREFIX|>"] });
+print(`specials ${c.special_tokens.len()} vocab ${c.vocab_size}`);
+let r = train(#{ name: "latent", model: "micro", corpus: "corpus", unique_tokens: 5_000, epochs: 8,
                           val_tokens: 256, seq_len: 64, batch_size: 8, lr: 5e-3, seed: 1, threads: 1 });
 print(`run ${r.status}`);"#,
     );
     let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q", "--threads", "1"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("run done"), "{}", text(&out));
+    assert!(text(&out).contains("run done") && text(&out).contains("specials 4 vocab 50257"), "{}", text(&out));
     let run = only_run(&s.path().join("runs"));
 
     // The model has rows for the special tokens, before any plugin ids.
