@@ -281,7 +281,7 @@ impl Corpus {
                 )?;
                 read_index(&idx_path, &idx, sh.docs, sh.tokens, si as u32, &mut docs)?;
                 if opts.verify_hashes {
-                    check_ids(&tok_path, &map, manifest.token_bytes, manifest.total_ids())?;
+                    check_ids(&tok_path, &map, manifest.token_bytes, manifest.total_ids(), manifest.special_tokens.len())?;
                 }
                 maps.push(map);
             }
@@ -384,7 +384,8 @@ fn check_counts(dir: &Path, dm: &DomainManifest, docs: &[DocRef]) -> Result<()> 
 
 /// Every id of a token file is below the manifest's `vocab_size` (a hand-edited vocabulary
 /// would otherwise index past the model's embedding).
-fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32) -> Result<()> {
+/// Every id below `vocab_size` (the tokenizer's ids and the corpus's `specials` special tokens).
+fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32, specials: usize) -> Result<()> {
     let max = if token_bytes == 2 {
         bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).max()
     } else {
@@ -393,7 +394,11 @@ fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32) -> Res
     match max {
         Some(m) if m >= vocab_size => Err(DataError::Manifest {
             path: path.to_path_buf(),
-            msg: format!("holds token id {m}, but the manifest's tokenizer.vocab_size and special_tokens allow {vocab_size} ids"),
+            msg: if specials == 0 {
+                format!("holds token id {m}, but the manifest's tokenizer.vocab_size is {vocab_size}")
+            } else {
+                format!("holds token id {m}, but the manifest's tokenizer.vocab_size and its {specials} special_tokens allow {vocab_size} ids")
+            },
         }),
         _ => Ok(()),
     }
