@@ -89,6 +89,17 @@ print(`run ${r.status}`);"#,
     let direct: f64 = model.score(&[], &model.encode(&z_x)).unwrap().iter().map(|&v| f64::from(v)).sum();
     assert!(via_scorer.is_finite() && via_scorer < 0.0, "{via_scorer}");
     assert!((via_scorer - direct).abs() < 1e-6);
+    // A pair longer than the context loses context tokens from the left; a continuation that
+    // alone does not fit is an error.
+    let max = model.config.max_seq_len as usize;
+    let long_context = "one two three ".repeat(max);
+    let (ci, xi) = (model.encode(&long_context), model.encode(&z_x));
+    assert!(ci.len() + xi.len() > max);
+    let got = Scorer::score(&model, &[(long_context, z_x.clone())]).unwrap()[0];
+    let want: f64 = model.score(&ci[ci.len() - (max - xi.len())..], &xi).unwrap().iter().map(|&v| f64::from(v)).sum();
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    let e = Scorer::score(&model, &[(String::new(), z_x.clone()), (String::new(), "word ".repeat(max))]).unwrap_err().to_string();
+    assert!(e.contains("item 1") && e.contains("context"), "{e}");
 
     // The E-step on one document: K = 2 posterior samples per chunk from the real local
     // generator, scored by the real model, resampled.

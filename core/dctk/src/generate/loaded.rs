@@ -208,17 +208,27 @@ impl LoadedModel {
 }
 
 /// Teacher-forced scoring for augmenters (the BoLT E-step's log p and log q; Ruan et al. 2025,
-/// arXiv 2503.18866, §3 "bootstrapping latent thoughts"): Σ log p(continuation | context) in
-/// nats, both texts encoded with the run's tokenizer (special tokens as single ids) and
-/// scored as one sequence cut at the context's last token.
+/// arXiv 2503.18866, §3 "bootstrapping latent thoughts"; release ryoungj/BoLT
+/// `apps/main/latent_bootstrap.py`): Σ log p(continuation | context) in nats, both texts
+/// encoded with the run's tokenizer (special tokens as single ids). A pair longer than the
+/// model's context loses context tokens from the left, as the release truncates the prefix;
+/// a continuation that alone does not fit is an error naming the item.
 impl super::augment::Scorer for LoadedModel {
     fn score(&self, items: &[(String, String)]) -> Result<Vec<f64>> {
+        let ctx = usize::try_from(self.config.max_seq_len).unwrap_or(usize::MAX);
         let ids: Vec<(Vec<u32>, Vec<u32>)> = items
             .iter()
             .enumerate()
             .map(|(i, (context, continuation))| {
-                let c = self.tokenizer.try_encode(context).with_context(|| format!("scoring item {i}: encoding its context"))?;
+                let mut c = self.tokenizer.try_encode(context).with_context(|| format!("scoring item {i}: encoding its context"))?;
                 let x = self.tokenizer.try_encode(continuation).with_context(|| format!("scoring item {i}: encoding its continuation"))?;
+                // An empty context is scored after one end-of-text token.
+                if x.len() + 1 > ctx {
+                    bail!("scoring item {i}: the continuation alone is {} tokens, more than the model's context of {ctx} tokens allows", x.len());
+                }
+                if c.len() + x.len() > ctx {
+                    c.drain(..c.len() + x.len() - ctx);
+                }
                 Ok((c, x))
             })
             .collect::<Result<_>>()?;
