@@ -152,3 +152,17 @@ print(`run ${r.status}`);"#,
     assert_eq!(model.decode(&ids).unwrap(), out[0].text);
     assert_eq!(aug.special_tokens(), SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
 }
+
+#[test]
+fn dctk_data_ingest_takes_special_tokens_in_id_order() {
+    let s = Scratch::new("latent-cli");
+    s.write("t.jsonl", &format!("{}\n", serde_json::json!({ "text": format!("a{EOL}b{SOL}c") })));
+    let out = dctk(s.path(), &["data", "ingest", "t.jsonl", "--out", "c", "--val-fraction", "0", "--special-token", SOL, "--special-token", EOL]);
+    assert!(out.status.success(), "{}", text(&out));
+    let corpus = dctk_data::Corpus::open(s.path().join("c")).unwrap();
+    assert_eq!(corpus.special_tokens(), &[SOL.to_string(), EOL.to_string()]);
+    let ids = corpus.domain("t").unwrap().train_subset().span_ids(0);
+    let gpt2 = dctk_data::Tokenizer::gpt2().unwrap();
+    let want: Vec<u32> = [gpt2.encode("a"), vec![50_258], gpt2.encode("b"), vec![50_257], gpt2.encode("c")].concat();
+    assert_eq!(ids, want);
+}
