@@ -281,7 +281,7 @@ impl Corpus {
                 )?;
                 read_index(&idx_path, &idx, sh.docs, sh.tokens, si as u32, &mut docs)?;
                 if opts.verify_hashes {
-                    check_ids(&tok_path, &map, manifest.token_bytes, manifest.tokenizer.vocab_size)?;
+                    check_ids(&tok_path, &map, manifest.token_bytes, manifest.total_ids(), manifest.special_tokens.len())?;
                 }
                 maps.push(map);
             }
@@ -325,9 +325,16 @@ impl Corpus {
             })
     }
 
-    /// The tokenizer the corpus was made with (its hash is checked against the manifest).
+    /// The tokenizer the corpus was made with (its hash is checked against the manifest),
+    /// with the corpus's special tokens.
     pub fn tokenizer(&self) -> Result<Tokenizer> {
-        Tokenizer::from_info(&self.manifest.tokenizer, &self.dir)
+        Tokenizer::from_info(&self.manifest.tokenizer, &self.dir)?
+            .with_special_tokens(&self.manifest.special_tokens)
+    }
+
+    /// The corpus's special tokens (ids `vocab_size() + i`).
+    pub fn special_tokens(&self) -> &[String] {
+        &self.manifest.special_tokens
     }
 
     pub fn eot_id(&self) -> u32 {
@@ -377,7 +384,8 @@ fn check_counts(dir: &Path, dm: &DomainManifest, docs: &[DocRef]) -> Result<()> 
 
 /// Every id of a token file is below the manifest's `vocab_size` (a hand-edited vocabulary
 /// would otherwise index past the model's embedding).
-fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32) -> Result<()> {
+/// Every id below `vocab_size` (the tokenizer's ids and the corpus's `specials` special tokens).
+fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32, specials: usize) -> Result<()> {
     let max = if token_bytes == 2 {
         bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).max()
     } else {
@@ -386,7 +394,11 @@ fn check_ids(path: &Path, bytes: &[u8], token_bytes: u8, vocab_size: u32) -> Res
     match max {
         Some(m) if m >= vocab_size => Err(DataError::Manifest {
             path: path.to_path_buf(),
-            msg: format!("holds token id {m}, but the manifest's tokenizer.vocab_size is {vocab_size}"),
+            msg: if specials == 0 {
+                format!("holds token id {m}, but the manifest's tokenizer.vocab_size is {vocab_size}")
+            } else {
+                format!("holds token id {m}, but the manifest's tokenizer.vocab_size and its {specials} special_tokens allow {vocab_size} ids")
+            },
         }),
         _ => Ok(()),
     }

@@ -86,6 +86,10 @@ pub struct IngestConfig {
     pub progress: bool,
     /// Replace an existing `out` (only once the new corpus is complete).
     pub overwrite: bool,
+    /// Literal strings that become single ids after the tokenizer's vocabulary
+    /// (`vocab_size + i`, in this order), e.g. BoLT's `<|START_OF_LATENT|>` (Ruan et al. 2025,
+    /// arXiv 2503.18866); recorded in the manifest's `special_tokens`.
+    pub special_tokens: Vec<String>,
 }
 
 impl Default for IngestConfig {
@@ -101,6 +105,7 @@ impl Default for IngestConfig {
             threads: 0,
             progress: false,
             overwrite: false,
+            special_tokens: Vec::new(),
         }
     }
 }
@@ -268,12 +273,14 @@ enum Parsed {
     },
 }
 
-/// Ingest with an already-built tokenizer.
+/// Ingest with an already-built tokenizer (its own special tokens are replaced by
+/// `cfg.special_tokens`).
 pub fn ingest_with_tokenizer(
     cfg: &IngestConfig,
     tok: &Tokenizer,
 ) -> Result<(CorpusManifest, IngestStats)> {
     let t0 = Instant::now();
+    let tok = &tok.with_special_tokens(&cfg.special_tokens)?;
     if cfg.domains.is_empty() {
         return Err(DataError::Config("no domains to ingest".into()));
     }
@@ -473,6 +480,7 @@ pub fn ingest_with_tokenizer(
         token_bytes,
         dedup: cfg.dedup,
         domains,
+        special_tokens: cfg.special_tokens.clone(),
     };
     write_atomic(&tmp.join(MANIFEST_FILE), manifest.to_ron()?.as_bytes())?;
     publish_dir(&tmp, &cfg.out, cfg.overwrite)?;

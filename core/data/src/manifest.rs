@@ -81,9 +81,19 @@ pub struct CorpusManifest {
     /// Exact duplicates (same text) dropped across the whole ingest, first occurrence kept.
     pub dedup: bool,
     pub domains: Vec<DomainManifest>,
+    /// The corpus's special tokens (e.g. BoLT's latent delimiters; Ruan et al. 2025, arXiv
+    /// 2503.18866): `special_tokens[i]` has id `tokenizer.vocab_size + i` in the shards. Empty
+    /// (and not written) for a plain corpus, so older manifests read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_tokens: Vec<String>,
 }
 
 impl CorpusManifest {
+    /// Ids the shards may hold: the tokenizer's vocabulary and the special tokens.
+    pub fn total_ids(&self) -> u32 {
+        self.tokenizer.vocab_size.saturating_add(self.special_tokens.len() as u32)
+    }
+
     pub fn total_tokens(&self) -> u64 {
         self.domains.iter().map(|d| d.tokens).sum()
     }

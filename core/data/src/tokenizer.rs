@@ -6,6 +6,12 @@
 //! written into every corpus manifest and a corpus tokenized differently can never be mixed in.
 //! Documents are always encoded as *ordinary* text: a literal `<|endoftext|>` inside a document
 //! stays text and never becomes the separator id.
+//!
+//! A corpus may add its own *special tokens* ([`Tokenizer::with_special_tokens`], e.g. BoLT's
+//! `<|START_OF_LATENT|>`; Ruan et al. 2025, arXiv 2503.18866): literal strings that encode to
+//! single ids appended after the base vocabulary (`vocab_size() + i`) and decode back to the
+//! strings. They are recorded in the corpus manifest, not in [`TokenizerInfo`], so the base
+//! tokenizer's hash is unchanged by them.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -49,6 +55,8 @@ pub struct Tokenizer {
     hash: String,
     /// Canonical JSON for HF tokenizers (what gets copied into a corpus directory).
     json: Option<Arc<String>>,
+    /// The corpus's special tokens: `specials[i]` has id `vocab_size + i`.
+    specials: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -58,6 +66,7 @@ impl std::fmt::Debug for Tokenizer {
             .field("vocab_size", &self.vocab_size)
             .field("eot_id", &self.eot_id)
             .field("hash", &self.hash)
+            .field("special_tokens", &self.specials)
             .finish()
     }
 }
@@ -84,6 +93,7 @@ impl Tokenizer {
             eot_id: GPT2_EOT_ID,
             hash: h.finalize().to_hex().to_string(),
             json: None,
+            specials: Arc::new(Vec::new()),
         })
     }
 
@@ -143,6 +153,7 @@ impl Tokenizer {
             eot_id,
             hash: h.finalize().to_hex().to_string(),
             json: Some(Arc::new(json)),
+            specials: Arc::new(Vec::new()),
         })
     }
 
@@ -258,7 +269,72 @@ impl Tokenizer {
         Self::from_hf(tok, "hf", Some(&name))
     }
 
-    /// Encode one document as ordinary text (no special tokens are recognised). An HF
+    /// This tokenizer with `specials` as extra single-id tokens: `specials[i]` encodes to
+    /// `vocab_size() + i` and decodes to itself; text between them is encoded as ordinary text.
+    /// Replaces any special tokens it had. Refuses an empty string or a duplicate; where a
+    /// special string is also text the base tokenizer knows, the special id wins. Used for BoLT's latent-thought delimiters (Ruan et al. 2025,
+    /// arXiv 2503.18866, §"data format"; authors' release ryoungj/BoLT `lingua/tokenizer.py`).
+    pub fn with_special_tokens(&self, specials: &[String]) -> Result<Self> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in specials.iter().enumerate() {
+            if s.is_empty() {
+                return Err(DataError::Config(format!("special_tokens[{i}] is empty")));
+            }
+            if !seen.insert(s.as_str()) {
+                return Err(DataError::Config(format!(
+                    "special_tokens[{i}] `{s}` is listed twice"
+                )));
+            }
+        }
+        let total = self.vocab_size as u64 + specials.len() as u64;
+        if total > u32::MAX as u64 {
+            return Err(DataError::Config(format!(
+                "{} special tokens after a vocabulary of {} do not fit in 32-bit ids",
+                specials.len(),
+                self.vocab_size
+            )));
+        }
+        let mut t = self.clone();
+        t.specials = Arc::new(specials.to_vec());
+        Ok(t)
+    }
+
+    /// The special tokens, in id order (`vocab_size() + i`); empty for a plain tokenizer.
+    pub fn special_tokens(&self) -> &[String] {
+        &self.specials
+    }
+
+    /// Ids in use: the base vocabulary and the special tokens.
+    pub fn total_ids(&self) -> u32 {
+        self.vocab_size + self.specials.len() as u32
+    }
+
+    /// The id of special token `s`, if it is one.
+    pub fn special_id(&self, s: &str) -> Option<u32> {
+        self.specials.iter().position(|x| x == s).map(|i| self.vocab_size + i as u32)
+    }
+
+    /// The first special token in `text` at or after byte `from`: (start, index in
+    /// `specials`). At one position the longest special wins.
+    fn next_special(&self, text: &str, from: usize) -> Option<(usize, usize)> {
+        let mut best: Option<(usize, usize)> = None;
+        for (i, s) in self.specials.iter().enumerate() {
+            if let Some(p) = text[from..].find(s.as_str()) {
+                let p = p + from;
+                let better = match best {
+                    None => true,
+                    Some((bp, bi)) => p < bp || (p == bp && s.len() > self.specials[bi].len()),
+                };
+                if better {
+                    best = Some((p, i));
+                }
+            }
+        }
+        best
+    }
+
+    /// Encode one document as ordinary text (no special tokens of the base tokenizer are
+    /// recognised; the corpus's own special tokens, if any, become their single ids). An HF
     /// tokenizer that fails on the text (rare: a normaliser error) yields no ids; use
     /// [`Tokenizer::try_encode`] to see the error (ingest does).
     pub fn encode(&self, text: &str) -> Vec<u32> {
@@ -267,6 +343,25 @@ impl Tokenizer {
 
     /// [`Tokenizer::encode`], reporting HF tokenizer errors.
     pub fn try_encode(&self, text: &str) -> Result<Vec<u32>> {
+        if self.specials.is_empty() {
+            return self.encode_ordinary(text);
+        }
+        let mut ids = Vec::new();
+        let mut at = 0;
+        while let Some((p, i)) = self.next_special(text, at) {
+            if p > at {
+                ids.extend(self.encode_ordinary(&text[at..p])?);
+            }
+            ids.push(self.vocab_size + i as u32);
+            at = p + self.specials[i].len();
+        }
+        if at < text.len() {
+            ids.extend(self.encode_ordinary(&text[at..])?);
+        }
+        Ok(ids)
+    }
+
+    fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
         match &self.inner {
             Inner::Gpt2(bpe) => Ok(bpe.encode_ordinary(text)),
             Inner::Hf(tok) => tok
@@ -277,7 +372,29 @@ impl Tokenizer {
     }
 
     /// Decode ids back to text (invalid UTF-8 is replaced, which can happen mid-character).
+    /// Special-token ids render as their strings.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        if self.specials.is_empty() {
+            return self.decode_ordinary(ids);
+        }
+        let mut out = String::new();
+        let mut run_start = 0;
+        for (k, &id) in ids.iter().enumerate() {
+            let Some(s) = id.checked_sub(self.vocab_size).and_then(|i| self.specials.get(i as usize)) else {
+                continue;
+            };
+            out.push_str(&self.decode_ordinary(&ids[run_start..k])?);
+            out.push_str(s);
+            run_start = k + 1;
+        }
+        out.push_str(&self.decode_ordinary(&ids[run_start..])?);
+        Ok(out)
+    }
+
+    fn decode_ordinary(&self, ids: &[u32]) -> Result<String> {
+        if ids.is_empty() {
+            return Ok(String::new());
+        }
         match &self.inner {
             Inner::Gpt2(bpe) => {
                 let bytes = bpe
@@ -318,9 +435,10 @@ impl Tokenizer {
             )),
         }
     }
-    /// True when every id fits in a u16 (shards then use 2 bytes per token).
+    /// True when every id (special tokens included) fits in a u16 (shards then use 2 bytes
+    /// per token).
     pub fn fits_u16(&self) -> bool {
-        self.vocab_size <= 1 << 16
+        self.total_ids() <= 1 << 16
     }
 
     pub(crate) fn info(&self, file: Option<String>) -> TokenizerInfo {

@@ -43,6 +43,12 @@ pub fn cli() -> Command {
                 )
                 .arg(Arg::new("eot").long("eot").help("Separator token of a tokenizer.json"))
                 .arg(
+                    Arg::new("special-token")
+                        .long("special-token")
+                        .action(ArgAction::Append)
+                        .help("A string that becomes one id after the tokenizer's vocabulary (repeatable, in id order), e.g. BoLT's <|START_OF_LATENT|>"),
+                )
+                .arg(
                     Arg::new("val-fraction")
                         .long("val-fraction")
                         .value_parser(value_parser!(f64))
@@ -103,6 +109,7 @@ fn ingest(a: &ArgMatches) -> Result<()> {
         threads: *a.get_one::<usize>("threads").unwrap(),
         progress: !a.get_flag("no-progress") && std::io::stderr().is_terminal(),
         overwrite: a.get_flag("overwrite"),
+        special_tokens: a.get_many::<String>("special-token").map(|v| v.cloned().collect()).unwrap_or_default(),
         ..Default::default()
     };
     let s = ingest_summary(&cfg).map_err(anyhow::Error::msg)?;

@@ -39,7 +39,7 @@ pub fn input_domains(inputs: &[PathBuf]) -> Result<Vec<DomainInput>, String> {
 }
 
 /// Ingests and returns a summary (what `dctk data ingest` prints and `ingest(#{...})` returns):
-/// `out, tokenizer, vocab_size, docs, tokens, seconds, mb_per_s, tokens_per_s`, and per domain
+/// `out, tokenizer, vocab_size, special_tokens, docs, tokens, seconds, mb_per_s, tokens_per_s`, and per domain
 /// `name, docs, tokens, train_docs, train_tokens, val_docs, val_tokens, dropped_duplicates,
 /// dropped_empty, shards`.
 pub fn ingest_summary(cfg: &IngestConfig) -> Result<serde_json::Value, String> {
@@ -67,6 +67,7 @@ pub fn ingest_summary(cfg: &IngestConfig) -> Result<serde_json::Value, String> {
     Ok(serde_json::json!({
         "out": cfg.out.display().to_string(),
         "tokenizer": m.tokenizer.kind, "tokenizer_hash": m.tokenizer.hash, "vocab_size": m.tokenizer.vocab_size,
+        "special_tokens": m.special_tokens,
         "docs": stats.docs, "tokens": m.total_tokens(),
         "seconds": stats.seconds, "mb_per_s": stats.mb_per_s, "tokens_per_s": stats.tokens_per_s,
         "domains": domains,
@@ -102,6 +103,10 @@ struct ScriptIngest {
     threads: usize,
     #[serde(default)]
     overwrite: bool,
+    /// Strings that become single ids after the tokenizer's vocabulary (BoLT's latent
+    /// delimiters; Ruan et al. 2025, arXiv 2503.18866).
+    #[serde(default)]
+    special_tokens: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +171,7 @@ pub fn ingest_from_script(settings: serde_json::Value, resolve: &dyn Fn(&str, &s
         threads: si.threads,
         overwrite: si.overwrite,
         progress: false,
+        special_tokens: si.special_tokens,
         ..Default::default()
     };
     ingest_summary(&cfg)

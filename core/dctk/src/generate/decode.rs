@@ -104,7 +104,9 @@ impl Default for DecodeOptions {
 }
 
 /// What decoding needs besides the model: the tokenizer (for stop sequences and text), the
-/// end-of-text id and how many ids are the tokenizer's (the ones that may be sampled).
+/// end-of-text id and how many ids are the tokenizer's (the ones that may be sampled: its
+/// vocabulary and the corpus's special tokens, `VocabLayout::text_ids`; never a plugin's ids
+/// or padding).
 pub struct DecodeContext<'a> {
     pub model: &'a Gpt,
     pub tokenizer: &'a Tokenizer,

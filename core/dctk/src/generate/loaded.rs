@@ -28,7 +28,8 @@ pub struct LoadedModel {
     /// The document separator, which ends a completion.
     pub eot_id: u32,
     pub device: Device,
-    /// The ids the model was trained with (tokenizer ids, plugins' extra ids, padding).
+    /// The ids the model was trained with (tokenizer ids, the corpus's special tokens,
+    /// plugins' extra ids, padding).
     pub vocab: VocabLayout,
     /// What the corpus manifest records of the tokenizer, and the corpus directory.
     pub tokenizer_info: TokenizerInfo,
@@ -87,7 +88,17 @@ impl LoadedModel {
             format!("{}: the run's corpus (for its tokenizer) is not readable; was it moved?", corpus_dir.display())
         })?;
         let tokenizer = Tokenizer::from_info(&corpus.tokenizer, &corpus_dir)
+            .and_then(|t| t.with_special_tokens(&corpus.special_tokens))
             .with_context(|| format!("{}: loading the run's tokenizer", corpus_dir.display()))?;
+        // The corpus's special tokens (BoLT's latent delimiters) have rows in the model.
+        if corpus.special_tokens.len() as i64 != meta.vocab.corpus_specials() {
+            bail!(
+                "{}: the corpus has {} special tokens but the model was trained with {}",
+                corpus_dir.display(),
+                corpus.special_tokens.len(),
+                meta.vocab.corpus_specials()
+            );
+        }
         if i64::from(tokenizer.vocab_size()) != meta.vocab.base {
             bail!(
                 "{}: the tokenizer has {} ids but the model was trained with {}",
@@ -179,6 +190,36 @@ impl LoadedModel {
     }
 
     fn context(&self) -> super::decode::DecodeContext<'_> {
-        super::decode::DecodeContext { model: &self.model, tokenizer: &self.tokenizer, eot_id: self.eot_id, base_vocab: self.vocab.base, device: self.device }
+        super::decode::DecodeContext { model: &self.model, tokenizer: &self.tokenizer, eot_id: self.eot_id, base_vocab: self.vocab.text_ids(), device: self.device }
+    }
+}
+
+/// Teacher-forced scoring for augmenters (the BoLT E-step's log p and log q; Ruan et al. 2025,
+/// arXiv 2503.18866, §3 "bootstrapping latent thoughts"; release ryoungj/BoLT
+/// `apps/main/latent_bootstrap.py`): Σ log p(continuation | context) in nats, both texts
+/// encoded with the run's tokenizer (special tokens as single ids). A pair longer than the
+/// model's context loses context tokens from the left, as the release truncates the prefix;
+/// a continuation that alone does not fit is an error naming the item.
+impl super::augment::Scorer for LoadedModel {
+    fn score(&self, items: &[(String, String)]) -> Result<Vec<f64>> {
+        let ctx = usize::try_from(self.config.max_seq_len).unwrap_or(usize::MAX);
+        let ids: Vec<(Vec<u32>, Vec<u32>)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, (context, continuation))| {
+                let mut c = self.tokenizer.try_encode(context).with_context(|| format!("scoring item {i}: encoding its context"))?;
+                let x = self.tokenizer.try_encode(continuation).with_context(|| format!("scoring item {i}: encoding its continuation"))?;
+                // An empty context is scored after one end-of-text token.
+                if x.len() + 1 > ctx {
+                    bail!("scoring item {i}: the continuation alone is {} tokens, more than the model's context of {ctx} tokens allows", x.len());
+                }
+                if c.len() + x.len() > ctx {
+                    c.drain(..c.len() + x.len() - ctx);
+                }
+                Ok((c, x))
+            })
+            .collect::<Result<_>>()?;
+        let scores = self.score_batch(&ids)?;
+        Ok(scores.iter().map(|lp| lp.iter().map(|&v| f64::from(v)).sum()).collect())
     }
 }

@@ -9,12 +9,14 @@
 //! plain chat template of base models), [`generator`] (the trait and its two backends),
 //! [`client`] (the OpenAI HTTP client), [`request_cache`] (every request/response, content
 //! addressed), [`augment`] (the augmenter seam: documents → planned requests → synthetic
-//! documents).
+//! documents), [`latent`] (BoLT's `latent_thoughts` augmenter: chunking, training formats,
+//! the E-step's importance resampling).
 pub mod augment;
 pub mod chat;
 pub mod client;
 pub mod decode;
 pub mod generator;
+pub mod latent;
 pub mod loaded;
 pub mod request_cache;
 pub mod sampling;

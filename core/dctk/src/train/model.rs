@@ -32,19 +32,24 @@ pub const GPT2_PADDED_VOCAB: i64 = 50_304;
 /// Rows of the embedding and the head are padded to a multiple of this (faster matmuls).
 pub const VOCAB_PAD_MULTIPLE: i64 = 64;
 
-/// How a run's token ids are laid out: the tokenizer's ids `0 .. base`, then each plugin's
-/// extra tokens (MIR's MASK) as real ids right after, in the order the plugins are listed,
-/// then padding up to a multiple of 64 (`padded` = rows of the embedding and the head).
-/// Recorded in the manifest (in the run plan) and in the checkpoint's metadata.
+/// How a run's token ids are laid out: the tokenizer's ids `0 .. base`, then the corpus's
+/// special tokens (BoLT's latent delimiters; Ruan et al. 2025, arXiv 2503.18866) as the entry
+/// named [`CORPUS_SPECIALS`], then each plugin's extra tokens (MIR's MASK) as real ids right
+/// after, in the order the plugins are listed, then padding up to a multiple of 64 (`padded` =
+/// rows of the embedding and the head). Recorded in the manifest (in the run plan) and in the
+/// checkpoint's metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VocabLayout {
     /// The tokenizer's vocabulary (the corpus manifest's `vocab_size`).
     pub base: i64,
-    /// Each plugin's extra ids, in list order.
+    /// The corpus's special tokens (if any), then each plugin's extra ids, in list order.
     pub extra: Vec<ExtraTokens>,
     /// base + all extra tokens, rounded up to a multiple of [`VOCAB_PAD_MULTIPLE`].
     pub padded: i64,
 }
+
+/// The name of the [`ExtraTokens`] entry that holds a corpus's special tokens.
+pub const CORPUS_SPECIALS: &str = "corpus";
 
 /// The ids `first_id .. first_id + count` belong to `plugin`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,12 +62,18 @@ pub struct ExtraTokens {
 impl VocabLayout {
     /// The layout of a tokenizer of `base` ids and the plugins' `(name, extra tokens)`.
     pub fn new(base: i64, plugins: &[(String, i64)]) -> VocabLayout {
+        VocabLayout::with_corpus_specials(base, 0, plugins)
+    }
+
+    /// The layout of a tokenizer of `base` ids, a corpus with `specials` special tokens
+    /// (ids `base .. base + specials`) and the plugins' `(name, extra tokens)` after them.
+    pub fn with_corpus_specials(base: i64, specials: i64, plugins: &[(String, i64)]) -> VocabLayout {
         let mut next = base;
-        let extra = plugins
-            .iter()
+        let extra = std::iter::once((CORPUS_SPECIALS.to_string(), specials))
+            .chain(plugins.iter().cloned())
             .filter(|(_, n)| *n > 0)
             .map(|(name, n)| {
-                let t = ExtraTokens { plugin: name.clone(), first_id: next, count: *n };
+                let t = ExtraTokens { plugin: name, first_id: next, count: n };
                 next += n;
                 t
             })
@@ -71,9 +82,21 @@ impl VocabLayout {
         VocabLayout { base, extra, padded }
     }
 
-    /// Ids in use: the tokenizer's and the plugins' (before padding).
+    /// Ids in use: the tokenizer's, the corpus's special tokens and the plugins' (before
+    /// padding).
     pub fn used(&self) -> i64 {
         self.base + self.extra.iter().map(|e| e.count).sum::<i64>()
+    }
+
+    /// The corpus's special tokens (0 for a plain corpus).
+    pub fn corpus_specials(&self) -> i64 {
+        self.extra.iter().find(|e| e.plugin == CORPUS_SPECIALS && e.first_id == self.base).map_or(0, |e| e.count)
+    }
+
+    /// Ids the corpus's tokenizer knows (its vocabulary and its special tokens): the ids
+    /// text encodes to, that decoding may sample, and after which plugin ids begin.
+    pub fn text_ids(&self) -> i64 {
+        self.base + self.corpus_specials()
     }
 }
 

@@ -163,11 +163,17 @@ pub fn epoch_tokens(data: &RunData) -> Result<u64> {
     Ok(n)
 }
 
-/// The run's token-id layout at planning: the corpus tokenizer's ids, then the extra tokens
-/// the regularizers ask for (asked of short-lived instances), padded to a multiple of 64.
+/// The run's token-id layout at planning: the corpus tokenizer's ids, the corpus's special
+/// tokens, then the extra tokens the regularizers ask for (asked of short-lived instances),
+/// padded to a multiple of 64.
 pub fn plan_vocab(data: &RunData, regularizers: &[RegularizerRequest]) -> Result<VocabLayout> {
     let extra = crate::plugin::regularizer::regularizer_extra_tokens(regularizers)?;
-    Ok(VocabLayout::new(data.manifest.vocab_size as i64, &extra))
+    Ok(run_vocab(data, &extra))
+}
+
+/// [`VocabLayout::with_corpus_specials`] of the run's corpus and the plugins' extra tokens.
+pub fn run_vocab(data: &RunData, plugins: &[(String, i64)]) -> VocabLayout {
+    VocabLayout::with_corpus_specials(data.manifest.vocab_size as i64, data.corpus.manifest.special_tokens.len() as i64, plugins)
 }
 
 /// Bytes a training run of `cfg` holds at its peak, estimated: weights, gradients and AdamW's
@@ -327,6 +333,11 @@ mod tests {
         let bpe_mir = VocabLayout::new(8192, &[("zloss".into(), 0), ("mir".into(), 1)]);
         assert_eq!(bpe_mir.extra.len(), 1);
         assert_eq!((bpe_mir.extra[0].first_id, bpe_mir.padded, bpe_mir.used()), (8192, 8256, 8193));
+        // A corpus's special tokens come before the plugins' ids.
+        let bolt = VocabLayout::with_corpus_specials(50_257, 4, &[("mir".into(), 1)]);
+        assert_eq!((bolt.text_ids(), bolt.extra[1].first_id, bolt.used(), bolt.padded), (50_261, 50_261, 50_262, 50_304));
+        assert_eq!((bolt.extra[0].plugin.as_str(), bolt.extra[0].first_id), ("corpus", 50_257));
+        assert_eq!(VocabLayout::new(8192, &[("mir".into(), 1)]).text_ids(), 8192);
         let w = VocabLayout::new(50_280, &[("mir".into(), 1)]);
         assert_eq!((w.extra[0].first_id, w.padded), (50_280, 50_304));
     }

@@ -70,7 +70,8 @@ pub struct StepSettings {
     pub accumulation_steps: i64,
     /// Global-norm clipping threshold (0 disables).
     pub grad_clip: f64,
-    /// The tokenizer's vocabulary: regularizers number their extra tokens from it.
+    /// The ids text encodes to (the tokenizer's vocabulary and the corpus's special tokens,
+    /// [`super::model::VocabLayout::text_ids`]): regularizers number their extra tokens from it.
     pub base_vocab: i64,
 }
 

@@ -23,7 +23,6 @@ use super::checkpoint::{self, CheckpointMeta, CheckpointState};
 use super::eval::evaluate;
 use super::model::Gpt;
 use super::optim::{AdamW, AdamWConfig};
-use super::model::VocabLayout;
 use super::plan::epoch_tokens;
 pub use super::plan::RunPlan;
 use super::results::{last_train_loss, read_eval_curve, Divergence, MetricsLog, RunResult};
@@ -126,9 +125,11 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
     // Regularizer plugins (MIR, z-loss, ...): loaded once, seeded from the run's seed. Their
     // extra tokens (MIR's MASK) get real ids right after the corpus tokenizer's.
     let mut regs = crate::plugin::regularizer::load_regularizers(&spec.regularizers, spec.seed)?;
-    let vocab = VocabLayout::new(data.manifest.vocab_size as i64, &regs.extra_tokens());
+    // The corpus's special tokens (BoLT's latent delimiters) come first, so plugin ids start
+    // after them.
+    let vocab = super::plan::run_vocab(data, &regs.extra_tokens());
     let cfg = spec.model_config(&vocab).map_err(anyhow::Error::msg)?;
-    regs.check_vocab(vocab.base, cfg.vocab_size)?;
+    regs.check_vocab(vocab.text_ids(), cfg.vocab_size)?;
     let plan = RunPlan::new(spec, spec.unique_tokens, epoch_tokens(data)?, vocab.clone())?;
     let micro = spec.micro_batch();
     let fingerprint = &data.manifest.fingerprint;
@@ -189,7 +190,7 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
         micro_batch: micro,
         accumulation_steps: plan.accumulation_steps,
         grad_clip: spec.grad_clip,
-        base_vocab: vocab.base,
+        base_vocab: vocab.text_ids(),
     };
     let eval_record = |log: &mut MetricsLog, model: &Gpt, step: u64| -> Result<f64> {
         let (val_loss, by_domain) = evaluate(model, &val);
@@ -387,7 +388,7 @@ fn report(record: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::model::GPT2_VOCAB;
+    use crate::train::model::{VocabLayout, GPT2_VOCAB};
     use serde_json::json;
 
     /// Headroom of the data path: tokens/s the trainer's loader (sampler + tensors + mask)
