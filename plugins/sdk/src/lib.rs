@@ -88,8 +88,8 @@ pub mod abi;
 pub mod guest;
 pub mod settings;
 
-pub use abi::{GenOptions, StepInfo};
-pub use guest::{Augmenter, Batch, Generator, LawForm, LawParam, Metrics, Model, Regularizer, Result};
+pub use abi::StepInfo;
+pub use guest::{Augmenter, Batch, Doc, LawForm, LawParam, Metrics, Model, Regularizer, Request, Result};
 pub use serde_json;
 pub use settings::{Setting, SettingType, SettingValues};
 pub use tch;
