@@ -168,7 +168,7 @@ fn plugin_new_scaffolds_crates_that_build_test_and_load() {
     let target = built_dir().parent().unwrap().join("plugin-new-test");
     for (name, kind, expect) in [
         ("my_reg", "regularizer", "regularizer ok (my_reg/penalty="),
-        ("my_aug", "augmenter", "augmenter ok (2 documents in, 2 out)"),
+        ("my_aug", "augmenter", "augmenter ok (2 documents in, 2 request(s), 2 out)"),
         ("my_law", "law", "law ok (prediction at the first grid point"),
     ] {
         let crate_dir = s.path().join(name);
