@@ -173,6 +173,19 @@ print(`echo requests=${{echo.requests}} docs=${{echo.generated_docs}} augmenter=
     }
     let manifest = std::fs::read_to_string(echo_dir.join("manifest.json")).unwrap();
     assert!(manifest.contains("blake3"), "the plugin file's hash is in the cell's inputs: {manifest}");
+
+    // The local generator's scorer (what augmenters' `assemble` gets): Σ log p in nats, by the
+    // chain rule log p(a b | c) = log p(a | c) + log p(b | c a).
+    use dctk::generate::augment::Scorer;
+    let src_dir = cells(&runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).is_ok_and(|m| m.starts_with("Manifest(") && m.contains("label: \"src\""))).unwrap();
+    let model = dctk::generate::LoadedModel::open(&src_dir, tch::Device::Cpu).unwrap();
+    let (c, a, b) = ("The", " only thing we have to fear", " is fear itself.");
+    let ab: Vec<u32> = model.tokenizer.encode(a).into_iter().chain(model.tokenizer.encode(b)).collect();
+    let direct: f64 = model.score(&model.tokenizer.encode(c), &ab).unwrap().iter().map(|&v| v as f64).sum();
+    let local = dctk::generate::generator::LocalGenerator::new(model, 4);
+    let scores = dctk::study::generate_cell::LocalScorer(&local).score(&[(c.to_string(), a.to_string()), (format!("{c}{a}"), b.to_string())]).unwrap();
+    assert!(scores.iter().all(|s| *s < 0.0), "{scores:?}");
+    assert!((scores[0] + scores[1] - direct).abs() < 1e-3 * direct.abs().max(1.0), "{scores:?} vs {direct}");
 }
 
 #[test]

@@ -687,7 +687,7 @@ fn plan_requests(spec: &GenerateSpec, augmenter: &dyn Augmenter, corpus: &Corpus
 
 /// Teacher-forced scoring with a local generator's model ([`LoadedModel::score_batch`]):
 /// Σ log p(continuation | context) in nats, both sides in the model's tokenizer.
-struct LocalScorer<'a>(&'a LocalGenerator);
+pub struct LocalScorer<'a>(pub &'a LocalGenerator);
 
 impl Scorer for LocalScorer<'_> {
     fn score(&self, items: &[(String, String)]) -> Result<Vec<f64>> {
