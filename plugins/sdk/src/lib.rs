@@ -62,7 +62,7 @@
 //!   `catch_unwind`: a panic never unwinds across the boundary, and the host keeps
 //!   running. This needs `panic = "unwind"` (the default; dctk's workspace and
 //!   scaffolded crates set it explicitly): a plugin built with `panic = "abort"`
-//!   would take the process down. Host callbacks (forward, text generator) follow the same rule in
+//!   would take the process down. Host callbacks (the model forward) follow the same rule in
 //!   the other direction.
 //! * **Tensors** cross as libtorch handles ([`abi::TensorHandle`], tch's
 //!   `*mut C_tensor`, i.e. a heap `at::Tensor*`). Host and plugin link the same

@@ -402,7 +402,9 @@ pub struct GenerateCell {
     pub domains: Vec<String>,
     pub source_fingerprint: String,
     pub tokenizer: String,
-    /// Source documents × n_per_doc.
+    /// Source documents × n_per_doc: exact for the built-in augmenters (G requests per
+    /// document, before prompts that cannot fit are skipped); an estimate for a plugin,
+    /// whose count is known when the cell plans its documents.
     pub requests: u64,
     pub inputs: CellInputs,
 }
