@@ -802,7 +802,7 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
         let (k, first) = answers.iter().enumerate().find_map(|(k, a)| a.as_ref().err().map(|e| (k, format!("{e:#}")))).unwrap_or_default();
         let at = plan.docs.iter().find(|d| (d.first..d.first + d.requests.len()).contains(&k)).map(|d| format!(" (document {}#{}, request {})", d.domain, d.index, k - d.first)).unwrap_or_default();
         bail!(
-            "cell {cell}: {} of {} request(s) failed; the {} answered are cached, so a rerun (`dctk run --rerun-failed`) sends only the failed ones. First error{at}: {first}",
+            "{} of {} request(s) failed; the {} answered are cached, so a rerun (`dctk run --rerun-failed`) sends only the failed ones. First error{at}: {first}",
             stats.failed,
             stats.requests,
             stats.requests - stats.failed
