@@ -86,8 +86,8 @@ fn a_study_generates_from_its_own_model_and_trains_on_the_result() {
         assert_eq!(d["source"]["domain"], "quotes", "{d}");
         let index = d["source"]["index"].as_u64().unwrap() as usize;
         assert_eq!(d["source"]["key"].as_str().unwrap(), format!("{:016x}", dctk_data::manifest::doc_key(&raw[index])), "{d}");
-        assert_eq!(d["template"]["name"], "rephrase");
-        assert_eq!(d["template"]["blake3"], template_hash.as_str());
+        assert_eq!(d["meta"]["template"]["name"], "rephrase");
+        assert_eq!(d["meta"]["template"]["blake3"], template_hash.as_str());
         sources.insert(index);
     }
     assert_eq!(sources.len(), 4, "4 source documents × 2 samples");

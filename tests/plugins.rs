@@ -100,7 +100,7 @@ fn bad_libraries_are_reported_and_dctk_keeps_going() {
         assert!(t.lines().any(|l| l.starts_with(name)), "{name}:\n{t}");
     }
     let bad = t.lines().find(|l| l.contains("libdctk_plugin_badabi.so:")).unwrap_or_else(|| panic!("{t}"));
-    assert!(bad.contains("plugin ABI version 999") && bad.contains("ABI version 1") && bad.contains("rebuild the plugin"), "{bad}");
+    assert!(bad.contains("plugin ABI version 999") && bad.contains("this dctk speaks ABI version 2") && bad.contains("rebuild the plugin"), "{bad}");
     let nosym = t.lines().find(|l| l.contains("libdctk_plugin_nosym.so:")).unwrap_or_else(|| panic!("{t}"));
     assert!(nosym.contains("missing symbol `dctk_plugin_descriptor`"), "{nosym}");
 
@@ -168,7 +168,7 @@ fn plugin_new_scaffolds_crates_that_build_test_and_load() {
     let target = built_dir().parent().unwrap().join("plugin-new-test");
     for (name, kind, expect) in [
         ("my_reg", "regularizer", "regularizer ok (my_reg/penalty="),
-        ("my_aug", "augmenter", "augmenter ok (2 documents in, 2 out)"),
+        ("my_aug", "augmenter", "augmenter ok (2 documents in, 2 request(s), 2 out)"),
         ("my_law", "law", "law ok (prediction at the first grid point"),
     ] {
         let crate_dir = s.path().join(name);

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 /// (`core/dctk/src/train`), the host data path (`core/dctk/src/corpus`), the sampler,
 /// shards and tokenizers (`core/data/src`), the CPU kernel settings (`cpu.rs`), the
 /// regularizer and augmenter glue and the plugin ABI they call through, and decoding
-/// (`generate/decode.rs`, `generate/sampling.rs`: a generation cell's text). A test checks
+/// (`generate/decode.rs`, `generate/sampling.rs`: a generation cell's text) and the built-in
+/// augmenters (`generate/augment`: how a cell's documents are made from it). A test checks
 /// that every entry exists, so a rename cannot drop a source from the identity.
 pub const NUMERICS_SOURCES: &[&str] = &[
     "core/dctk/src/train",
@@ -18,6 +19,7 @@ pub const NUMERICS_SOURCES: &[&str] = &[
     "core/dctk/src/cpu.rs",
     "core/dctk/src/generate/decode.rs",
     "core/dctk/src/generate/sampling.rs",
+    "core/dctk/src/generate/augment",
     "core/data/src",
     "core/dctk/src/plugin/regularizer.rs",
     "core/dctk/src/plugin/augmenter.rs",

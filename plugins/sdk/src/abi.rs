@@ -10,7 +10,9 @@
 use std::ffi::c_void;
 
 /// Bumped on any change to a type in this module. Host and plugin must agree exactly.
-pub const ABI_VERSION: u32 = 1;
+/// 2: augmenters plan requests and assemble documents ([`AugmenterVTable`]) instead of
+/// streaming documents through a host generator callback.
+pub const ABI_VERSION: u32 = 2;
 
 /// The one symbol a plugin library exports, `extern "C" fn() -> *const PluginDescriptor`.
 pub const DESCRIPTOR_SYMBOL: &str = "dctk_plugin_descriptor";
@@ -251,33 +253,56 @@ pub struct RegularizerVTable {
     ) -> i32,
 }
 
-/// Options of one text-generation request.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct GenOptions {
-    pub max_new_tokens: u32,
-    pub temperature: f64,
-    pub seed: u64,
-}
-
-/// A host text generator (e.g. a trained dctk model). Pushes the completion
-/// (without the prompt) to `out` once.
+/// One source document lent to an augmenter call (strings valid for the call).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct GeneratorFn {
-    pub ctx: *mut c_void,
-    pub call: unsafe extern "C" fn(ctx: *mut c_void, prompt: Str, opts: *const GenOptions, out: StrSink, err: ErrorSink) -> i32,
+pub struct DocIn {
+    /// Its domain.
+    pub domain: Str,
+    /// Its index in the domain's ingest order.
+    pub index: u64,
+    /// Its content key (stable across machines).
+    pub key: u64,
+    /// The text (possibly truncated by the host to fit the generator's context).
+    pub text: Str,
 }
 
-/// Augmenter entry points: a stream of documents in, a stream out. The host calls
-/// `augment` once per chunk of input documents and `finish` once at the end.
+/// One generation an augmenter asks for (strings copied by the host during `push`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RequestOut {
+    /// The whole prompt.
+    pub prompt: Str,
+    /// Completion tokens; 0 = the cell's `max_tokens`.
+    pub max_tokens: u32,
+    /// Sampling temperature; < 0 = the cell's.
+    pub temperature: f64,
+    /// What the request is, recorded in provenance (`style=qa`).
+    pub tag: Str,
+}
+
+/// Receives the requests `plan` makes, in order.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RequestSink {
+    pub ctx: *mut c_void,
+    pub push: unsafe extern "C" fn(ctx: *mut c_void, request: *const RequestOut),
+}
+
+/// Augmenter entry points (ABI 2): for each source document the host calls `plan` (the
+/// generations it needs), answers every document's requests itself (request cache,
+/// batching), then calls `assemble` with the answers, in the order planned. `plan` must be
+/// a pure function of the document and the settings (a resumed cell plans again and finds
+/// the answers cached).
 #[repr(C)]
 pub struct AugmenterVTable {
     pub settings: Slice<SettingDesc>,
     pub create: unsafe extern "C" fn(settings_json: Str, err: ErrorSink) -> *mut c_void,
     pub destroy: unsafe extern "C" fn(inst: *mut c_void),
-    pub augment: unsafe extern "C" fn(inst: *mut c_void, docs: Slice<Str>, generator: GeneratorFn, out: StrSink, err: ErrorSink) -> i32,
-    pub finish: unsafe extern "C" fn(inst: *mut c_void, generator: GeneratorFn, out: StrSink, err: ErrorSink) -> i32,
+    /// Pushes the document's requests to `out`.
+    pub plan: unsafe extern "C" fn(inst: *mut c_void, doc: *const DocIn, out: RequestSink, err: ErrorSink) -> i32,
+    /// Pushes the output documents' texts to `out`; `answers[i]` answers request i of `plan`.
+    pub assemble: unsafe extern "C" fn(inst: *mut c_void, doc: *const DocIn, answers: Slice<Str>, out: StrSink, err: ErrorSink) -> i32,
 }
 
 /// One law parameter with its fitting bounds (NaN = unbounded).

@@ -1,6 +1,6 @@
 //! The author's side: the three plugin traits ([`Regularizer`], [`Augmenter`],
 //! [`LawForm`]), safe wrappers for what the host lends a call ([`Model`],
-//! [`Metrics`], [`Generator`]), and the `extern "C"` glue that the
+//! [`Metrics`]; an augmenter's [`Doc`] and [`Request`]), and the `extern "C"` glue that the
 //! [`export_plugin!`](crate::export_plugin) macro wires into the descriptor.
 //! Every glue function runs the author's code under `catch_unwind`, so a panic
 //! (including a tch panic on a libtorch error) becomes `STATUS_PANIC` plus a
@@ -36,16 +36,48 @@ pub trait Regularizer: Sized + 'static {
     fn aux_loss(&mut self, info: &StepInfo, model: &mut Model, batch: &Batch, metrics: &mut Metrics) -> Result<Option<Tensor>>;
 }
 
-/// An augmenter: documents in, documents out, optionally with a text generator.
+/// A source document as the host lends it to an augmenter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    pub domain: String,
+    /// Index in the domain's ingest order.
+    pub index: u64,
+    /// Content key (stable across machines).
+    pub key: u64,
+    pub text: String,
+}
+
+/// One generation an augmenter asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub prompt: String,
+    /// None: the cell's `max_tokens`.
+    pub max_tokens: Option<u32>,
+    /// None: the cell's temperature.
+    pub temperature: Option<f64>,
+    /// Recorded in provenance (`style=qa`).
+    pub tag: String,
+}
+
+impl Request {
+    /// A request with the cell's sampling settings.
+    pub fn new(prompt: impl Into<String>, tag: impl Into<String>) -> Request {
+        Request { prompt: prompt.into(), max_tokens: None, temperature: None, tag: tag.into() }
+    }
+}
+
+/// An augmenter (ABI 2): per source document, `plan` the generations it needs; the host
+/// answers them (request cache, batching, any generator) and `assemble` makes the output
+/// documents from the answers. Both are called with `&self` and must be pure functions of
+/// the document, the answers and the settings (a resumed cell plans again).
 pub trait Augmenter: Sized + 'static {
     fn settings() -> Vec<Setting>;
     fn new(settings: &SettingValues) -> Result<Self>;
-    /// Process one chunk of the input stream, pushing output documents to `out`.
-    fn augment(&mut self, docs: Vec<String>, generator: &mut Generator, out: &mut Vec<String>) -> Result<()>;
-    /// End of stream: flush anything buffered.
-    fn finish(&mut self, _generator: &mut Generator, _out: &mut Vec<String>) -> Result<()> {
-        Ok(())
-    }
+    /// The generations `doc` needs, in order (may be empty).
+    fn plan(&self, doc: &Doc) -> Result<Vec<Request>>;
+    /// The output documents of `doc`; `answers[i]` answers request i of `plan`. Return at
+    /// least one document (the host treats none as an error).
+    fn assemble(&self, doc: &Doc, answers: &[String]) -> Result<Vec<String>>;
 }
 
 /// One parameter of a law form.
@@ -110,34 +142,6 @@ pub struct Metrics {
 impl Metrics {
     pub fn log(&mut self, name: &str, value: f64) {
         unsafe { (self.sink.emit)(self.sink.ctx, Str::new(name), value) }
-    }
-}
-
-/// The host's text generator, if it lent one.
-pub struct Generator {
-    g: GeneratorFn,
-}
-
-unsafe extern "C" fn no_generator(_: *mut c_void, _: Str, _: *const GenOptions, _: StrSink, err: ErrorSink) -> i32 {
-    (err.set)(err.ctx, Str::new("no text generator is available"));
-    STATUS_ERROR
-}
-
-impl Generator {
-    /// A generator that always errors: for tests, and hosts that lend none.
-    pub fn none() -> Generator {
-        Generator { g: GeneratorFn { ctx: std::ptr::null_mut(), call: no_generator } }
-    }
-
-    /// Completion of `prompt` (without the prompt).
-    pub fn generate(&mut self, prompt: &str, opts: GenOptions) -> Result<String> {
-        let mut text = String::new();
-        let mut msg = String::new();
-        let status = unsafe { (self.g.call)(self.g.ctx, Str::new(prompt), &opts, string_sink(&mut text), error_sink(&mut msg)) };
-        if status != STATUS_OK {
-            return Err(PluginError::msg(format!("host text generator failed: {msg}")));
-        }
-        Ok(text)
     }
 }
 
@@ -331,28 +335,32 @@ unsafe fn push_all(out: StrSink, docs: &[String]) {
     }
 }
 
-unsafe extern "C" fn aug_augment<A: Augmenter>(
-    inst: *mut c_void,
-    docs: Slice<Str>,
-    generator: GeneratorFn,
-    out: StrSink,
-    err: ErrorSink,
-) -> i32 {
+unsafe fn doc_in(doc: *const DocIn) -> Doc {
+    let d = &*doc;
+    Doc { domain: d.domain.to_string_lossy(), index: d.index, key: d.key, text: d.text.to_string_lossy() }
+}
+
+unsafe extern "C" fn aug_plan<A: Augmenter>(inst: *mut c_void, doc: *const DocIn, out: RequestSink, err: ErrorSink) -> i32 {
     guard(err, || {
-        let a = &mut *(inst as *mut A);
-        let input: Vec<String> = docs.as_slice().iter().map(|s| s.to_string_lossy()).collect();
-        let mut produced = Vec::new();
-        a.augment(input, &mut Generator { g: generator }, &mut produced)?;
-        push_all(out, &produced);
+        let a = &*(inst as *const A);
+        for r in a.plan(&doc_in(doc))? {
+            let req = RequestOut {
+                prompt: Str::new(&r.prompt),
+                max_tokens: r.max_tokens.unwrap_or(0),
+                temperature: r.temperature.unwrap_or(-1.0),
+                tag: Str::new(&r.tag),
+            };
+            (out.push)(out.ctx, &req);
+        }
         Ok(())
     })
 }
 
-unsafe extern "C" fn aug_finish<A: Augmenter>(inst: *mut c_void, generator: GeneratorFn, out: StrSink, err: ErrorSink) -> i32 {
+unsafe extern "C" fn aug_assemble<A: Augmenter>(inst: *mut c_void, doc: *const DocIn, answers: Slice<Str>, out: StrSink, err: ErrorSink) -> i32 {
     guard(err, || {
-        let a = &mut *(inst as *mut A);
-        let mut produced = Vec::new();
-        a.finish(&mut Generator { g: generator }, &mut produced)?;
+        let a = &*(inst as *const A);
+        let answers: Vec<String> = answers.as_slice().iter().map(|s| s.to_string_lossy()).collect();
+        let produced = a.assemble(&doc_in(doc), &answers)?;
         push_all(out, &produced);
         Ok(())
     })
@@ -365,8 +373,8 @@ pub fn augmenter_vtable<A: Augmenter>() -> &'static AugmenterVTable {
         settings: Slice::leak(settings),
         create: aug_create::<A>,
         destroy: aug_destroy::<A>,
-        augment: aug_augment::<A>,
-        finish: aug_finish::<A>,
+        plan: aug_plan::<A>,
+        assemble: aug_assemble::<A>,
     }))
 }
 

@@ -4,8 +4,9 @@
 //! `dctk` host loads it by name (`dctk plugins list`), checks it, and calls it
 //! through a C ABI. Three kinds exist, each a trait here: [`Regularizer`]
 //! (batch transform + auxiliary loss with access to the model's forward,
-//! extra vocabulary tokens, own metrics), [`Augmenter`] (documents → documents,
-//! with a host text generator) and [`LawForm`] (a scaling-law form for the fitter).
+//! extra vocabulary tokens, own metrics), [`Augmenter`] (a source document → the
+//! generation requests it needs → synthetic documents from the answers) and [`LawForm`]
+//! (a scaling-law form for the fitter).
 //!
 //! ## Writing a plugin
 //!
@@ -61,7 +62,7 @@
 //!   `catch_unwind`: a panic never unwinds across the boundary, and the host keeps
 //!   running. This needs `panic = "unwind"` (the default; dctk's workspace and
 //!   scaffolded crates set it explicitly): a plugin built with `panic = "abort"`
-//!   would take the process down. Host callbacks (forward, text generator) follow the same rule in
+//!   would take the process down. Host callbacks (the model forward) follow the same rule in
 //!   the other direction.
 //! * **Tensors** cross as libtorch handles ([`abi::TensorHandle`], tch's
 //!   `*mut C_tensor`, i.e. a heap `at::Tensor*`). Host and plugin link the same
@@ -73,6 +74,17 @@
 //!     - a handle written **to an out-pointer** (aux loss, transformed batch,
 //!       forward's logits) is *owned* by the receiver, which frees it by dropping
 //!       `Tensor::from_ptr(handle)`. On an error status no out-handle is set.
+//! * **Augmenters** (ABI 2, [`abi::AugmenterVTable`]). A `generate` cell calls `plan` once
+//!   per source document ([`abi::DocIn`]: domain, index, content key, text), receiving its
+//!   requests through an [`abi::RequestSink`] ([`abi::RequestOut`]: prompt, `max_tokens`
+//!   (0 = the cell's), `temperature` (< 0 = the cell's), provenance tag); the host answers
+//!   every document's requests itself (request cache, batching, any generator), then calls
+//!   `assemble` with the answers in planned order and collects the output documents through
+//!   a [`abi::StrSink`]. A plugin never generates text; both calls must be pure functions of
+//!   document, answers and settings (a resumed cell plans again and finds the answers cached).
+//!   The author implements [`Augmenter::plan`] and [`Augmenter::assemble`] over [`Doc`] and
+//!   [`Request`]; the host records the plugin file's blake3 and the settings in the cell id.
+//!   ABI 1's streaming `augment`/`finish` with a host generator callback is gone.
 //! * **Model access.** The host lends its forward pass as [`abi::ForwardFn`]
 //!   (`extern "C" fn(ctx, input, *mut out, err) -> status`); autograd flows
 //!   through it, so a regularizer's loss trains the model.
@@ -88,8 +100,8 @@ pub mod abi;
 pub mod guest;
 pub mod settings;
 
-pub use abi::{GenOptions, StepInfo};
-pub use guest::{Augmenter, Batch, Generator, LawForm, LawParam, Metrics, Model, Regularizer, Result};
+pub use abi::StepInfo;
+pub use guest::{Augmenter, Batch, Doc, LawForm, LawParam, Metrics, Model, Regularizer, Request, Result};
 pub use serde_json;
 pub use settings::{Setting, SettingType, SettingValues};
 pub use tch;

@@ -296,52 +296,53 @@ mod tests {
 }
 "#;
 
-const AUGMENTER: &str = r#"//! dctk augmenter plugin `{{name}}`: emits each document `copies` times and,
-//! with `paraphrase = true`, one paraphrase from the host's text generator.
-use dctk_plugin_sdk::{export_plugin, Augmenter, GenOptions, Generator, PluginError, Result, Setting, SettingValues};
+const AUGMENTER: &str = r#"//! dctk augmenter plugin `{{name}}` (plugin ABI 2): asks `n` paraphrases of each
+//! document (`prompt`, with `{document}`) and emits each answer as a document, plus the
+//! original with `keep_original = true`. The host answers the requests (request cache,
+//! batching, local or OpenAI-compatible generator); this crate only plans and assembles.
+use dctk_plugin_sdk::{export_plugin, Augmenter, Doc, PluginError, Request, Result, Setting, SettingValues};
 
 pub struct {{Type}} {
-    copies: i64,
-    paraphrase: bool,
-    seen: u64,
+    prompt: String,
+    n: i64,
+    keep_original: bool,
 }
 
 impl Augmenter for {{Type}} {
     fn settings() -> Vec<Setting> {
         vec![
-            Setting::int("copies", 1, "how many times each document is emitted").range(0.0, 100.0),
-            Setting::bool("paraphrase", false, "also emit a paraphrase from the host's text generator"),
+            Setting::string("prompt", "Paraphrase the following text.\n\n{document}\n\nParaphrase:", "the prompt; {document} is the source document"),
+            Setting::int("n", 1, "paraphrases asked per document").range(1.0, 64.0),
+            Setting::bool("keep_original", false, "also emit the source document itself"),
         ]
     }
 
     fn new(s: &SettingValues) -> Result<Self> {
-        Ok({{Type}} { copies: s.i64("copies")?, paraphrase: s.bool("paraphrase")?, seen: 0 })
+        let prompt = s.str("prompt")?.to_string();
+        if !prompt.contains("{document}") {
+            return Err(PluginError::msg("setting `prompt` has no {document} placeholder"));
+        }
+        Ok({{Type}} { prompt, n: s.i64("n")?, keep_original: s.bool("keep_original")? })
     }
 
-    fn augment(&mut self, docs: Vec<String>, generator: &mut Generator, out: &mut Vec<String>) -> Result<()> {
-        for doc in docs {
-            self.seen += 1;
-            if self.paraphrase {
-                let prompt = format!("Paraphrase the following text.\n\n{doc}\n\nParaphrase:");
-                let opts = GenOptions { max_new_tokens: 256, temperature: 0.8, seed: self.seen };
-                let text = generator.generate(&prompt, opts)?;
-                if text.trim().is_empty() {
-                    return Err(PluginError::msg("the generator returned an empty paraphrase"));
-                }
-                out.push(text);
-            }
-            for _ in 0..self.copies {
-                out.push(doc.clone());
-            }
+    fn plan(&self, doc: &Doc) -> Result<Vec<Request>> {
+        let prompt = self.prompt.replace("{document}", &doc.text);
+        Ok((0..self.n).map(|j| Request::new(prompt.clone(), format!("paraphrase={j}"))).collect())
+    }
+
+    fn assemble(&self, doc: &Doc, answers: &[String]) -> Result<Vec<String>> {
+        let mut out: Vec<String> = answers.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+        if self.keep_original {
+            out.push(doc.text.clone());
         }
-        Ok(())
+        Ok(out)
     }
 }
 
 export_plugin! {
     name: "{{name}}",
     version: env!("CARGO_PKG_VERSION"),
-    description: "document copier/paraphraser (scaffolded by dctk plugin new)",
+    description: "paraphrase augmenter (scaffolded by dctk plugin new)",
     augmenter: {{Type}},
 }
 
@@ -351,12 +352,15 @@ mod tests {
     use dctk_plugin_sdk::settings::validate;
 
     #[test]
-    fn copies_documents() {
-        let s = validate("{{name}}", &{{Type}}::settings(), &dctk_plugin_sdk::serde_json::json!({"copies": 2})).unwrap();
-        let mut a = {{Type}}::new(&SettingValues(s)).unwrap();
-        let mut out = Vec::new();
-        a.augment(vec!["a".into(), "b".into()], &mut Generator::none(), &mut out).unwrap();
-        assert_eq!(out, ["a", "a", "b", "b"]);
+    fn plans_n_paraphrases_and_keeps_the_answers() {
+        let s = validate("{{name}}", &{{Type}}::settings(), &dctk_plugin_sdk::serde_json::json!({"n": 2, "keep_original": true})).unwrap();
+        let a = {{Type}}::new(&SettingValues(s)).unwrap();
+        let doc = Doc { domain: "web".into(), index: 0, key: 7, text: "Cats sleep.".into() };
+        let plan = a.plan(&doc).unwrap();
+        assert_eq!(plan.len(), 2);
+        assert!(plan[0].prompt.contains("Cats sleep.") && plan[1].tag == "paraphrase=1");
+        let out = a.assemble(&doc, &[" Felines nap. ".into(), "".into()]).unwrap();
+        assert_eq!(out, ["Felines nap.", "Cats sleep."]);
     }
 }
 "#;

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use std::sync::Arc;
 
-use crate::plugin::{self, load_augmenter, load_law, load_regularizers, GenOptions, MicroBatch, Plugin, RegularizerRequest};
+use crate::plugin::{self, load_augmenter, load_law, load_regularizers, MicroBatch, Plugin, RegularizerRequest};
 
 pub fn cli() -> Command {
     Command::new("plugins")
@@ -182,11 +182,17 @@ fn check_one(p: &Arc<Plugin>) -> Result<String> {
         done.push(format!("regularizer ok ({})", if m.is_empty() { "no metrics".into() } else { m.join(", ") }));
     }
     if p.augmenter().is_some() {
-        let mut a = load_augmenter(&target, &serde_json::Value::Null)?;
-        let mut gen = |prompt: &str, _: &GenOptions| Ok(format!("{prompt} ..."));
-        let mut out = a.augment(&["The first document.".to_string(), "A second one.".to_string()], Some(&mut gen))?;
-        out.extend(a.finish(Some(&mut gen))?);
-        done.push(format!("augmenter ok (2 documents in, {} out)", out.len()));
+        let a = load_augmenter(&target, &serde_json::Value::Null)?;
+        // plan → answers (an echo of each prompt, standing in for a generator) → assemble.
+        let (mut requests, mut out) = (0, 0);
+        for (index, text) in ["The first document.", "A second one."].into_iter().enumerate() {
+            let doc = crate::generate::augment::SourceText { domain: "check", index, key: index as u64, text };
+            let planned = a.plan(&doc)?;
+            requests += planned.len();
+            let answers: Vec<String> = planned.iter().map(|r| format!("{} ...", r.prompt)).collect();
+            out += a.assemble(&doc, &answers.iter().map(String::as_str).collect::<Vec<_>>())?.len();
+        }
+        done.push(format!("augmenter ok (2 documents in, {requests} request(s), {out} out)"));
     }
     if p.law().is_some() {
         let law = load_law(&target)?;

@@ -1,20 +1,18 @@
-//! Host side of augmenter plugins: documents in, documents out, with an optional
-//! host text generator lent as a callback. The data pipeline does not call
-//! augmenters yet; this is the interface it will call.
+//! Host side of augmenter plugins (ABI 2): a plugin's `plan` / `assemble` entry points
+//! behind the augmenter seam ([`crate::generate::augment::Augmenter`]), so a `generate`
+//! cell runs a plugin exactly as it runs a built-in. The plugin never generates text
+//! itself: the cell answers its planned requests through the request cache.
 use super::loader::{find, Plugin};
 use super::PluginRecord;
+use crate::generate::augment::{AugAnswer, AugDoc, AugRequest, Augmenter, Scorer, SourceText};
 use anyhow::{bail, Result};
-use dctk_plugin_sdk::abi::{self, AugmenterVTable, ErrorSink, GenOptions, GeneratorFn, Slice, Str, StrSink};
-use dctk_plugin_sdk::guest::{error_sink, panic_message, vec_sink};
+use dctk_plugin_sdk::abi::{self, AugmenterVTable, DocIn, RequestOut, RequestSink, Slice, Str};
+use dctk_plugin_sdk::guest::{error_sink, vec_sink};
 use dctk_plugin_sdk::settings::validate;
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// A host text generator: prompt and options in, completion out.
-pub type TextGenerator<'a> = &'a mut dyn FnMut(&str, &GenOptions) -> Result<String>;
-
-/// One instantiated augmenter.
+/// One instantiated augmenter plugin.
 pub struct AugmenterInstance {
     plugin: Arc<Plugin>,
     vt: &'static AugmenterVTable,
@@ -43,31 +41,17 @@ pub fn load_augmenter(name: &str, settings: &serde_json::Value) -> Result<Augmen
     Ok(AugmenterInstance { plugin, vt, inst, settings })
 }
 
-struct GenCtx<'a, 'b> {
-    g: Option<&'a mut TextGenerator<'b>>,
+unsafe extern "C" fn push_request(ctx: *mut c_void, r: *const RequestOut) {
+    let v = &mut *(ctx as *mut Vec<AugRequest>);
+    let r = &*r;
+    let mut req = AugRequest::new(r.prompt.to_string_lossy(), r.tag.to_string_lossy());
+    req.max_tokens = (r.max_tokens > 0).then_some(r.max_tokens as usize);
+    req.temperature = (r.temperature >= 0.0 && r.temperature.is_finite()).then_some(r.temperature);
+    v.push(req);
 }
 
-unsafe extern "C" fn gen_trampoline(ctx: *mut c_void, prompt: Str, opts: *const GenOptions, out: StrSink, err: ErrorSink) -> i32 {
-    let c = &mut *(ctx as *mut GenCtx);
-    let prompt = prompt.to_string_lossy();
-    let Some(g) = c.g.as_mut() else {
-        (err.set)(err.ctx, Str::new("no text generator was given to this augmenter"));
-        return abi::STATUS_ERROR;
-    };
-    match catch_unwind(AssertUnwindSafe(|| g(&prompt, &*opts))) {
-        Ok(Ok(text)) => {
-            (out.push)(out.ctx, Str::new(&text));
-            abi::STATUS_OK
-        }
-        Ok(Err(e)) => {
-            (err.set)(err.ctx, Str::new(&format!("{e:#}")));
-            abi::STATUS_ERROR
-        }
-        Err(p) => {
-            (err.set)(err.ctx, Str::new(&format!("the text generator panicked: {}", panic_message(&*p))));
-            abi::STATUS_PANIC
-        }
-    }
+fn doc_in(doc: &SourceText) -> DocIn {
+    DocIn { domain: Str::new(doc.domain), index: doc.index as u64, key: doc.key, text: Str::new(doc.text) }
 }
 
 impl AugmenterInstance {
@@ -75,34 +59,76 @@ impl AugmenterInstance {
         PluginRecord::new(&self.plugin, "augmenter", Some(self.settings.clone()))
     }
 
-    /// Feed one chunk of documents; returns the documents produced so far.
-    pub fn augment(&mut self, docs: &[String], generator: Option<TextGenerator>) -> Result<Vec<String>> {
-        let strs: Vec<Str> = docs.iter().map(|d| Str::new(d)).collect();
-        let mut g = generator;
-        let mut gctx = GenCtx { g: g.as_mut() };
-        let gen = GeneratorFn { ctx: &mut gctx as *mut GenCtx as *mut c_void, call: gen_trampoline };
-        let mut out = Vec::new();
+    /// The plugin's requests for `doc` (the error names the plugin and its file).
+    pub fn plan(&self, doc: &SourceText) -> Result<Vec<AugRequest>> {
+        let d = doc_in(doc);
+        let mut out: Vec<AugRequest> = Vec::new();
+        let sink = RequestSink { ctx: &mut out as *mut Vec<AugRequest> as *mut c_void, push: push_request };
         let mut msg = String::new();
-        let status = unsafe {
-            (self.vt.augment)(self.inst, Slice { ptr: strs.as_ptr(), len: strs.len() }, gen, vec_sink(&mut out), error_sink(&mut msg))
-        };
+        let status = unsafe { (self.vt.plan)(self.inst, &d, sink, error_sink(&mut msg)) };
         if status != abi::STATUS_OK {
-            bail!("augmenter `{}` ({}): {msg}", self.plugin.name, self.plugin.file.display());
+            bail!("plugin `{}` ({}): plan: {msg}", self.plugin.name, self.plugin.file.display());
         }
         Ok(out)
     }
 
-    /// End of the stream: the documents the augmenter still held.
-    pub fn finish(&mut self, generator: Option<TextGenerator>) -> Result<Vec<String>> {
-        let mut g = generator;
-        let mut gctx = GenCtx { g: g.as_mut() };
-        let gen = GeneratorFn { ctx: &mut gctx as *mut GenCtx as *mut c_void, call: gen_trampoline };
+    /// The plugin's output texts for `doc` from the answers to its requests.
+    pub fn assemble(&self, doc: &SourceText, answers: &[&str]) -> Result<Vec<String>> {
+        let d = doc_in(doc);
+        let strs: Vec<Str> = answers.iter().map(|a| Str::new(a)).collect();
         let mut out = Vec::new();
         let mut msg = String::new();
-        let status = unsafe { (self.vt.finish)(self.inst, gen, vec_sink(&mut out), error_sink(&mut msg)) };
+        let status = unsafe { (self.vt.assemble)(self.inst, &d, Slice { ptr: strs.as_ptr(), len: strs.len() }, vec_sink(&mut out), error_sink(&mut msg)) };
         if status != abi::STATUS_OK {
-            bail!("augmenter `{}` ({}): finish: {msg}", self.plugin.name, self.plugin.file.display());
+            bail!("plugin `{}` ({}): assemble: {msg}", self.plugin.name, self.plugin.file.display());
         }
         Ok(out)
+    }
+}
+
+/// A plugin augmenter behind the seam: its identity is the plugin's name, version, file
+/// blake3 and validated settings; calls go one at a time (the ABI's threading rule).
+pub struct PluginAugmenter {
+    name: String,
+    identity: serde_json::Value,
+    inst: Mutex<AugmenterInstance>,
+}
+
+// The instance is only touched under the mutex, one call at a time, as the ABI requires.
+unsafe impl Send for PluginAugmenter {}
+unsafe impl Sync for PluginAugmenter {}
+
+impl PluginAugmenter {
+    /// Loads plugin `name` (from the plugin search path) with `settings`.
+    pub fn load(name: &str, settings: &serde_json::Value) -> Result<PluginAugmenter> {
+        let inst = load_augmenter(name, settings)?;
+        let p = &inst.plugin;
+        let identity = serde_json::json!({"name": p.name, "plugin": {"version": p.version, "blake3": p.blake3}, "settings": inst.settings});
+        Ok(PluginAugmenter { name: p.name.clone(), identity, inst: Mutex::new(inst) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AugmenterInstance> {
+        self.inst.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Augmenter for PluginAugmenter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn identity(&self) -> serde_json::Value {
+        self.identity.clone()
+    }
+
+    fn plan(&self, doc: &SourceText) -> Result<Vec<AugRequest>> {
+        self.lock().plan(doc)
+    }
+
+    fn assemble(&self, doc: &SourceText, answers: &[AugAnswer], _scorer: Option<&dyn Scorer>) -> Result<Vec<AugDoc>> {
+        let texts: Vec<&str> = answers.iter().map(|a| a.text).collect();
+        let out = self.lock().assemble(doc, &texts)?;
+        // A plugin says nothing of which requests a document used: all of them.
+        Ok(out.into_iter().map(|t| AugDoc::new(t, (0..answers.len()).collect())).collect())
     }
 }

@@ -23,8 +23,7 @@ pub mod loader;
 pub mod regularizer;
 pub mod source;
 
-pub use augmenter::{load_augmenter, AugmenterInstance, TextGenerator};
-pub use dctk_plugin_sdk::GenOptions;
+pub use augmenter::{load_augmenter, AugmenterInstance, PluginAugmenter};
 pub use law::{load_law, PluginLaw};
 pub use loader::{check_name, declare, discover, find, load, search_path, Discovery, Plugin};
 pub use regularizer::{load_regularizers, validate_regularizers, AuxLoss, MicroBatch, RegularizerRequest, RegularizerSet};

@@ -12,15 +12,20 @@
 //!
 //! What the cell does ([`execute`]): for each selected domain, its first `max_docs`
 //! *training* documents in budget order (never held-out ones: text generated from them
-//! and trained on would leak the validation split), decoded with the corpus tokenizer;
-//! for j in 0..n_per_doc the template with `{document}` replaced by the document, asked
-//! with seed `(seed + h(domain, doc, j)) mod 2^53` (distinct per request, reproducible,
-//! exact in any JSON parser). A prompt that would not fit the model's context (`local`:
-//! `max_seq_len − max_tokens`; or `max_prompt_tokens` when set) has its document
-//! truncated (its beginning kept) and is counted in `truncated_prompts`; when even the
-//! template alone does not fit, the request is skipped and counted in `skipped_prompts`.
-//! Every answer goes through the request cache ([`crate::generate::request_cache`]), so a
-//! rerun of a killed or failed cell sends only what was never answered.
+//! and trained on would leak the validation split), decoded with the corpus tokenizer,
+//! are handed to the cell's *augmenter* ([`crate::generate::augment`]; `template` — the
+//! `template` key, G = `n_per_doc` samples of one prompt — unless `augmenter` names a
+//! built-in or a plugin). Its `plan` gives each document's requests; request j of a
+//! document is asked with seed `(seed + h(domain, doc, j)) mod 2^53` (distinct per
+//! request, reproducible, exact in any JSON parser). A document whose longest prompt would
+//! not fit the model's context (`local`: `max_seq_len − max_tokens` of that request; or
+//! `max_prompt_tokens` when set) is truncated (its beginning kept) and planned again, and
+//! counted in `truncated_prompts`; when even the empty document does not fit, its requests
+//! are skipped and counted in `skipped_prompts`. Every request of every document goes
+//! through the request cache ([`crate::generate::request_cache`]) in one batched call, so a
+//! rerun of a killed or failed cell sends only what was never answered; then `assemble`
+//! makes each document's outputs. An augmenter that `shuffles_output` has the output
+//! documents permuted (seeded by the cell's seed; each row records its unshuffled position).
 //!
 //! Output, in `runs/<id>/`:
 //!
@@ -29,12 +34,16 @@
 //! corpus/                 a dctk-data corpus (token shards + manifest.ron) of one domain, kind
 //!                         Synthetic { generator, source_domains }, with the source's tokenizer
 //! corpus/documents.jsonl  per generated document, in corpus order: its source document
-//!                         (domain, index in ingest order, content key), template (name,
-//!                         blake3), sample j, seed, finish reason, truncation, tokens
+//!                         (domain, index in ingest order, content key), the augmenter,
+//!                         the requests it was made from (`uses`, each with tag, seed and
+//!                         finish reason), the augmenter's `meta`, truncation, tokens
 //!                         (the corpus format has no per-document metadata: this sidecar)
-//! result.ron              requests, cache hits, sent, failed, skipped, generated docs and tokens, seconds
+//! result.ron              requests, cache hits, sent, failed, skipped, generated docs and
+//!                         tokens, the augmenter's summed `augmenter_stats`, seconds
 //! ```
+use std::collections::BTreeMap;
 use std::fs;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -46,14 +55,14 @@ use super::inputs::CellInputs;
 use super::{write_atomic, write_record, Status};
 use crate::env::{self, Versions};
 use crate::keys::unknown_key;
+use crate::generate::augment::{self, AugAnswer, AugContext, AugDoc, AugRequest, Augmenter, Scorer, SourceText};
 use crate::generate::client::{OpenAiGenerator, OpenAiSettings};
 use crate::generate::generator::{Generator, LocalGenerator, TextRequest, DEFAULT_LOCAL_BATCH};
 use crate::generate::request_cache::{request_cache_dir, CachedGenerator, RequestCache};
 use crate::generate::{LoadedModel, SamplingParams};
 use crate::train::ExecOptions;
 
-/// The placeholder a template must contain.
-pub const DOCUMENT_PLACEHOLDER: &str = "{document}";
+pub use crate::generate::augment::template::DOCUMENT_PLACEHOLDER;
 
 /// The generator of a cell, as planned.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,12 +168,18 @@ pub struct GenerateSpec {
     /// Generate from this domain only (default: every domain of the corpus).
     #[serde(default)]
     pub domain: Option<String>,
-    /// The prompt: `{document}` is replaced by each source document.
-    pub template: String,
+    /// The prompt of the `template` augmenter: `{document}` is replaced by each source
+    /// document. Required unless `augmenter` is given.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The augmenter: `"rephrase"` or `#{ name: "rephrase", <settings> }` (a built-in or a
+    /// plugin's name; see [`crate::generate::augment`]). Default: `template`.
+    #[serde(default)]
+    pub augmenter: Option<serde_json::Value>,
     /// Recorded with every generated document (with the template's blake3).
     #[serde(default = "default_template_name")]
     pub template_name: String,
-    /// Requests per source document.
+    /// Requests per source document (G of the augmenters).
     #[serde(default = "one")]
     pub n_per_doc: usize,
     /// At most this many source documents per domain (default: all training documents).
@@ -219,18 +234,13 @@ fn default_val_fraction() -> f64 {
 
 /// Every key of `generate(#{...})`.
 pub const GENERATE_KEYS: &[&str] = &[
-    "generator", "name", "corpus", "domain", "template", "template_name", "n_per_doc", "max_docs", "max_tokens", "temperature", "top_p",
+    "generator", "name", "corpus", "domain", "template", "augmenter", "template_name", "n_per_doc", "max_docs", "max_tokens", "temperature", "top_p",
     "top_k", "stop", "seed", "max_prompt_tokens", "output_domain", "val_fraction",
 ];
 
 impl GenerateSpec {
     /// From the script's map without `generator`; errors name the key.
     pub fn from_json(value: serde_json::Value) -> Result<GenerateSpec, String> {
-        if let Some(m) = value.as_object() {
-            if m.contains_key("augmenter") {
-                return Err("key \"augmenter\": augmenter plugins are not supported by generate yet; give a \"template\"".into());
-            }
-        }
         let spec: GenerateSpec = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
@@ -248,8 +258,15 @@ impl GenerateSpec {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if !self.template.contains(DOCUMENT_PLACEHOLDER) {
-            return Err(format!("key \"template\": the template \"{}\" has no {DOCUMENT_PLACEHOLDER} placeholder (where each source document goes)", self.template_name));
+        match (&self.template, &self.augmenter) {
+            (Some(_), Some(_)) => return Err("key \"template\": give either a \"template\" or an \"augmenter\" (an augmenter's prompts are its settings, e.g. augmenter: #{ name: \"rephrase\", templates: #{ qa: \"…{document}…\" } })".into()),
+            (None, None) => return Err("missing required key \"template\" (a prompt with {document}) or \"augmenter\" (\"rephrase\", \"megadoc_stitch\", \"megadoc_simple\", \"megadoc_stretch\", \"latent_thoughts\", or a plugin's name)".into()),
+            (Some(t), None) => {
+                augment::template::TemplateAugmenter::new(t.clone(), self.template_name.clone(), self.n_per_doc)?;
+            }
+            (None, Some(a)) => {
+                augment::parse_spec(a)?;
+            }
         }
         if self.n_per_doc == 0 {
             return Err("key \"n_per_doc\": must be at least 1".into());
@@ -291,8 +308,24 @@ impl GenerateSpec {
         }
     }
 
-    pub fn template_blake3(&self) -> String {
-        blake3::hash(self.template.as_bytes()).to_hex().to_string()
+    /// The cell's augmenter: `template` unless `augmenter` is set; a name that is no
+    /// built-in loads the plugin of that name. `tokenizer` is the source corpus's (the
+    /// token geometry of `megadoc_stretch`). Errors name the key.
+    pub fn augmenter(&self, tokenizer: &Tokenizer) -> Result<Box<dyn Augmenter>> {
+        let Some(value) = &self.augmenter else {
+            let template = self.template.clone().unwrap_or_default();
+            let a = augment::template::TemplateAugmenter::new(template, self.template_name.clone(), self.n_per_doc).map_err(anyhow::Error::msg)?;
+            return Ok(Box::new(a));
+        };
+        let (name, settings) = augment::parse_spec(value).map_err(anyhow::Error::msg)?;
+        let ctx = AugContext { n_per_doc: self.n_per_doc, splitter: augment::token_splitter(tokenizer.clone()) };
+        match augment::builtin(&name, &settings, &ctx) {
+            Some(made) => made.map_err(anyhow::Error::msg),
+            None => {
+                let a = crate::plugin::augmenter::PluginAugmenter::load(&name, &serde_json::Value::Object(settings)).map_err(|e| anyhow!("key \"augmenter\": {e:#}"))?;
+                Ok(Box::new(a))
+            }
+        }
     }
 }
 
@@ -369,7 +402,9 @@ pub struct GenerateCell {
     pub domains: Vec<String>,
     pub source_fingerprint: String,
     pub tokenizer: String,
-    /// Source documents × n_per_doc.
+    /// Source documents × n_per_doc: exact for the built-in augmenters (G requests per
+    /// document, before prompts that cannot fit are skipped); an estimate for a plugin,
+    /// whose count is known when the cell plans its documents.
     pub requests: u64,
     pub inputs: CellInputs,
 }
@@ -419,6 +454,15 @@ pub struct GenerateResult {
     /// `val_tokens` of a `train` on this corpus are bounded by them).
     pub train_tokens: u64,
     pub val_tokens: u64,
+    /// The augmenter's name (`template`, `rephrase`, a plugin's).
+    #[serde(default)]
+    pub augmenter: String,
+    /// Each output document's `AugDoc.stats`, summed over the cell.
+    #[serde(default)]
+    pub augmenter_stats: BTreeMap<String, f64>,
+    /// Whether the output documents were permuted (`shuffles_output`).
+    #[serde(default)]
+    pub shuffled: bool,
     pub seconds: f64,
 }
 
@@ -446,27 +490,31 @@ impl GenerateCell {
         let corpus = Corpus::open_with(&self.corpus_dir, dctk_data::OpenOptions { verify_hashes: false }).ok()?;
         let tokenizer = corpus.tokenizer().ok()?;
         let cache = RequestCache::new(request_cache_dir(runs_root));
+        let augmenter = self.spec.augmenter(&tokenizer).ok()?;
         // The prompts as the cell process builds them (an openai limit counts in the source's tokens).
         let count = |text: &str| tokenizer.encode(text).len();
-        let limit: Option<PromptLimit> = self.spec.max_prompt_tokens.map(|m| (m, &count as &dyn Fn(&str) -> usize));
-        let (requests, _) = build_requests(&self.spec, &corpus, &tokenizer, &self.domains, limit).ok()?;
+        let limit = self.spec.max_prompt_tokens.map(|m| PromptLimit { context: None, given: Some(m), count: &count });
+        let plan = plan_requests(&self.spec, &*augmenter, &corpus, &tokenizer, &self.domains, limit.as_ref(), &self.label).ok()?;
         let identity = settings.identity();
-        Some(requests.iter().filter(|r| cache.get(&identity, &r.request).is_some()).count() as u64)
+        Some(plan.requests.iter().filter(|r| cache.get(&identity, r).is_some()).count() as u64)
     }
 }
 
-/// The named inputs of a generation cell (see the module doc).
-pub fn named_inputs(spec: &GenerateSpec, generator: &GeneratorSpec, source_fingerprint: &str, tokenizer: &str, domains: &[String], versions: &Versions) -> Result<CellInputs> {
+/// The named inputs of a generation cell (see the module doc). `augmenter` is the
+/// augmenter's [`Augmenter::identity`].
+pub fn named_inputs(spec: &GenerateSpec, generator: &GeneratorSpec, augmenter: &serde_json::Value, source_fingerprint: &str, tokenizer: &str, domains: &[String], versions: &Versions) -> Result<CellInputs> {
     let mut inputs = CellInputs::default();
     inputs.insert("kind", "generate");
     generator.insert_inputs(&mut inputs);
     inputs.insert("data.fingerprint", source_fingerprint);
     inputs.insert("data.tokenizer", tokenizer);
     inputs.insert("data.domains", domains.join(","));
+    inputs.insert_json("augmenter", augmenter);
     let mut id_spec = serde_json::to_value(spec)?;
     if let Some(m) = id_spec.as_object_mut() {
-        // The label and the corpus path decide no number (the data is identified by content).
-        for key in ["name", "corpus", "domain"] {
+        // The label and the corpus path decide no number (the data is identified by content);
+        // the template and the augmenter's settings are in the augmenter's identity.
+        for key in ["name", "corpus", "domain", "template", "template_name", "augmenter"] {
             m.remove(key);
         }
     }
@@ -481,6 +529,7 @@ pub fn named_inputs(spec: &GenerateSpec, generator: &GeneratorSpec, source_finge
 }
 
 /// Plans the cell: `corpus` is the resolved source corpus (ingested) and its directory.
+/// The augmenter is made here too (a malformed template or unknown plugin fails the plan).
 pub fn prepare_generate(spec: &GenerateSpec, generator: GeneratorSpec, label: &str, corpus: &Corpus, runs_root: &Path) -> Result<GenerateCell> {
     let domains = select_domains(corpus, spec.domain.as_deref()).map_err(anyhow::Error::msg)?;
     let fingerprint = source_fingerprint(corpus, &domains)?;
@@ -488,9 +537,11 @@ pub fn prepare_generate(spec: &GenerateSpec, generator: GeneratorSpec, label: &s
     if docs.is_empty() {
         bail!("key \"corpus\": {} has no training documents in {} to generate from", corpus.dir.display(), domains.join(", "));
     }
+    let source_tokenizer = corpus.tokenizer().map_err(|e| anyhow!("{}: {}", corpus.dir.display(), crate::corpus::describe(&e)))?;
+    let augmenter = spec.augmenter(&source_tokenizer)?;
     let info = &corpus.manifest.tokenizer;
     let tokenizer = format!("{} ({})", info.kind, &info.hash[..16.min(info.hash.len())]);
-    let inputs = named_inputs(spec, &generator, &fingerprint, &tokenizer, &domains, &env::versions())?;
+    let inputs = named_inputs(spec, &generator, &augmenter.identity(), &fingerprint, &tokenizer, &domains, &env::versions())?;
     let id = inputs.id();
     Ok(GenerateCell {
         dir: super::run_dir(runs_root, &id),
@@ -516,18 +567,34 @@ pub fn materialize(cell: &GenerateCell) -> Result<()> {
     Ok(())
 }
 
-/// One request of the cell and where it came from.
-struct PlannedRequest {
-    request: TextRequest,
+/// One source document as planned: where it came from, its (possibly truncated) text and
+/// its requests (`first..first + requests.len()` in the cell's request list).
+struct DocPlan {
     domain: String,
     /// Index of the source document in its domain's ingest order.
-    doc_index: usize,
-    doc_key: u64,
-    sample: usize,
+    index: usize,
+    key: u64,
+    text: String,
     truncated: bool,
+    first: usize,
+    requests: Vec<AugRequest>,
 }
 
-/// The request seed of sample `j` of a document: `(seed + h(domain, doc, j)) mod 2^53`.
+impl DocPlan {
+    fn source(&self) -> SourceText<'_> {
+        SourceText { domain: &self.domain, index: self.index, key: self.key, text: &self.text }
+    }
+}
+
+/// Every request of the cell, in order (domain, document, request), with the documents.
+struct CellPlan {
+    docs: Vec<DocPlan>,
+    requests: Vec<TextRequest>,
+    /// Requests not asked because even the empty document's prompts exceed the limit.
+    skipped: u64,
+}
+
+/// The request seed of request `j` of a document: `(seed + h(domain, doc, j)) mod 2^53`.
 fn request_seed(seed: u64, domain: &str, doc_key: u64, doc_index: usize, sample: usize) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(b"dctk/generate-seed/v1\0");
@@ -540,44 +607,123 @@ fn request_seed(seed: u64, domain: &str, doc_key: u64, doc_index: usize, sample:
     seed.wrapping_add(hash) & ((1u64 << 53) - 1)
 }
 
-/// How to count a prompt's tokens against a limit.
-type PromptLimit<'a> = (usize, &'a dyn Fn(&str) -> usize);
+/// How many tokens a prompt may have: `local` — the model's context less the request's
+/// completion, capped by `max_prompt_tokens`; `openai` — `max_prompt_tokens`.
+struct PromptLimit<'a> {
+    /// The model's `max_seq_len` (local generators).
+    context: Option<usize>,
+    given: Option<usize>,
+    count: &'a dyn Fn(&str) -> usize,
+}
 
-/// Every request of the cell, in order (domain, document, sample), and how many prompts
-/// were skipped because even the template alone exceeds the limit.
-fn build_requests(spec: &GenerateSpec, corpus: &Corpus, tokenizer: &Tokenizer, domains: &[String], limit: Option<PromptLimit>) -> Result<(Vec<PlannedRequest>, u64)> {
-    let docs = source_docs(corpus, domains, spec.max_docs, true)?;
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    for SourceDoc { domain, doc, index, mut ids } in docs {
-        let render = |ids: &[u32]| -> Result<String> { Ok(spec.template.replace(DOCUMENT_PLACEHOLDER, &tokenizer.decode(ids)?)) };
-        let mut prompt = render(&ids)?;
-        let mut truncated = false;
-        if let Some((max, count)) = limit {
-            let overhead = count(&spec.template.replace(DOCUMENT_PLACEHOLDER, ""));
-            if overhead >= max {
-                skipped += spec.n_per_doc as u64;
-                continue;
-            }
-            let mut keep = ids.len();
-            loop {
-                let n = count(&prompt);
-                if n <= max || keep == 0 {
-                    break;
-                }
-                // Cut by the excess (tokenizers may differ; repeat until it fits).
-                keep = keep.saturating_sub((n - max).max(1));
-                prompt = render(&ids[..keep])?;
-                truncated = true;
-            }
-            ids.truncate(keep);
-        }
-        for j in 0..spec.n_per_doc {
-            let seed = request_seed(spec.seed, &domain, doc.key, index, j);
-            out.push(PlannedRequest { request: TextRequest { prompt: prompt.clone(), params: spec.params(seed) }, domain: domain.clone(), doc_index: index, doc_key: doc.key, sample: j, truncated });
+impl PromptLimit<'_> {
+    fn max_prompt_tokens(&self, max_tokens: usize) -> usize {
+        match (self.context, self.given) {
+            (Some(c), g) => g.map_or(c.saturating_sub(max_tokens), |g| g.min(c.saturating_sub(max_tokens))),
+            (None, Some(g)) => g,
+            (None, None) => usize::MAX,
         }
     }
-    Ok((out, skipped))
+}
+
+/// "augmenter `rephrase`: document quotes#3 (key …) of cell gen (id)": who failed where.
+fn at_document(augmenter: &dyn Augmenter, domain: &str, index: usize, key: u64, cell: &str) -> String {
+    format!("augmenter `{}`: document {domain}#{index} (domain \"{domain}\", index {index}, key {key:016x}) in cell {cell}", augmenter.name())
+}
+
+/// Runs an augmenter call, turning an error or a panic into an error naming the document and cell.
+fn guarded<T>(what: impl Fn() -> String, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(anyhow!("{}: {e:#}", what())),
+        Err(p) => Err(anyhow!("{}: panicked: {}", what(), dctk_plugin_sdk::guest::panic_message(&*p))),
+    }
+}
+
+/// Plans every document of the cell through `augmenter` (see the module doc).
+fn plan_requests(spec: &GenerateSpec, augmenter: &dyn Augmenter, corpus: &Corpus, tokenizer: &Tokenizer, domains: &[String], limit: Option<&PromptLimit>, cell: &str) -> Result<CellPlan> {
+    let docs = source_docs(corpus, domains, spec.max_docs, true)?;
+    let mut plan = CellPlan { docs: Vec::new(), requests: Vec::new(), skipped: 0 };
+    for SourceDoc { domain, doc, index, ids } in docs {
+        let what = || at_document(augmenter, &domain, index, doc.key, cell);
+        let mut keep = ids.len();
+        let mut text = tokenizer.decode(&ids)?;
+        let mut truncated = false;
+        let requests = loop {
+            let src = SourceText { domain: &domain, index, key: doc.key, text: &text };
+            let requests = guarded(what, || augmenter.plan(&src))?;
+            let excess = limit.map_or(0, |l| {
+                requests.iter().map(|r| (l.count)(&r.prompt).saturating_sub(l.max_prompt_tokens(r.max_tokens.unwrap_or(spec.max_tokens)))).max().unwrap_or(0)
+            });
+            if excess == 0 {
+                break Some(requests);
+            }
+            if keep == 0 {
+                plan.skipped += requests.len() as u64;
+                break None;
+            }
+            // Cut by the excess (tokenizers may differ; repeat until it fits).
+            keep = keep.saturating_sub(excess.max(1));
+            text = tokenizer.decode(&ids[..keep])?;
+            truncated = true;
+        };
+        let Some(requests) = requests else { continue };
+        let first = plan.requests.len();
+        for (j, r) in requests.iter().enumerate() {
+            let mut params = spec.params(request_seed(spec.seed, &domain, doc.key, index, j));
+            if let Some(m) = r.max_tokens {
+                params.max_tokens = m;
+            }
+            if let Some(t) = r.temperature {
+                params.temperature = t;
+            }
+            if let Some(stop) = &r.stop {
+                params.stop = stop.clone();
+            }
+            plan.requests.push(TextRequest { prompt: r.prompt.clone(), params });
+        }
+        plan.docs.push(DocPlan { domain, index, key: doc.key, text, truncated, first, requests });
+    }
+    Ok(plan)
+}
+
+/// Teacher-forced scoring with a local generator's model (its [`Scorer`] impl:
+/// Σ log p(continuation | context) in nats, both sides in the model's tokenizer).
+pub struct LocalScorer<'a>(pub &'a LocalGenerator);
+
+impl Scorer for LocalScorer<'_> {
+    fn score(&self, items: &[(String, String)]) -> Result<Vec<f64>> {
+        let model = self.0.model.lock().unwrap_or_else(|p| p.into_inner());
+        Scorer::score(&*model, items)
+    }
+}
+
+/// Ingests the generated documents into the output corpus, the augmenter's special tokens
+/// (BoLT's delimiters) as single ids after the source tokenizer's.
+fn ingest_output(cfg: &IngestConfig, tokenizer: &Tokenizer, special_tokens: &[String]) -> Result<dctk_data::CorpusManifest> {
+    let cfg = IngestConfig { special_tokens: special_tokens.to_vec(), ..cfg.clone() };
+    let (manifest, _) = dctk_data::ingest_with_tokenizer(&cfg, tokenizer).map_err(|e| anyhow!("writing the generated corpus {}: {}", cfg.out.display(), crate::corpus::describe(&e)))?;
+    Ok(manifest)
+}
+
+/// The seeded permutation of `n` output documents (`shuffles_output`): position k of the
+/// output holds document `perm[k]` of the unshuffled order.
+fn output_permutation(seed: u64, n: usize) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut h = blake3::Hasher::new();
+    h.update(b"dctk/generate-shuffle/v1\0");
+    h.update(&seed.to_le_bytes());
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(*h.finalize().as_bytes());
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut rng);
+    perm
+}
+
+/// One output document and the document it came from.
+struct OutDoc {
+    doc: usize,
+    out: AugDoc,
 }
 
 /// Executes a generation cell whose lock the caller holds (see the module doc).
@@ -593,6 +739,8 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
     let tokenizer = corpus.tokenizer().map_err(|e| anyhow!("{}: {}", corpus_dir.display(), crate::corpus::describe(&e)))?;
     Status::Running.write(dir)?;
     let spec = &manifest.spec;
+    let cell = format!("{} ({})", manifest.label, manifest.run_id);
+    let augmenter = spec.augmenter(&tokenizer).with_context(|| format!("cell {cell}"))?;
 
     let (mut local, mut openai) = (None, None);
     match &manifest.generator {
@@ -625,15 +773,12 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
     let count_model = |text: &str| local_model.as_ref().map_or(0, |(t, _)| t.encode(text).len());
     let count_source = |text: &str| tokenizer.encode(text).len();
     let limit: Option<PromptLimit> = match (&local_model, spec.max_prompt_tokens) {
-        (Some((_, max_seq_len)), given) => {
-            let context = max_seq_len.saturating_sub(spec.max_tokens);
-            Some((given.map_or(context, |g| g.min(context)), &count_model))
-        }
-        (None, Some(given)) => Some((given, &count_source)),
+        (Some((_, max_seq_len)), given) => Some(PromptLimit { context: Some(*max_seq_len), given, count: &count_model }),
+        (None, Some(given)) => Some(PromptLimit { context: None, given: Some(given), count: &count_source }),
         (None, None) => None,
     };
-    let (planned, skipped) = build_requests(spec, &corpus, &tokenizer, &manifest.domains, limit)?;
-    let requests: Vec<TextRequest> = planned.iter().map(|p| p.request.clone()).collect();
+    let plan = plan_requests(spec, &*augmenter, &corpus, &tokenizer, &manifest.domains, limit.as_ref(), &cell)?;
+    let requests = &plan.requests;
 
     let cache = RequestCache::new(request_cache_dir(runs_root));
     let cached = CachedGenerator { inner: generator, cache };
@@ -645,34 +790,72 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
             println!("{}", serde_json::json!({"event": "requests", "done": n, "total": total}));
         }
     };
-    let (answers, stats) = cached.complete_counted(&requests, &report);
+    let (answers, stats) = cached.complete_counted(requests, &report);
     if stats.failed > 0 {
         if opts.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
             return Err(crate::train::trainer::StoppedEarly { steps: (total as u64) - stats.failed, cancelled: true }.into());
         }
-        let first = answers.iter().find_map(|a| a.as_ref().err()).map(|e| format!("{e:#}")).unwrap_or_default();
+        let (k, first) = answers.iter().enumerate().find_map(|(k, a)| a.as_ref().err().map(|e| (k, format!("{e:#}")))).unwrap_or_default();
+        let at = plan.docs.iter().find(|d| (d.first..d.first + d.requests.len()).contains(&k)).map(|d| format!(" (document {}#{}, request {})", d.domain, d.index, k - d.first)).unwrap_or_default();
         bail!(
-            "{} of {} request(s) failed; the {} answered are cached, so a rerun (`dctk run --rerun-failed`) sends only the failed ones. First error: {first}",
+            "{} of {} request(s) failed; the {} answered are cached, so a rerun (`dctk run --rerun-failed`) sends only the failed ones. First error{at}: {first}",
             stats.failed,
             stats.requests,
             stats.requests - stats.failed
         );
     }
 
+    // Each document's outputs from its answers.
+    let scorer = local.as_ref().map(LocalScorer);
+    let mut outs: Vec<OutDoc> = Vec::new();
+    for (d, doc) in plan.docs.iter().enumerate() {
+        let what = || at_document(&*augmenter, &doc.domain, doc.index, doc.key, &cell);
+        let answered: Vec<AugAnswer> = answers[doc.first..doc.first + doc.requests.len()]
+            .iter()
+            .map(|a| {
+                let c = a.as_ref().expect("failures returned above");
+                AugAnswer { text: &c.text, finish_reason: &c.finish_reason }
+            })
+            .collect();
+        let made = guarded(what, || augmenter.assemble(&doc.source(), &answered, scorer.as_ref().map(|s| s as &dyn Scorer)))?;
+        if made.is_empty() {
+            bail!("{}: returned no documents (an augmenter makes at least one document from each source document)", what());
+        }
+        if let Some(u) = made.iter().flat_map(|m| &m.uses).find(|&&u| u >= doc.requests.len()) {
+            bail!("{}: an output document uses request {u}, but {} were planned", what(), doc.requests.len());
+        }
+        outs.extend(made.into_iter().map(|out| OutDoc { doc: d, out }));
+    }
+    let shuffled = augmenter.shuffles_output();
+    let order: Vec<usize> = if shuffled { output_permutation(spec.seed, outs.len()) } else { (0..outs.len()).collect() };
+
     // The generated documents with their provenance, then the corpus made of them.
     let identity = generator.identity();
-    let template = serde_json::json!({"name": spec.template_name, "blake3": spec.template_blake3()});
+    let name = augmenter.name().to_string();
+    let mut augmenter_stats: BTreeMap<String, f64> = BTreeMap::new();
     let mut lines = String::new();
     let mut sidecar = String::new();
-    for (k, (p, a)) in planned.iter().zip(&answers).enumerate() {
-        let c = a.as_ref().expect("failures returned above");
-        let source = serde_json::json!({"domain": p.domain, "index": p.doc_index, "key": format!("{:016x}", p.doc_key)});
-        let tokens = tokenizer.encode(&c.text).len();
-        lines.push_str(&serde_json::json!({"text": c.text, "source": source, "template": template, "sample": p.sample, "seed": p.request.params.seed}).to_string());
+    for (k, &u) in order.iter().enumerate() {
+        let OutDoc { doc, out } = &outs[u];
+        let p = &plan.docs[*doc];
+        for (s, v) in &out.stats {
+            *augmenter_stats.entry(s.clone()).or_default() += v;
+        }
+        let source = serde_json::json!({"domain": p.domain, "index": p.index, "key": format!("{:016x}", p.key)});
+        let used: Vec<serde_json::Value> = out
+            .uses
+            .iter()
+            .map(|&j| {
+                let c = answers[p.first + j].as_ref().expect("failures returned above");
+                serde_json::json!({"request": j, "tag": p.requests[j].tag, "seed": requests[p.first + j].params.seed, "finish_reason": c.finish_reason})
+            })
+            .collect();
+        let tokens = tokenizer.encode(&out.text).len();
+        lines.push_str(&serde_json::json!({"text": out.text, "source": source, "augmenter": name, "uses": used, "meta": out.meta}).to_string());
         lines.push('\n');
         sidecar.push_str(
-            &serde_json::json!({"doc": k, "source": source, "template": template, "sample": p.sample, "seed": p.request.params.seed,
-                "finish_reason": c.finish_reason, "truncated_prompt": p.truncated, "tokens": tokens})
+            &serde_json::json!({"doc": k, "source": source, "augmenter": name, "uses": used, "meta": out.meta, "unshuffled": u,
+                "truncated_prompt": p.truncated, "tokens": tokens})
             .to_string(),
         );
         sidecar.push('\n');
@@ -687,10 +870,10 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
     // min_chars 0 keeps an empty completion as an (empty) document, so the corpus order
     // stays aligned with documents.jsonl.
     let cfg = IngestConfig { out: out.clone(), domains: vec![domain], min_chars: 0, threads: 1, overwrite: true, ..Default::default() };
-    let (corpus_manifest, _) = dctk_data::ingest_with_tokenizer(&cfg, &tokenizer).map_err(|e| anyhow!("writing the generated corpus {}: {}", out.display(), crate::corpus::describe(&e)))?;
+    let corpus_manifest = ingest_output(&cfg, &tokenizer, &augmenter.special_tokens())?;
     let docs = corpus_manifest.domains[0].docs;
-    if docs != planned.len() as u64 {
-        bail!("{}: the generated corpus holds {docs} documents, {} were generated", out.display(), planned.len());
+    if docs != outs.len() as u64 {
+        bail!("{}: the generated corpus holds {docs} documents, {} were generated", out.display(), outs.len());
     }
     write_atomic(&out.join("documents.jsonl"), sidecar.as_bytes())?;
     Ok(GenerateResult {
@@ -704,12 +887,15 @@ pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> R
         cache_hits: stats.cache_hits,
         sent: stats.sent,
         failed: stats.failed,
-        skipped_prompts: skipped,
-        truncated_prompts: planned.iter().filter(|p| p.truncated).count() as u64 / spec.n_per_doc.max(1) as u64,
+        skipped_prompts: plan.skipped,
+        truncated_prompts: plan.docs.iter().filter(|p| p.truncated).count() as u64,
         generated_docs: docs,
         generated_tokens: corpus_manifest.domains[0].tokens,
         train_tokens: corpus_manifest.domains[0].train_tokens,
         val_tokens: corpus_manifest.domains[0].val_tokens,
+        augmenter: name,
+        augmenter_stats,
+        shuffled,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
@@ -725,8 +911,12 @@ mod tests {
         assert!(e.contains("key \"template\"") && e.contains("\"rephrase\"") && e.contains("{document}"), "{e}");
         let e = GenerateSpec::from_json(json!({"template": "{document}", "n_per_dc": 2})).unwrap_err();
         assert!(e.contains("unknown key \"n_per_dc\" (did you mean \"n_per_doc\"?)"), "{e}");
-        let e = GenerateSpec::from_json(json!({"template": "{document}", "augmenter": "x"})).unwrap_err();
-        assert!(e.contains("key \"augmenter\"") && e.contains("not supported"), "{e}");
+        let e = GenerateSpec::from_json(json!({"template": "{document}", "augmenter": "rephrase"})).unwrap_err();
+        assert!(e.contains("either a \"template\" or an \"augmenter\""), "{e}");
+        let e = GenerateSpec::from_json(json!({"n_per_doc": 2})).unwrap_err();
+        assert!(e.contains("\"template\"") && e.contains("\"augmenter\""), "{e}");
+        let e = GenerateSpec::from_json(json!({"augmenter": {"styles": ["qa"]}})).unwrap_err();
+        assert!(e.contains("augmenter.name"), "{e}");
         let e = GeneratorSpec::from_json(&json!({"kind": "openai", "base_url": "http://h/v1", "modle": "m"}), None).unwrap_err();
         assert!(e.contains("unknown key \"generator.modle\" (did you mean \"generator.model\"?)"), "{e}");
         let e = GeneratorSpec::from_json(&json!({"kind": "vllm"}), None).unwrap_err();
@@ -752,9 +942,35 @@ mod tests {
         let spec = GenerateSpec::from_json(json!({"template": "Rephrase: {document}", "max_tokens": 8})).unwrap();
         let g = |concurrency: usize| GeneratorSpec::OpenAi(OpenAiSettings { base_url: "http://h/v1".into(), model: "m".into(), api_key_env: None, concurrency, timeout_s: 600.0, max_retries: 5 });
         let v = env::versions();
-        let id = |g: &GeneratorSpec, s: &GenerateSpec| named_inputs(s, g, "f", "t", &["web".into()], &v).unwrap().id();
+        let t = Tokenizer::gpt2().unwrap();
+        let id = |g: &GeneratorSpec, s: &GenerateSpec| named_inputs(s, g, &s.augmenter(&t).unwrap().identity(), "f", "t", &["web".into()], &v).unwrap().id();
         assert_eq!(id(&g(8), &spec), id(&g(32), &spec));
         let hotter = GenerateSpec { temperature: 0.7, ..spec.clone() };
         assert_ne!(id(&g(8), &spec), id(&g(8), &hotter));
+        // The augmenter's identity decides the id: its name and its settings.
+        let aug = |a: serde_json::Value| GenerateSpec::from_json(json!({"augmenter": a, "max_tokens": 8})).unwrap();
+        let (stitch, simple) = (aug(json!("megadoc_stitch")), aug(json!("megadoc_simple")));
+        assert_ne!(id(&g(8), &stitch), id(&g(8), &simple));
+        assert_ne!(id(&g(8), &stitch), id(&g(8), &aug(json!({"name": "megadoc_stitch", "separator": "\n"}))));
+        assert_ne!(id(&g(8), &stitch), id(&g(8), &spec));
+    }
+
+    #[test]
+    fn a_manifest_with_an_augmenter_round_trips_through_ron() {
+        let spec = GenerateSpec::from_json(json!({"augmenter": {"name": "rephrase", "styles": ["qa", "easy"], "templates": {"qa": "Q {document}"}}, "n_per_doc": 3})).unwrap();
+        let text = ron::to_string(&spec).unwrap();
+        let back: GenerateSpec = ron::from_str(&text).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn the_output_permutation_is_seeded() {
+        let p = output_permutation(3, 50);
+        assert_eq!(p, output_permutation(3, 50));
+        assert_ne!(p, output_permutation(4, 50));
+        let mut sorted = p.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(p, sorted);
     }
 }
