@@ -78,6 +78,21 @@ pub fn cli() -> Command {
             .arg(Arg::new("server-requests").long("server-requests").value_parser(value_parser!(usize)).default_value("4").help("Requests per client")),
     )
     .subcommand(
+        Command::new("augment")
+            .about("Synthetic tokens/s of an augmenter's generate cell (local, and through dctk serve) and the pipeline's overhead over raw generation of the same requests (target < 10%)")
+            .arg(Arg::new("run").long("run").required(true).value_parser(value_parser!(PathBuf)).help("A trained cell, runs/<id>: the generator"))
+            .arg(Arg::new("augmenter").long("augmenter").default_value("megadoc_stitch").help("A built-in (rephrase, megadoc_stitch, megadoc_simple, megadoc_stretch, latent_thoughts) or a plugin"))
+            .arg(Arg::new("settings").long("settings").help("More `generate` settings as a JSON object (e.g. '{\"domain\": \"quotes\"}')"))
+            .arg(Arg::new("docs").long("docs").value_parser(value_parser!(usize)).default_value("16").help("Source documents (max_docs)"))
+            .arg(Arg::new("n-per-doc").long("n-per-doc").value_parser(value_parser!(usize)).default_value("4"))
+            .arg(Arg::new("max-tokens").long("max-tokens").value_parser(value_parser!(usize)).default_value("64"))
+            .arg(Arg::new("batch").long("batch").value_parser(value_parser!(usize)).default_value("8"))
+            .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("3"))
+            .arg(Arg::new("threads").long("threads").value_parser(value_parser!(i32)).default_value("2"))
+            .arg(Arg::new("device").long("device").default_value("auto"))
+            .arg(Arg::new("no-serve").long("no-serve").action(clap::ArgAction::SetTrue).help("Skip the dctk serve side")),
+    )
+    .subcommand(
         Command::new("plan")
             .about("Wall time of `dctk plan` on a 10,000-cell sweep (target: under 1 s), beside a 1-cell plan")
             .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("5"))
@@ -120,6 +135,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         Some(("regularizer", a)) => exec_regularizer(a),
         Some(("plan", a)) => exec_plan(a),
         Some(("generate", a)) => exec_generate(a),
+        Some(("augment", a)) => exec_augment(a),
         _ => unreachable!("clap requires a known subcommand"),
     }
 }
@@ -394,6 +410,56 @@ fn exec_generate(args: &ArgMatches) -> Result<()> {
         for r in rows {
             println!("{:>8}  {:>9}  {:>11.1}  {:>11.0}  {:>8}", r.clients, r.requests, r.requests_per_s, r.tokens_per_s, r.batches);
         }
+    }
+    Ok(())
+}
+
+fn exec_augment(args: &ArgMatches) -> Result<()> {
+    use crate::bench::augment::{augment_throughput, AugmentBench, AugmentRow};
+    let threads = *args.get_one::<i32>("threads").unwrap();
+    tch::set_num_threads(threads);
+    let device = env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(anyhow::Error::msg)?;
+    let augmenter = args.get_one::<String>("augmenter").unwrap();
+    let mut spec = serde_json::json!({
+        "augmenter": augmenter,
+        "max_docs": args.get_one::<usize>("docs").unwrap(),
+        "n_per_doc": args.get_one::<usize>("n-per-doc").unwrap(),
+        "max_tokens": args.get_one::<usize>("max-tokens").unwrap(),
+        "temperature": 1.0,
+        "seed": 0,
+    });
+    if let Some(more) = args.get_one::<String>("settings") {
+        let more: serde_json::Value = serde_json::from_str(more).map_err(|e| anyhow::anyhow!("--settings: not JSON: {e}"))?;
+        let Some(more) = more.as_object() else { bail!("--settings: expected a JSON object of generate settings") };
+        for (k, v) in more {
+            spec[k] = v.clone();
+        }
+    }
+    let rounds = *args.get_one::<usize>("rounds").unwrap();
+    let b = AugmentBench {
+        run_dir: args.get_one::<PathBuf>("run").unwrap().clone(),
+        spec,
+        batch_size: *args.get_one::<usize>("batch").unwrap(),
+        device,
+        threads: Some(threads as usize),
+        scratch: std::env::temp_dir().join(format!("dctk-bench-augment-{}", std::process::id())),
+    };
+    let rows = augment_throughput(&b, rounds, !args.get_flag("no-serve"))?;
+    println!("augmenter {augmenter}, {} thread(s), batch {}, {}", threads, b.batch_size, env::device_name(device));
+    println!("{:>8}  {:>5}  {:>8}  {:>8}  {:>13}  {:>13}", "side", "round", "seconds", "requests", "generated/s", "synthetic/s");
+    for r in &rows {
+        let synthetic = r.synthetic_tokens.map_or("-".to_string(), |t| format!("{:.0}", t as f64 / r.seconds));
+        println!("{:>8}  {:>5}  {:>8.2}  {:>8}  {:>13.0}  {:>13}", r.side, r.round, r.seconds, r.requests, r.generated_per_s(), synthetic);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let side = |name: &str| -> Vec<&AugmentRow> { rows.iter().filter(|r| r.side == name).collect() };
+    let ratio = |a: &str, b: &str| median(side(a).iter().zip(side(b)).map(|(x, y)| x.seconds / y.seconds).collect());
+    println!("pipeline overhead over raw generation: {:+.1}% (median of {rounds} paired rounds; target < 10%)", (ratio("pipeline", "raw") - 1.0) * 100.0);
+    if !side("serve").is_empty() {
+        println!("through dctk serve: {:.2}× the local pipeline's wall time", ratio("serve", "pipeline"));
     }
     Ok(())
 }

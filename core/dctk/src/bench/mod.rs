@@ -3,6 +3,10 @@
 //! PyTorch reference (`bench/train_ref.py`), which builds the same model in PyTorch eager.
 //!
 //! Random ids are fine for throughput: the cost of a step does not depend on the values.
+//! [`generate_tokens_per_s`] is the decoding side of `dctk bench generate`; [`augment`] is
+//! `dctk bench augment` (augmenter cells against raw generation and through `dctk serve`).
+pub mod augment;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
