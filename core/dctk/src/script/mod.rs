@@ -305,6 +305,9 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Re
     if let Some(path) = handle_corpus(s, ctx, &settings, "train")? {
         settings.insert("corpus".into(), path.into());
     }
+    if let Some(list) = settings.get("synthetic").cloned() {
+        settings.insert("synthetic".into(), synthetic_paths(s, ctx, list)?.into());
+    }
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
@@ -323,6 +326,28 @@ fn handle_corpus(s: &Arc<Session>, ctx: &NativeCallContext, settings: &Map, what
     };
     s.trust_corpus_path(&path);
     Ok(Some(path))
+}
+
+/// `synthetic: [gen1, "path", …]`: each `generate` handle as its output corpus's path (a
+/// pending one ends the round here), each string as given (the sandbox resolves it).
+fn synthetic_paths(s: &Arc<Session>, ctx: &NativeCallContext, list: Dynamic) -> Result<Array, Box<EvalAltResult>> {
+    let items = list.try_cast::<Array>().ok_or_else(|| runtime_error(ctx, "train: key \"synthetic\": expected an array of generate handles or corpus paths".into()))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if item.is::<Run>() {
+                let mut one = Map::new();
+                one.insert("corpus".into(), item);
+                let path = handle_corpus(s, ctx, &one, &format!("train: key \"synthetic\"[{i}]"))?.expect("a handle");
+                Ok(Dynamic::from(path))
+            } else if item.is_string() {
+                Ok(item)
+            } else {
+                Err(runtime_error(ctx, format!("train: key \"synthetic\"[{i}]: expected a generate handle or a corpus path, got {}", item.type_name())))
+            }
+        })
+        .collect()
 }
 
 fn generate_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Result<Run, Box<EvalAltResult>> {
