@@ -17,6 +17,7 @@
 //! | `grid(#{k: [..], ..})`, `zip(#{k: [..], ..})`, `product(a, b)` | settings variants: Cartesian product, element-wise, combined |
 //! | `sweep(base, variants)` | `base` merged with each variant, each named after what varies |
 //! | `fit(#{...})` | fits a scaling law to a CSV or to `runs`; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
+//! | `data_efficiency(#{...})` | the data-efficiency multiplier of a method against real-only baseline runs (bootstrap interval) |
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
 //! | `table(rows)`, `table(rows, columns)` | renders maps (or runs) as an aligned text table |
@@ -36,7 +37,7 @@ pub mod sweep;
 
 pub use handle::{Run, RunState};
 
-use crate::fitting::{fit_from_script, hitchhiker_from_script};
+use crate::fitting::{data_efficiency_from_script, fit_from_script, hitchhiker_from_script};
 use crate::study::execute::LocalExecutor;
 use crate::study::rounds::{self, RoundEnd, RunSummary, StudyError};
 use crate::study::session::{Mode, Session, SessionOptions};
@@ -193,6 +194,16 @@ impl Study {
                 request.remove("plots");
             }
             fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
+        });
+        let ss = s.clone();
+        engine.register_fn("data_efficiency", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
+            for key in ["baseline", "method"] {
+                if let Some(v) = request.remove(key) {
+                    let runs = if v.is_array() { v } else { Dynamic::from_array(vec![v]) };
+                    request.insert(key.into(), rows_as_maps(&ss, &ctx, runs.cast::<Array>())?.into());
+                }
+            }
+            data_efficiency_from_script(request).map_err(|e| runtime_error(&ctx, format!("data_efficiency: {e:#}")))
         });
         let ss = s.clone();
         engine.register_fn("hitchhiker", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
