@@ -60,7 +60,8 @@ impl RunDomainSource {
 /// already taken (by a real domain or an earlier stream) is renamed deterministically to
 /// `name.2`, `name.3`, … (the first free suffix), so two generated corpora with the default
 /// domain `generated` become `generated` and `generated.2`.
-pub fn merge_corpora(real: &Arc<Corpus>, synthetic: &[SyntheticSource]) -> Result<Vec<RunDomainSource>, String> {
+/// `real_name` is how the messages name the real corpus (its raw input, if dctk ingested it).
+pub fn merge_corpora(real: &Arc<Corpus>, real_name: &str, synthetic: &[SyntheticSource]) -> Result<Vec<RunDomainSource>, String> {
     let mut out: Vec<RunDomainSource> = real
         .domains()
         .iter()
@@ -72,10 +73,10 @@ pub fn merge_corpora(real: &Arc<Corpus>, synthetic: &[SyntheticSource]) -> Resul
         if other.hash != tok.hash {
             return Err(format!(
                 "key \"synthetic\"[{i}]: corpus {} uses tokenizer {} ({}), but corpus {} uses {} ({}); all of a run's corpora must share one tokenizer",
-                s.corpus.dir.display(),
+                s.resolved.ingested_from.as_deref().unwrap_or(&s.corpus.dir).display(),
                 other.kind,
                 &other.hash[..16.min(other.hash.len())],
-                real.dir.display(),
+                real_name,
                 tok.kind,
                 &tok.hash[..16.min(tok.hash.len())],
             ));

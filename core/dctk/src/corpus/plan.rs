@@ -135,7 +135,8 @@ pub fn plan_data(spec: &DataSpec, corpus: Arc<Corpus>, resolved: &ResolvedCorpus
 /// `domains` weights when any synthetic domain is given one. mix_ratio = 1 leaves the real
 /// domains at weight 0: evaluated, never trained on.
 pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedCorpus, synthetic: &[SyntheticSource]) -> Result<PlannedSelection, String> {
-    let sources = merge_corpora(&corpus, synthetic)?;
+    let real_name = resolved.ingested_from.as_deref().unwrap_or(&resolved.dir).display().to_string();
+    let sources = merge_corpora(&corpus, &real_name, synthetic)?;
     let available: Vec<String> = sources.iter().filter(|s| !s.is_synthetic()).map(|s| s.name.clone()).collect();
     let synthetic_names: Vec<String> = sources.iter().filter(|s| s.is_synthetic()).map(|s| s.name.clone()).collect();
     if !synthetic.is_empty() && synthetic_names.is_empty() {
