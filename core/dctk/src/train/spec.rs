@@ -616,6 +616,32 @@ mod tests {
         assert!(TrainSpec::from_json(v).unwrap_err().contains("schedule_mix"));
     }
 
+    #[test]
+    fn synthetic_needs_a_mix_ratio_in_range_and_scales_the_epoch() {
+        let mut v = base();
+        v["synthetic"] = json!(["gen/corpus"]);
+        assert!(TrainSpec::from_json(v.clone()).unwrap_err().contains("key \"mix_ratio\": required"));
+        v["mix_ratio"] = json!(1.5);
+        assert!(TrainSpec::from_json(v.clone()).unwrap_err().contains("key \"mix_ratio\" must be in [0, 1]"));
+        v["mix_ratio"] = json!(0.75);
+        let s = TrainSpec::from_json(v.clone()).unwrap();
+        assert_eq!(s.epoch_scale(), 4.0, "total = REAL·epochs / (1 − mix_ratio)");
+        let d = s.data_spec(std::path::Path::new("c"), &["/abs/gen/corpus".into()]).unwrap();
+        assert_eq!(d.synthetic.len(), 1);
+        assert_eq!(d.selection.mix_ratio, Some(0.75));
+        v["mix_ratio"] = json!(1.0);
+        assert_eq!(TrainSpec::from_json(v.clone()).unwrap().epoch_scale(), 1.0, "mix 1: epochs count synthetic passes");
+        let mut w = base();
+        w["mix_ratio"] = json!(0.5);
+        assert!(TrainSpec::from_json(w.clone()).unwrap_err().contains("needs \"synthetic\""));
+        w["mix_ratio"] = Default::default();
+        w["synthetic_unique_tokens"] = json!(100);
+        assert!(TrainSpec::from_json(w).unwrap_err().contains("synthetic_unique_tokens"));
+        // Without synthetic streams nothing new is serialized (manifests and ids stay as they were).
+        let plain = serde_json::to_value(TrainSpec::from_json(base()).unwrap()).unwrap();
+        assert!(plain.get("synthetic").is_none() && plain.get("mix_ratio").is_none());
+    }
+
     fn data_spec_of(extra: serde_json::Value) -> TrainSpec {
         let mut base = json!({"corpus": "c", "unique_tokens": 10_000, "epochs": 1});
         for (k, v) in extra.as_object().unwrap() {
