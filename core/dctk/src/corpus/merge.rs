@@ -30,14 +30,15 @@ pub struct RunDomainSource {
     /// Its name in its own corpus.
     pub source_domain: String,
     /// `Synthetic` for every domain of a synthetic stream (a corpus given under `synthetic`
-    /// whose manifest says `Real` is synthetic in this run: the run was told so).
+    /// whose manifest says `Real` is synthetic in this run: the run was told so); the real
+    /// corpus's domains keep their manifest's kind (a generated corpus given as `corpus` is
+    /// trained and evaluated as the run's own data, its tokens counted as synthetic).
     pub kind: DomainKind,
+    /// From a corpus given under `synthetic` (mixed at `mix_ratio`, never evaluated).
+    pub stream: bool,
 }
 
 impl RunDomainSource {
-    pub fn is_synthetic(&self) -> bool {
-        self.kind.is_synthetic()
-    }
 
     /// The first `unique_tokens` training tokens of the domain (its nested budget prefix),
     /// named and kinded as the run knows it.
@@ -65,7 +66,7 @@ pub fn merge_corpora(real: &Arc<Corpus>, real_name: &str, synthetic: &[Synthetic
     let mut out: Vec<RunDomainSource> = real
         .domains()
         .iter()
-        .map(|d| RunDomainSource { name: d.name.clone(), corpus: real.clone(), source_domain: d.name.clone(), kind: d.kind.clone() })
+        .map(|d| RunDomainSource { name: d.name.clone(), corpus: real.clone(), source_domain: d.name.clone(), kind: d.kind.clone(), stream: false })
         .collect();
     let tok = &real.manifest.tokenizer;
     for (i, s) in synthetic.iter().enumerate() {
@@ -95,7 +96,7 @@ pub fn merge_corpora(real: &Arc<Corpus>, real_name: &str, synthetic: &[Synthetic
                     source_domains: Vec::new(),
                 },
             };
-            out.push(RunDomainSource { name, corpus: s.corpus.clone(), source_domain: d.name.clone(), kind });
+            out.push(RunDomainSource { name, corpus: s.corpus.clone(), source_domain: d.name.clone(), kind, stream: true });
         }
     }
     Ok(out)

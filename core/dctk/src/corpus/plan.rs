@@ -34,6 +34,9 @@ pub struct DomainPlan {
     /// `Real`, or `Synthetic` for a synthetic stream's domain (trained on, never evaluated).
     #[serde(default)]
     pub kind: DomainKind,
+    /// A synthetic stream's domain (`synthetic`): mixed at `mix_ratio`, never evaluated.
+    #[serde(default)]
+    pub stream: bool,
     /// The corpus a synthetic stream's domain is read from (`None`: the run's corpus).
     #[serde(default)]
     pub corpus_dir: Option<String>,
@@ -137,8 +140,8 @@ pub fn plan_data(spec: &DataSpec, corpus: Arc<Corpus>, resolved: &ResolvedCorpus
 pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedCorpus, synthetic: &[SyntheticSource]) -> Result<PlannedSelection, String> {
     let real_name = resolved.ingested_from.as_deref().unwrap_or(&resolved.dir).display().to_string();
     let sources = merge_corpora(&corpus, &real_name, synthetic)?;
-    let available: Vec<String> = sources.iter().filter(|s| !s.is_synthetic()).map(|s| s.name.clone()).collect();
-    let synthetic_names: Vec<String> = sources.iter().filter(|s| s.is_synthetic()).map(|s| s.name.clone()).collect();
+    let available: Vec<String> = sources.iter().filter(|s| !s.stream).map(|s| s.name.clone()).collect();
+    let synthetic_names: Vec<String> = sources.iter().filter(|s| s.stream).map(|s| s.name.clone()).collect();
     if !synthetic.is_empty() && synthetic_names.is_empty() {
         return Err("key \"synthetic\": the synthetic corpora have no domains".into());
     }
@@ -247,6 +250,7 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
             val_tokens: val_target_tokens,
             subset_fingerprint: subset.fingerprint.clone(),
             kind: dom.kind.clone(),
+            stream: false,
             corpus_dir: None,
             source_domain: None,
         });
@@ -264,7 +268,7 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
         // The synthetic streams: every domain of every synthetic corpus, its budget its own
         // `unique_tokens`, else a share of `synthetic_unique_tokens` by training tokens, else
         // all its training tokens; no validation (the metric is the real domains' loss).
-        let streams: Vec<&RunDomainSource> = sources.iter().filter(|s| s.is_synthetic()).collect();
+        let streams: Vec<&RunDomainSource> = sources.iter().filter(|s| s.stream).collect();
         let own: Vec<Option<u64>> = streams.iter().map(|s| synthetic_choice.get(&s.name).and_then(|c| c.unique_tokens)).collect();
         let mut budgets: Vec<u64> = streams.iter().zip(&own).map(|(s, o)| o.unwrap_or(s.train_tokens())).collect();
         if let Some(total) = sel.synthetic_unique_tokens {
@@ -318,6 +322,7 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
                 val_tokens: 0,
                 subset_fingerprint: subset.fingerprint.clone(),
                 kind: s.kind.clone(),
+                stream: true,
                 corpus_dir: Some(s.corpus.dir.display().to_string()),
                 source_domain: (s.source_domain != s.name).then(|| s.source_domain.clone()),
             });
@@ -411,7 +416,7 @@ pub fn val_batches(data: &RunData, rows_per_batch: usize) -> Result<Vec<(String,
     let rows = sel.val_rows() as usize;
     let mut out = Vec::new();
     // Synthetic streams are trained on, not evaluated: the held-out loss is the real data's.
-    for d in data.manifest.domains.iter().filter(|d| !d.kind.is_synthetic()) {
+    for d in data.manifest.domains.iter().filter(|d| !d.stream) {
         let dom = data.corpus.domain(&d.name).map_err(|e| describe(&e))?;
         let max_batches = rows.div_ceil(rows_per_batch);
         let mut left = rows;

@@ -159,7 +159,7 @@ impl RunPlan {
 }
 
 /// Tokens of one epoch of the run's data as the sampler serves it (documents + one separator
-/// each, summed over the selected *real* domains; at mix_ratio = 1, over the synthetic ones:
+/// each, summed over the run's own corpus's domains, not the synthetic streams; at mix_ratio = 1, over the streams:
 /// the epoch basis `epochs` counts passes over). Asked of a fresh sampler's accounting, once
 /// per data fingerprint per process (planning a sweep asks per cell).
 pub fn epoch_tokens(data: &RunData) -> Result<u64> {
@@ -169,8 +169,10 @@ pub fn epoch_tokens(data: &RunData) -> Result<u64> {
         return Ok(n);
     }
     let sampler = data.sampler().map_err(anyhow::Error::msg)?;
-    let synthetic_basis = data.manifest.mix_ratio == Some(1.0);
-    let n = sampler.accounting().domains.iter().filter(|d| d.kind.is_synthetic() == synthetic_basis).map(|d| d.epoch_tokens).sum();
+    // The manifest's domains are the mixture's, in order; streams are the `synthetic` corpora's.
+    let streams_basis = data.manifest.mix_ratio == Some(1.0);
+    let acc = sampler.accounting();
+    let n = acc.domains.iter().zip(&data.manifest.domains).filter(|(_, p)| p.stream == streams_basis).map(|(d, _)| d.epoch_tokens).sum();
     CACHE.lock().unwrap().get_or_insert_with(HashMap::new).insert(key.clone(), n);
     Ok(n)
 }

@@ -18,8 +18,8 @@ pub struct EvalPoint {
     pub tokens: u64,
     /// Passes over the unique tokens so far.
     pub epoch: f64,
-    /// Token-weighted mean over the real domains' validation tokens (synthetic streams are
-    /// not evaluated).
+    /// Token-weighted mean over the validation tokens of the run's corpus's domains (the
+    /// synthetic streams of `synthetic` are not evaluated).
     pub val_loss: f64,
     /// Validation loss of each domain.
     #[serde(default)]
