@@ -193,3 +193,36 @@ fn synthetic_streams_account_exactly_and_data_efficiency_runs_from_a_script() {
 }
 
 use std::sync::Arc;
+
+/// `synthetic: [gen, gen]`: a `generate` handle (a local micro model's rephrases) is a
+/// synthetic stream; the same corpus twice gives two streams, the second renamed.
+const WITH_GENERATE: &str = r#"
+let src = train(#{ name: "src", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 3_000, epochs: 1,
+                   val_tokens: 256, seq_len: 32, batch_size: 8, lr: 3e-3, seed: 1, threads: 1 });
+let gen = generate(#{ name: "gen", generator: #{ kind: "local", run: src, device: "cpu" }, template: "Rephrase: {document}\nRephrased:",
+                      template_name: "rephrase", n_per_doc: 2, max_docs: 4, max_tokens: 8, temperature: 1.0, seed: 5,
+                      val_fraction: 0.2 });
+let m = train(#{ name: "with-gen", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 2_000, epochs: 1,
+                 synthetic: [gen, gen], mix_ratio: 0.5, val_tokens: 256, seq_len: 32, batch_size: 8, lr: 3e-3, seed: 1,
+                 threads: 1 });
+print(`streams ${m.synthetic_epochs_by_stream.keys()}`);
+print(`seen ${m.real_tokens_seen} ${m.synthetic_tokens_seen} ${m.train_tokens}`);
+"#;
+
+#[test]
+fn a_generate_handle_is_a_synthetic_stream() {
+    let s = Scratch::new("account-generate");
+    let script = s.write("g.rhai", WITH_GENERATE);
+    let out = dctk(s.path(), &["run", script.to_str().unwrap(), "-q", "--threads", "1"]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    let streams = line(&printed, "streams ");
+    assert!(streams.contains("generated") && streams.contains("generated.2"), "{streams}");
+    let seen: Vec<u64> = line(&printed, "seen ").split(' ').map(|x| x.parse().unwrap()).collect();
+    assert_eq!(seen[0] + seen[1], seen[2]);
+    assert!(seen[0] > 0 && seen[1] > 0, "{printed}");
+    let (manifest, _) = cell(&s.path().join("runs"), "with-gen");
+    let dirs: Vec<&str> = manifest["data"]["domains"].as_array().unwrap().iter().filter_map(|d| d["corpus_dir"].as_str()).collect();
+    assert_eq!(dirs.len(), 2);
+    assert_eq!(dirs[0], dirs[1], "one generated corpus, given twice");
+}
