@@ -137,7 +137,10 @@ pub struct TrainSpec {
     /// default 1), `unique_tokens` (this domain's own budget), `epochs_limit` (serve at most this
     /// many epochs of its budget, then leave the mixture; the others' weights renormalise; the
     /// run ends early if every domain is exhausted). Default: every domain of the corpus, equal
-    /// weights. Unknown names are errors listing the corpus's domains.
+    /// weights. Unknown names are errors listing the corpus's domains. A synthetic stream's
+    /// domain (see `synthetic`) may be named too: its `weight` splits `mix_ratio` between the
+    /// streams, its `unique_tokens` is its budget, its `epochs_limit` caps its passes; naming
+    /// only streams keeps every real domain.
     #[serde(default)]
     pub domains: Option<BTreeMap<String, DomainChoice>>,
     /// A proportion schedule replacing the constant weights: `[#{step: 0, weights: #{code: 1.0,
