@@ -1,7 +1,8 @@
 //! What a [`DataSpec`] asks of an open corpus ([`plan_data`]): which domains, each one's
 //! unique-token budget (the spec's total split by weight unless a domain names its own),
 //! weights or a proportion schedule, epoch limits, the fixed per-domain validation batches, and
-//! the data fingerprint that enters the run id.
+//! the data fingerprint that enters the run id; with `synthetic` streams (merged with the
+//! corpus by [`merge_corpora`]), their domains, budgets and `mix_ratio` weights too.
 //!
 //! Planning has two stages so that a seed sweep plans its data once: [`plan_selection`] does
 //! the work (subsets, validation checks, a trial sampler) for a [`Selection`], and
