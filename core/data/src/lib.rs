@@ -69,7 +69,7 @@ pub use ingest::{
 };
 pub use input::{InputFormat, InputSpec, SourceInfo, TextSplit};
 pub use manifest::{corpus_file, CorpusManifest, DomainKind, DomainManifest, ShardInfo};
-pub use mix::{MixDomainSpec, MixSpec};
+pub use mix::{sampler_over, MixDomainSpec, MixSpec};
 pub use sampler::{
     Batch, DomainAccounting, Exhaustion, MixAccounting, MixDomain, Packing, Proportions, Sampler,
     SamplerConfig, SamplerState, SchedulePoint,

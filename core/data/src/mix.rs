@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::Corpus;
+use crate::corpus::{Corpus, Subset};
 use crate::error::{DataError, Result};
 use crate::sampler::{
     Exhaustion, MixDomain, Packing, Proportions, Sampler, SamplerConfig, SchedulePoint,
@@ -52,34 +52,15 @@ impl Corpus {
                 "a mixture needs at least one domain".into(),
             ));
         }
-        let mut domains = Vec::new();
+        let mut subsets = Vec::new();
         for d in &spec.domains {
             let dom = self.domain(&d.name)?;
-            let subset = match d.unique_tokens {
+            subsets.push(match d.unique_tokens {
                 Some(u) => dom.unique_subset(u)?,
                 None => dom.train_subset(),
-            };
-            domains.push(MixDomain {
-                subset,
-                exhaustion: d.exhaustion,
             });
         }
-        let proportions = match &spec.schedule {
-            Some(points) => Proportions::Linear(points.clone()),
-            None => Proportions::Constant(spec.domains.iter().map(|d| d.weight).collect()),
-        };
-        Sampler::new(
-            domains,
-            SamplerConfig {
-                seq_len: spec.seq_len,
-                batch_size: spec.batch_size,
-                seed: spec.seed,
-                proportions,
-                packing: Packing {
-                    cross_doc_attention: spec.cross_doc_attention,
-                },
-            },
-        )
+        sampler_over(spec, subsets)
     }
 
     /// Fixed validation batches of one domain (at most `max_batches`).
@@ -98,4 +79,42 @@ impl Corpus {
             true,
         ))
     }
+}
+
+/// The sampler of `spec` over `subsets`, one per `spec.domains` entry and in its order: how a
+/// mixture whose domains come from several corpora is built (a real corpus plus synthetic
+/// streams mixed in at a fixed ratio, Kim et al. 2026, arXiv 2603.18534). Each subset's
+/// `domain` is the name the mixture knows it by.
+pub fn sampler_over(spec: &MixSpec, subsets: Vec<Subset>) -> Result<Sampler> {
+    if subsets.len() != spec.domains.len() {
+        return Err(DataError::Config(format!(
+            "{} subsets for {} domains",
+            subsets.len(),
+            spec.domains.len()
+        )));
+    }
+    let domains = subsets
+        .into_iter()
+        .zip(&spec.domains)
+        .map(|(subset, d)| MixDomain {
+            subset,
+            exhaustion: d.exhaustion,
+        })
+        .collect();
+    let proportions = match &spec.schedule {
+        Some(points) => Proportions::Linear(points.clone()),
+        None => Proportions::Constant(spec.domains.iter().map(|d| d.weight).collect()),
+    };
+    Sampler::new(
+        domains,
+        SamplerConfig {
+            seq_len: spec.seq_len,
+            batch_size: spec.batch_size,
+            seed: spec.seed,
+            proportions,
+            packing: Packing {
+                cross_doc_attention: spec.cross_doc_attention,
+            },
+        },
+    )
 }

@@ -239,3 +239,139 @@ pub fn hitchhiker_from_script(request: Map) -> anyhow::Result<Map> {
 fn to_dyn<T: serde::Serialize>(value: &T) -> anyhow::Result<Dynamic> {
     rhai::serde::to_dynamic(value).map_err(|e| anyhow::anyhow!("{e}"))
 }
+
+/// The keys `data_efficiency(#{...})` accepts.
+pub const DATA_EFFICIENCY_KEYS: &[&str] = &["baseline", "method", "law", "metric", "bootstrap", "seed", "level"];
+
+/// How `data_efficiency` reads the multiplier, returned as its `reading`.
+pub const DATA_EFFICIENCY_READING: &str = "our reading (the formula is not in Kim et al. 2026's released code, arXiv 2603.18534; it follows Kim et al. 2025, arXiv 2509.14786): fit the real-only baseline's loss against unique real tokens D as L(D) = E + A·D^-β, solve L(D_eq) = L_method(D₀), multiplier = D_eq / D₀";
+
+/// `data_efficiency(#{ baseline: [runs], method: run | [runs], law, metric, bootstrap, seed,
+/// level })`: the data-efficiency multiplier of a method against real-only baseline runs at
+/// several unique-token budgets (see [`dctk_laws::data_efficiency`] for the math and
+/// [`DATA_EFFICIENCY_READING`] for the reading). `baseline` and `method` are result maps
+/// (the script side turns run handles into them). D is each run's `real_unique_tokens`
+/// (its `unique_tokens` for results written before it existed); the loss is `metric`:
+/// `"val_loss"` (default: `final_val_loss`, the mean held-out loss over the *real* domains
+/// — synthetic streams are never evaluated), `"val_loss.<domain>"` (one domain's final
+/// held-out loss) or any numeric result key. Several method runs (seeds) must share D₀;
+/// their losses are averaged. `law` is `"power_law"` (default) or any one-input law the
+/// fitter knows (built-in or plugin); `bootstrap` resamples (default 200, 0 for none) of
+/// the baseline runs with replacement, seeded by `seed` (default 0), give the `level`
+/// (default 0.95) percentile `interval`.
+pub fn data_efficiency_from_script(request: Map) -> anyhow::Result<Map> {
+    for k in request.keys() {
+        if !DATA_EFFICIENCY_KEYS.contains(&k.as_str()) {
+            anyhow::bail!("{}", crate::keys::unknown_key("", k, DATA_EFFICIENCY_KEYS));
+        }
+    }
+    let runs = |key: &str| -> anyhow::Result<Vec<Map>> {
+        let v = request.get(key).cloned().ok_or_else(|| anyhow::anyhow!("missing required key \"{key}\""))?;
+        let items = if v.is_array() { v.cast::<Array>() } else { vec![v] };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| r.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("key \"{key}\"[{i}]: expected a run (what train returns)")))
+            .collect()
+    };
+    let (baseline, method) = (runs("baseline")?, runs("method")?);
+    if method.is_empty() {
+        anyhow::bail!("key \"method\": give at least one run");
+    }
+    let metric = request.get("metric").map(|m| m.to_string()).unwrap_or_else(|| "val_loss".into());
+    let law_name = request.get("law").map(|m| m.to_string()).unwrap_or_else(|| "power_law".into());
+    let count = |key: &str, default: i64| -> anyhow::Result<i64> {
+        match request.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_int().ok().filter(|n| *n >= 0).ok_or_else(|| anyhow::anyhow!("key \"{key}\" must be a non-negative integer")),
+        }
+    };
+    let (resamples, seed) = (count("bootstrap", 200)? as usize, count("seed", 0)? as u64);
+    let level = match request.get("level") {
+        None => 0.95,
+        Some(v) => number(v, "level").and_then(|l| if l > 0.0 && l < 1.0 { Ok(l) } else { anyhow::bail!("key \"level\" must be in (0, 1), got {l}") })?,
+    };
+    let label = |m: &Map, key: &str, i: usize| {
+        let id = m.get("label").or(m.get("run_id")).map(|v| v.to_string()).unwrap_or_default();
+        format!("{key}[{i}] ({id})")
+    };
+    let loss_of = |m: &Map, what: &str| -> anyhow::Result<f64> {
+        let v = if metric == "val_loss" {
+            m.get("final_val_loss").and_then(as_number)
+        } else if let Some(domain) = metric.strip_prefix("val_loss.") {
+            let by = m.get("final_val_loss_by_domain").and_then(|d| d.read_lock::<Map>().map(|d| d.clone()));
+            by.and_then(|d| d.get(domain).and_then(as_number))
+        } else {
+            m.get(metric.as_str()).and_then(as_number)
+        };
+        match v {
+            Some(x) if x.is_finite() => Ok(x),
+            Some(x) => anyhow::bail!("{what}: metric \"{metric}\" is {x} (a diverged run?)"),
+            None => anyhow::bail!("{what}: no numeric metric \"{metric}\" (\"val_loss\", \"val_loss.<domain>\" or a numeric result key)"),
+        }
+    };
+    let unique_of = |m: &Map, what: &str| -> anyhow::Result<f64> {
+        let real = m.get("real_unique_tokens").and_then(as_number).filter(|x| *x > 0.0);
+        real.or_else(|| m.get("unique_tokens").and_then(as_number)).ok_or_else(|| anyhow::anyhow!("{what}: no \"real_unique_tokens\" (is it a run?)"))
+    };
+    let (mut d, mut loss) = (Vec::new(), Vec::new());
+    for (i, m) in baseline.iter().enumerate() {
+        let what = label(m, "baseline", i);
+        if m.get("synthetic_tokens_seen").and_then(as_number).is_some_and(|s| s > 0.0) {
+            anyhow::bail!("{what}: trained on synthetic tokens; the baseline must be real-data-only runs");
+        }
+        d.push(unique_of(m, &what)?);
+        loss.push(loss_of(m, &what)?);
+    }
+    let d_method = unique_of(&method[0], &label(&method[0], "method", 0))?;
+    let mut losses = Vec::new();
+    for (i, m) in method.iter().enumerate() {
+        let what = label(m, "method", i);
+        let here = unique_of(m, &what)?;
+        if here != d_method {
+            anyhow::bail!("{what}: {here} unique real tokens, but method[0] has {d_method}; the method's runs must share D₀ (their losses are averaged)");
+        }
+        losses.push(loss_of(m, &what)?);
+    }
+    let loss_method = losses.iter().sum::<f64>() / losses.len() as f64;
+    let law: Arc<dyn LawForm> = if BUILTIN_LAWS.contains(&law_name.as_str()) {
+        dctk_laws::builtin(&law_name, &dctk_laws::LawOptions::default())?
+    } else {
+        crate::plugin::law::load_law(&law_name)
+            .with_context(|| format!("key \"law\": \"{law_name}\" is not built in ({}) and no law plugin of that name loaded", BUILTIN_LAWS.join(", ")))?
+    };
+    let n_params = law.params().len();
+    if d.len() < n_params {
+        anyhow::bail!("key \"baseline\": {} runs for law \"{law_name}\" with {n_params} parameters; give at least {n_params} real-only runs at different unique_tokens", d.len());
+    }
+    let boot = (resamples > 0).then_some(dctk_laws::BootstrapOptions { resamples, seed, level });
+    let e = dctk_laws::data_efficiency(law.clone(), &d, &loss, d_method, loss_method, boot).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Map::new();
+    out.insert("multiplier".into(), e.multiplier.into());
+    out.insert(
+        "interval".into(),
+        match e.interval {
+            Some([lo, hi]) => Dynamic::from_array(vec![lo.into(), hi.into()]),
+            None => Dynamic::UNIT,
+        },
+    );
+    out.insert("d_equivalent".into(), e.d_equivalent.into());
+    out.insert("d_method".into(), e.d_method.into());
+    out.insert("loss_method".into(), e.loss_method.into());
+    out.insert("asymptote".into(), e.asymptote.into());
+    let mut params = Map::new();
+    for (k, v) in &e.params {
+        params.insert(k.into(), (*v).into());
+    }
+    let mut fit = Map::new();
+    fit.insert("law".into(), law_name.into());
+    fit.insert("equation".into(), law.equation().into());
+    fit.insert("params".into(), params.into());
+    fit.insert("points".into(), (d.len() as i64).into());
+    out.insert("fit".into(), fit.into());
+    out.insert("metric".into(), metric.into());
+    out.insert("bootstrap_used".into(), (e.bootstrap_used as i64).into());
+    out.insert("note".into(), e.note.map_or(Dynamic::UNIT, |n| n.into()));
+    out.insert("reading".into(), DATA_EFFICIENCY_READING.into());
+    Ok(out)
+}

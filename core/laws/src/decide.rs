@@ -138,7 +138,7 @@ pub fn effective_data_multiplier(baseline: &Fit, data_input: &str, fixed: &[(Str
     Ok(Multiplier { multiplier: d_eq / data0, equivalent_data: d_eq, interval })
 }
 
-fn solve_data(f: &Fit, params: &[f64], data_input: &str, fixed: &[(String, f64)], target: f64) -> Result<f64> {
+pub(crate) fn solve_data(f: &Fit, params: &[f64], data_input: &str, fixed: &[(String, f64)], target: f64) -> Result<f64> {
     let names = f.law.inputs();
     let k = names.iter().position(|n| n == data_input).ok_or_else(|| LawError::UnknownColumn { column: data_input.into(), available: names.join(", ") })?;
     let mut vals = Vec::with_capacity(names.len());

@@ -31,6 +31,7 @@
 
 pub mod data;
 pub mod decide;
+pub mod efficiency;
 pub mod error;
 mod fastmath;
 pub mod fit;
@@ -44,6 +45,7 @@ pub mod spec;
 
 pub use data::{ColumnMap, Points};
 pub use decide::{compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, held_out_error, ComputeOptimal, HeldOut, Multiplier};
+pub use efficiency::{data_efficiency, DataEfficiency};
 pub use error::{LawError, Result};
 pub use fit::{fit, objective_value, BootstrapOptions, Fit, FitOptions, Method, Prediction};
 pub use hitchhiker::{hitchhiker, Curve, HitchhikerOptions, HitchhikerResult};

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 
-use super::{plan_selection, resolve_corpus, CorpusCache, DataSpec, PlannedSelection, ResolvedCorpus, RunData};
+use super::{plan_selection, resolve_corpus, CorpusCache, CorpusSource, DataSpec, PlannedSelection, ResolvedCorpus, RunData, SyntheticSource};
 
 /// The per-process cache of resolved corpora and planned data.
 #[derive(Clone, Default)]
@@ -31,14 +31,20 @@ impl DataCache {
         if let Some(d) = self.planned.lock().unwrap().get(&data_key) {
             return Ok(d.clone());
         }
-        let selection_key = key(runs_root, (&spec.source, &spec.selection));
+        let selection_key = key(runs_root, (&spec.source, &spec.synthetic, &spec.selection));
         let cached = self.selections.lock().unwrap().get(&selection_key).cloned();
         let selection = match cached {
             Some(s) => s,
             None => {
-                let resolved = self.resolve(spec, runs_root, progress)?;
+                let resolved = self.resolve(&spec.source, runs_root, progress)?;
                 let opened = self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)?;
-                let s = Arc::new(plan_selection(&spec.selection, opened, &resolved).map_err(anyhow::Error::msg)?);
+                let mut synthetic = Vec::new();
+                for (i, source) in spec.synthetic.iter().enumerate() {
+                    let resolved = self.resolve(source, runs_root, progress).map_err(|e| anyhow::anyhow!("key \"synthetic\"[{i}]: {e:#}"))?;
+                    let corpus = self.corpora.open(&resolved.dir).map_err(|e| anyhow::anyhow!("key \"synthetic\"[{i}]: {e}"))?;
+                    synthetic.push(SyntheticSource { corpus, resolved });
+                }
+                let s = Arc::new(plan_selection(&spec.selection, opened, &resolved, &synthetic).map_err(anyhow::Error::msg)?);
                 self.selections.lock().unwrap().insert(selection_key, s.clone());
                 s
             }
@@ -66,12 +72,12 @@ impl DataCache {
         self.corpora.open(&resolved.dir).map_err(anyhow::Error::msg)
     }
 
-    fn resolve(&self, spec: &DataSpec, runs_root: &Path, progress: bool) -> Result<ResolvedCorpus> {
-        let source_key = key(runs_root, &spec.source);
+    fn resolve(&self, source: &CorpusSource, runs_root: &Path, progress: bool) -> Result<ResolvedCorpus> {
+        let source_key = key(runs_root, source);
         if let Some(r) = self.resolved.lock().unwrap().get(&source_key) {
             return Ok(r.clone());
         }
-        let r = resolve_corpus(&spec.source.path, runs_root, &spec.source.ingest, progress).map_err(anyhow::Error::msg)?;
+        let r = resolve_corpus(&source.path, runs_root, &source.ingest, progress).map_err(anyhow::Error::msg)?;
         self.resolved.lock().unwrap().insert(source_key, r.clone());
         Ok(r)
     }
@@ -102,7 +108,10 @@ mod tests {
                     seq_len: 16,
                     batch_size: 2,
                     cross_doc_attention: true,
+                    mix_ratio: None,
+                    synthetic_unique_tokens: None,
                 },
+                synthetic: Vec::new(),
                 order_seed: seed,
             }
         };
@@ -112,7 +121,7 @@ mod tests {
         assert_eq!(cache.resolved.lock().unwrap().len(), 1);
         for (seed, data) in planned.iter().enumerate() {
             let resolved = resolve_corpus(&root.join("web.jsonl"), &runs, &spec(0).source.ingest, false).unwrap();
-            let full = plan_data(&spec(seed as u64), data.corpus.clone(), &resolved).unwrap();
+            let full = plan_data(&spec(seed as u64), data.corpus.clone(), &resolved, &[]).unwrap();
             assert_eq!(full.manifest, data.manifest, "seed {seed}");
             assert_eq!(full.mix, data.mix, "seed {seed}");
             assert_eq!(data.mix.seed, seed as u64);

@@ -9,6 +9,9 @@
 //! * [`plan`]: **what a spec asks of that corpus** ([`plan_data`]): which domains, each one's
 //!   unique-token budget, weights or a proportion schedule, epoch limits, the fixed per-domain
 //!   validation batches and the data fingerprint.
+//! * [`merge`]: **the one place a run's corpora are merged** ([`merge_corpora`]): the real
+//!   corpus and the synthetic streams (`synthetic: [...]`) as one list of named domains, one
+//!   tokenizer checked across them, taken names made distinct.
 //! * [`cache`]: planned data within one process, keyed by the serialized [`DataSpec`].
 //! * [`ingest`]: ingest options as the CLI and scripts write them.
 //!
@@ -22,12 +25,14 @@ use dctk_data::DataError;
 
 pub mod cache;
 pub mod ingest;
+pub mod merge;
 pub mod plan;
 pub mod resolve;
 pub mod spec;
 
 pub use cache::DataCache;
 pub use ingest::{ingest_from_script, ingest_summary, input_domains, tokenizer_spec};
+pub use merge::{merge_corpora, RunDomainSource, SyntheticSource};
 pub use plan::{plan_data, plan_selection, split_by_weight, val_batches, DataManifest, DomainPlan, PlannedSelection, RunData};
 pub use resolve::{beside_runs_root, corpus_cache_dir, resolve_corpus, AutoIngest, CorpusCache, ResolvedCorpus, CORPUS_CACHE_DIR};
 pub use spec::{CorpusSource, DataSpec, DomainChoice, MixPoint, Selection};

@@ -1,7 +1,8 @@
 //! What a [`DataSpec`] asks of an open corpus ([`plan_data`]): which domains, each one's
 //! unique-token budget (the spec's total split by weight unless a domain names its own),
 //! weights or a proportion schedule, epoch limits, the fixed per-domain validation batches, and
-//! the data fingerprint that enters the run id.
+//! the data fingerprint that enters the run id; with `synthetic` streams (merged with the
+//! corpus by [`merge_corpora`]), their domains, budgets and `mix_ratio` weights too.
 //!
 //! Planning has two stages so that a seed sweep plans its data once: [`plan_selection`] does
 //! the work (subsets, validation checks, a trial sampler) for a [`Selection`], and
@@ -9,9 +10,10 @@
 //! mixture's seed and the fingerprint's last input.
 use std::sync::Arc;
 
-use dctk_data::{Batch, Corpus, Exhaustion, MixDomainSpec, MixSpec, SchedulePoint, ValBatches};
+use dctk_data::{sampler_over, Batch, Corpus, DomainKind, Exhaustion, MixDomainSpec, MixSpec, Sampler, SchedulePoint, ValBatches};
 use serde::{Deserialize, Serialize};
 
+use super::merge::{merge_corpora, RunDomainSource, SyntheticSource};
 use super::{describe, DataSpec, ResolvedCorpus, Selection};
 
 /// One selected domain as the run uses it (recorded in the run manifest).
@@ -30,6 +32,18 @@ pub struct DomainPlan {
     pub val_tokens: u64,
     /// blake3 of the subset's spans and tokenizer (see `dctk_data::Subset`).
     pub subset_fingerprint: String,
+    /// `Real`, or `Synthetic` for a synthetic stream's domain (trained on, never evaluated).
+    #[serde(default)]
+    pub kind: DomainKind,
+    /// A synthetic stream's domain (`synthetic`): mixed at `mix_ratio`, never evaluated.
+    #[serde(default)]
+    pub stream: bool,
+    /// The corpus a synthetic stream's domain is read from (`None`: the run's corpus).
+    #[serde(default)]
+    pub corpus_dir: Option<String>,
+    /// Its name in that corpus, when the run renamed it (a name already taken).
+    #[serde(default)]
+    pub source_domain: Option<String>,
 }
 
 /// Where a run's data came from and how it is split (written to the run manifest).
@@ -46,6 +60,9 @@ pub struct DataManifest {
     /// Proportion schedule (weights per domain, in `domains` order), if any.
     pub schedule: Option<Vec<SchedulePoint>>,
     pub cross_doc_attention: bool,
+    /// The fraction of training tokens asked of the synthetic streams (`None`: none).
+    #[serde(default)]
+    pub mix_ratio: Option<f64>,
     /// blake3 over the tokenizer, the selected shards' hashes, the subsets and the validation
     /// settings: the run's data identity.
     pub fingerprint: String,
@@ -55,7 +72,10 @@ pub struct DataManifest {
 pub struct RunData {
     /// What was planned.
     pub spec: DataSpec,
+    /// The real corpus (validation reads it; synthetic streams are read from `sources`).
     pub corpus: Arc<Corpus>,
+    /// Each mixture domain's corpus, in `mix.domains` order.
+    pub sources: Vec<RunDomainSource>,
     pub mix: MixSpec,
     pub manifest: DataManifest,
 }
@@ -64,6 +84,7 @@ pub struct RunData {
 pub struct PlannedSelection {
     selection: Selection,
     corpus: Arc<Corpus>,
+    sources: Vec<RunDomainSource>,
     /// The mixture with seed 0; [`Self::with_order_seed`] sets the seed.
     mix: MixSpec,
     /// The manifest with an empty fingerprint.
@@ -80,7 +101,7 @@ impl PlannedSelection {
         let mut h = self.fingerprint.clone();
         h.update(ron::to_string(&mix).map_err(|e| e.to_string())?.as_bytes());
         let manifest = DataManifest { fingerprint: h.finalize().to_hex().to_string(), ..self.manifest.clone() };
-        Ok(RunData { spec: DataSpec { order_seed, ..spec.clone() }, corpus: self.corpus.clone(), mix, manifest })
+        Ok(RunData { spec: DataSpec { order_seed, ..spec.clone() }, corpus: self.corpus.clone(), sources: self.sources.clone(), mix, manifest })
     }
 }
 
@@ -103,31 +124,66 @@ pub fn split_by_weight(total: u64, weights: &[f64]) -> Vec<u64> {
     parts
 }
 
-/// Resolves a data spec against an open corpus: domains, budgets, weights, schedule, fingerprint.
-pub fn plan_data(spec: &DataSpec, corpus: Arc<Corpus>, resolved: &ResolvedCorpus) -> Result<RunData, String> {
-    plan_selection(&spec.selection, corpus, resolved)?.with_order_seed(spec, spec.order_seed)
+/// Resolves a data spec against its open corpora (the real one and the synthetic streams):
+/// domains, budgets, weights, schedule, fingerprint.
+pub fn plan_data(spec: &DataSpec, corpus: Arc<Corpus>, resolved: &ResolvedCorpus, synthetic: &[SyntheticSource]) -> Result<RunData, String> {
+    plan_selection(&spec.selection, corpus, resolved, synthetic)?.with_order_seed(spec, spec.order_seed)
 }
 
 /// The seed-independent part of [`plan_data`].
-pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedCorpus) -> Result<PlannedSelection, String> {
-    let available: Vec<String> = corpus.domain_names().iter().map(|s| s.to_string()).collect();
-    let known = || available.join(", ");
-    // Selected domains in name order (a Rhai map's order), with their settings.
+///
+/// With synthetic streams (Kim et al. 2026, arXiv 2603.18534: a rephrase stream mixed into
+/// real data at a fixed `mix_ratio`, the fraction of *training tokens* that are synthetic):
+/// the real domains' weights are scaled to sum to 1 − mix_ratio and the synthetic domains'
+/// to mix_ratio, split between them by their budgets' sizes (unique tokens), or by their
+/// `domains` weights when any synthetic domain is given one. mix_ratio = 1 leaves the real
+/// domains at weight 0: evaluated, never trained on.
+pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedCorpus, synthetic: &[SyntheticSource]) -> Result<PlannedSelection, String> {
+    let real_name = resolved.ingested_from.as_deref().unwrap_or(&resolved.dir).display().to_string();
+    let sources = merge_corpora(&corpus, &real_name, synthetic)?;
+    let available: Vec<String> = sources.iter().filter(|s| !s.stream).map(|s| s.name.clone()).collect();
+    let synthetic_names: Vec<String> = sources.iter().filter(|s| s.stream).map(|s| s.name.clone()).collect();
+    if !synthetic.is_empty() && synthetic_names.is_empty() {
+        return Err("key \"synthetic\": the synthetic corpora have no domains".into());
+    }
+    if synthetic.is_empty() != sel.mix_ratio.is_none() {
+        return Err("keys \"synthetic\" and \"mix_ratio\" go together: give both or neither".into());
+    }
+    let known = || {
+        if synthetic_names.is_empty() {
+            available.join(", ")
+        } else {
+            format!("{} (synthetic: {})", available.join(", "), synthetic_names.join(", "))
+        }
+    };
+    // Selected real domains in name order (a Rhai map's order), with their settings; the
+    // settings of the synthetic domains `domains` names.
+    let mut synthetic_choice: std::collections::BTreeMap<String, super::DomainChoice> = Default::default();
     let selected: Vec<(String, super::DomainChoice)> = match &sel.domains {
         None => available.iter().map(|n| (n.clone(), Default::default())).collect(),
         Some(map) => {
             let mut v = Vec::new();
             for (name, choice) in map {
-                if !available.contains(name) {
+                if synthetic_names.contains(name) {
+                    synthetic_choice.insert(name.clone(), choice.clone());
+                } else if available.contains(name) {
+                    v.push((name.clone(), choice.clone()));
+                } else {
                     return Err(format!("key \"domains\": unknown domain \"{name}\"; the corpus has: {}", known()));
                 }
-                v.push((name.clone(), choice.clone()));
+            }
+            if v.is_empty() && !synthetic_choice.is_empty() {
+                // Only synthetic domains named: every real domain, with default settings.
+                v = available.iter().map(|n| (n.clone(), Default::default())).collect();
             }
             v
         }
     };
     if selected.is_empty() {
         return Err(format!("key \"domains\": select at least one domain; the corpus has: {}", known()));
+    }
+    if sel.schedule_mix.is_some() && sel.mix_ratio.is_some() {
+        return Err("key \"schedule_mix\": cannot be combined with \"synthetic\" (mix_ratio fixes the proportions)".into());
     }
     // Budgets: explicit ones first, the rest of `unique_tokens` split by weight.
     let explicit: u64 = selected.iter().filter_map(|(_, c)| c.unique_tokens).sum();
@@ -146,6 +202,7 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
     for (&i, s) in implicit.iter().zip(shares) {
         budgets[i] = s;
     }
+    let source_of = |name: &str| sources.iter().find(|s| s.name == name).expect("a merged domain");
 
     let mut h = blake3::Hasher::new();
     h.update(b"dctk/run-data/v1\0");
@@ -193,6 +250,10 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
             available_train_tokens: dom.train_tokens(),
             val_tokens: val_target_tokens,
             subset_fingerprint: subset.fingerprint.clone(),
+            kind: dom.kind.clone(),
+            stream: false,
+            corpus_dir: None,
+            source_domain: None,
         });
         mix_domains.push(MixDomainSpec {
             name: name.clone(),
@@ -203,6 +264,79 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
                 None => Exhaustion::Repeat,
             },
         });
+    }
+    if let Some(ratio) = sel.mix_ratio {
+        // The synthetic streams: every domain of every synthetic corpus, its budget its own
+        // `unique_tokens`, else a share of `synthetic_unique_tokens` by training tokens, else
+        // all its training tokens; no validation (the metric is the real domains' loss).
+        let streams: Vec<&RunDomainSource> = sources.iter().filter(|s| s.stream).collect();
+        let own: Vec<Option<u64>> = streams.iter().map(|s| synthetic_choice.get(&s.name).and_then(|c| c.unique_tokens)).collect();
+        let mut budgets: Vec<u64> = streams.iter().zip(&own).map(|(s, o)| o.unwrap_or(s.train_tokens())).collect();
+        if let Some(total) = sel.synthetic_unique_tokens {
+            let explicit: u64 = own.iter().flatten().sum();
+            let rest: Vec<usize> = (0..streams.len()).filter(|&i| own[i].is_none()).collect();
+            if explicit > total || (rest.is_empty() && explicit != total) {
+                return Err(format!(
+                    "key \"synthetic_unique_tokens\" ({total}) must equal the sum of the synthetic domains' own unique_tokens ({explicit}) plus the share of those without one"
+                ));
+            }
+            let sizes: Vec<f64> = rest.iter().map(|&i| streams[i].train_tokens() as f64).collect();
+            for (&i, part) in rest.iter().zip(split_by_weight(total - explicit, &sizes)) {
+                budgets[i] = part;
+            }
+        }
+        let by_weight = streams.iter().any(|s| synthetic_choice.get(&s.name).is_some_and(|c| c.weight.is_some()));
+        let raw: Vec<f64> = streams
+            .iter()
+            .zip(&budgets)
+            .map(|(s, &b)| if by_weight { synthetic_choice.get(&s.name).map_or(1.0, |c| c.weight()) } else { b as f64 })
+            .collect();
+        let raw_sum: f64 = raw.iter().sum();
+        // Real weights scaled to 1 − ratio, synthetic ones to ratio.
+        let real_sum: f64 = mix_domains.iter().map(|d| d.weight).sum();
+        for (d, p) in mix_domains.iter_mut().zip(domains.iter_mut()) {
+            d.weight = d.weight / real_sum * (1.0 - ratio);
+            p.weight = d.weight;
+        }
+        h.update(b"synthetic streams\0");
+        for ((s, &budget), w) in streams.iter().zip(&budgets).zip(&raw) {
+            if budget == 0 {
+                return Err(format!("key \"synthetic_unique_tokens\": synthetic domain \"{}\" gets 0 unique tokens", s.name));
+            }
+            let subset = s.subset(budget).map_err(|e| format!("key \"synthetic\": {e}"))?;
+            let dom = s.corpus.domain(&s.source_domain).map_err(|e| describe(&e))?;
+            h.update(s.name.as_bytes());
+            h.update(&[0]);
+            for sh in &dom.manifest.shards {
+                h.update(sh.tokens_blake3.as_bytes());
+                h.update(sh.index_blake3.as_bytes());
+            }
+            h.update(subset.fingerprint.as_bytes());
+            let weight = w / raw_sum * ratio;
+            let epochs_limit = synthetic_choice.get(&s.name).and_then(|c| c.epochs_limit);
+            domains.push(DomainPlan {
+                name: s.name.clone(),
+                weight,
+                unique_tokens: budget,
+                epochs_limit,
+                available_train_tokens: s.train_tokens(),
+                val_tokens: 0,
+                subset_fingerprint: subset.fingerprint.clone(),
+                kind: s.kind.clone(),
+                stream: true,
+                corpus_dir: Some(s.corpus.dir.display().to_string()),
+                source_domain: (s.source_domain != s.name).then(|| s.source_domain.clone()),
+            });
+            mix_domains.push(MixDomainSpec {
+                name: s.name.clone(),
+                unique_tokens: Some(budget),
+                weight,
+                exhaustion: match epochs_limit {
+                    Some(k) => Exhaustion::StopAfterEpochs(k),
+                    None => Exhaustion::Repeat,
+                },
+            });
+        }
     }
     let schedule = match &sel.schedule_mix {
         None => None,
@@ -238,9 +372,10 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
         seed: 0,
         cross_doc_attention: sel.cross_doc_attention,
     };
+    let run_sources: Vec<RunDomainSource> = mix.domains.iter().map(|d| source_of(&d.name).clone()).collect();
     // Build a sampler once now, so configuration errors surface before a run directory exists
     // (no check depends on the seed).
-    corpus.sampler(&mix).map_err(|e| format!("data mixture: {}", describe(&e)))?;
+    sampler_of(&mix, &run_sources)?;
     let info = &corpus.manifest.tokenizer;
     let manifest = DataManifest {
         corpus_dir: resolved.dir.display().to_string(),
@@ -250,9 +385,29 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
         domains,
         schedule,
         cross_doc_attention: sel.cross_doc_attention,
+        mix_ratio: sel.mix_ratio,
         fingerprint: String::new(),
     };
-    Ok(PlannedSelection { selection: sel.clone(), corpus, mix, manifest, fingerprint: h })
+    Ok(PlannedSelection { selection: sel.clone(), corpus, sources: run_sources, mix, manifest, fingerprint: h })
+}
+
+/// The sampler of `mix` over the domains' own corpora (`sources`, in `mix.domains` order).
+fn sampler_of(mix: &MixSpec, sources: &[RunDomainSource]) -> Result<Sampler, String> {
+    let subsets = mix
+        .domains
+        .iter()
+        .zip(sources)
+        .map(|(d, s)| s.subset(d.unique_tokens.unwrap_or_else(|| s.train_tokens())))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| format!("data mixture: {e}"))?;
+    sampler_over(mix, subsets).map_err(|e| format!("data mixture: {}", describe(&e)))
+}
+
+impl RunData {
+    /// A fresh sampler of the run's mixture, each domain read from its own corpus.
+    pub fn sampler(&self) -> Result<Sampler, String> {
+        sampler_of(&self.mix, &self.sources)
+    }
 }
 
 /// The fixed validation batches of every selected domain, at most `rows_per_batch` rows each,
@@ -261,7 +416,8 @@ pub fn val_batches(data: &RunData, rows_per_batch: usize) -> Result<Vec<(String,
     let sel = &data.spec.selection;
     let rows = sel.val_rows() as usize;
     let mut out = Vec::new();
-    for d in &data.manifest.domains {
+    // Synthetic streams are trained on, not evaluated: the held-out loss is the real data's.
+    for d in data.manifest.domains.iter().filter(|d| !d.stream) {
         let dom = data.corpus.domain(&d.name).map_err(|e| describe(&e))?;
         let max_batches = rows.div_ceil(rows_per_batch);
         let mut left = rows;

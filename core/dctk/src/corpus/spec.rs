@@ -64,12 +64,23 @@ pub struct Selection {
     pub seq_len: usize,
     pub batch_size: usize,
     pub cross_doc_attention: bool,
+    /// The fraction of training tokens drawn from the synthetic streams (`None`: no
+    /// synthetic streams; see `TrainSpec::mix_ratio`).
+    #[serde(default)]
+    pub mix_ratio: Option<f64>,
+    /// The unique-token budget over the synthetic streams' domains without their own
+    /// (`None`: all their training tokens; see `TrainSpec::synthetic_unique_tokens`).
+    #[serde(default)]
+    pub synthetic_unique_tokens: Option<u64>,
 }
 
 /// Everything that decides a run's data (see the module docs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
     pub source: CorpusSource,
+    /// The synthetic streams' corpora, in the order given (`TrainSpec::synthetic`).
+    #[serde(default)]
+    pub synthetic: Vec<CorpusSource>,
     pub selection: Selection,
     /// Seeds the per-epoch document order (`TrainSpec::seed`; it also seeds initialisation
     /// and dropout, which are not the data's).

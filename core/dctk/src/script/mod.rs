@@ -17,6 +17,7 @@
 //! | `grid(#{k: [..], ..})`, `zip(#{k: [..], ..})`, `product(a, b)` | settings variants: Cartesian product, element-wise, combined |
 //! | `sweep(base, variants)` | `base` merged with each variant, each named after what varies |
 //! | `fit(#{...})` | fits a scaling law to a CSV or to `runs`; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
+//! | `data_efficiency(#{...})` | the data-efficiency multiplier of a method against real-only baseline runs (bootstrap interval) |
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
 //! | `table(rows)`, `table(rows, columns)` | renders maps (or runs) as an aligned text table |
@@ -36,7 +37,7 @@ pub mod sweep;
 
 pub use handle::{Run, RunState};
 
-use crate::fitting::{fit_from_script, hitchhiker_from_script};
+use crate::fitting::{data_efficiency_from_script, fit_from_script, hitchhiker_from_script};
 use crate::study::execute::LocalExecutor;
 use crate::study::rounds::{self, RoundEnd, RunSummary, StudyError};
 use crate::study::session::{Mode, Session, SessionOptions};
@@ -195,6 +196,16 @@ impl Study {
             fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
         });
         let ss = s.clone();
+        engine.register_fn("data_efficiency", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
+            for key in ["baseline", "method"] {
+                if let Some(v) = request.remove(key) {
+                    let runs = if v.is_array() { v } else { Dynamic::from_array(vec![v]) };
+                    request.insert(key.into(), rows_as_maps(&ss, &ctx, runs.cast::<Array>())?.into());
+                }
+            }
+            data_efficiency_from_script(request).map_err(|e| runtime_error(&ctx, format!("data_efficiency: {e:#}")))
+        });
+        let ss = s.clone();
         engine.register_fn("hitchhiker", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
             if let Some(runs) = request.remove("runs") {
                 request.insert("runs".into(), runs_as_maps(&ss, &ctx, runs, "hitchhiker")?.into());
@@ -319,6 +330,9 @@ fn train_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Re
         init.insert("dir".into(), run.dir.clone().into());
         settings.insert("init_from".into(), init.into());
     }
+    if let Some(list) = settings.get("synthetic").cloned() {
+        settings.insert("synthetic".into(), synthetic_paths(s, ctx, list)?.into());
+    }
     let json: serde_json::Value =
         rhai::serde::from_dynamic(&Dynamic::from_map(settings)).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
     let spec = TrainSpec::from_json(json).map_err(|e| runtime_error(ctx, format!("train: {e}")))?;
@@ -337,6 +351,28 @@ fn handle_corpus(s: &Arc<Session>, ctx: &NativeCallContext, settings: &Map, what
     };
     s.trust_corpus_path(&path);
     Ok(Some(path))
+}
+
+/// `synthetic: [gen1, "path", …]`: each `generate` handle as its output corpus's path (a
+/// pending one ends the round here), each string as given (the sandbox resolves it).
+fn synthetic_paths(s: &Arc<Session>, ctx: &NativeCallContext, list: Dynamic) -> Result<Array, Box<EvalAltResult>> {
+    let items = list.try_cast::<Array>().ok_or_else(|| runtime_error(ctx, "train: key \"synthetic\": expected an array of generate handles or corpus paths".into()))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if item.is::<Run>() {
+                let mut one = Map::new();
+                one.insert("corpus".into(), item);
+                let path = handle_corpus(s, ctx, &one, &format!("train: key \"synthetic\"[{i}]"))?.expect("a handle");
+                Ok(Dynamic::from(path))
+            } else if item.is_string() {
+                Ok(item)
+            } else {
+                Err(runtime_error(ctx, format!("train: key \"synthetic\"[{i}]: expected a generate handle or a corpus path, got {}", item.type_name())))
+            }
+        })
+        .collect()
 }
 
 fn generate_one(s: &Arc<Session>, ctx: &NativeCallContext, mut settings: Map) -> Result<Run, Box<EvalAltResult>> {

@@ -101,7 +101,8 @@ fn execute_locked(dir: &Path, text: &str, opts: &ExecOptions) -> Result<RunResul
     crate::cpu::apply(manifest.spec.numerics).map_err(|e| anyhow::anyhow!("key \"numerics\": {e}"))?;
     let _ = fs::remove_file(dir.join("error.txt"));
     let runs_root = dir.parent().unwrap_or(Path::new("."));
-    let data_spec = manifest.spec.data_spec(Path::new(&manifest.corpus_path)).map_err(anyhow::Error::msg)?;
+    let synthetic: Vec<std::path::PathBuf> = manifest.synthetic_paths.iter().map(std::path::PathBuf::from).collect();
+    let data_spec = manifest.spec.data_spec(Path::new(&manifest.corpus_path), &synthetic).map_err(anyhow::Error::msg)?;
     let data = DataCache::default().plan(&data_spec, runs_root, opts.progress)?;
     if data.manifest.fingerprint != manifest.data.fingerprint {
         bail!(
@@ -125,7 +126,8 @@ fn execute_locked(dir: &Path, text: &str, opts: &ExecOptions) -> Result<RunResul
     let status = if result.status == Status::Diverged.as_str() { Status::Diverged } else { Status::Done };
     status.write(dir)?;
     let cpu = Some(crate::cpu::record(manifest.spec.numerics));
-    let manifest = Manifest { accounting: Some(result.accounting.clone()), cpu, ..manifest };
+    let real_synthetic = Some(crate::train::RealSyntheticAccounting::of(&result.accounting, manifest.spec.mix_ratio));
+    let manifest = Manifest { accounting: Some(result.accounting.clone()), real_synthetic, cpu, ..manifest };
     write_record(&path, &manifest)?;
     Ok(result)
 }

@@ -38,6 +38,9 @@ pub struct Manifest {
     pub spec: TrainSpec,
     /// The corpus path as resolved on this machine (as given: raw input or a corpus directory).
     pub corpus_path: String,
+    /// The synthetic streams' corpus paths as resolved on this machine (`spec.synthetic`, in order).
+    #[serde(default)]
+    pub synthetic_paths: Vec<String>,
     pub model: ModelConfig,
     pub plan: RunPlan,
     pub data: DataManifest,
@@ -53,6 +56,10 @@ pub struct Manifest {
     /// Per-domain unique tokens, tokens served and realized epochs: filled in when the run is done.
     #[serde(default)]
     pub accounting: Option<MixAccounting>,
+    /// Real versus synthetic tokens (unique, seen, epochs, mix ratio asked and served, Kim et
+    /// al.'s real-token equivalent): filled in when the run is done.
+    #[serde(default)]
+    pub real_synthetic: Option<crate::train::RealSyntheticAccounting>,
     /// Set when the result was accepted from another build (`--accept-code-change`).
     #[serde(default)]
     pub accepted_code_change: Option<AcceptedCodeChange>,
@@ -79,6 +86,8 @@ pub struct TrainCell {
     pub dir: PathBuf,
     pub spec: TrainSpec,
     pub corpus: PathBuf,
+    /// The synthetic streams' corpora, resolved (`spec.synthetic`, in order).
+    pub synthetic: Vec<PathBuf>,
     pub data: Arc<RunData>,
     pub plugins: Vec<crate::plugin::PluginRecord>,
     pub inputs: CellInputs,
@@ -103,6 +112,7 @@ impl TrainCell {
             // for every later study that reuses this directory.
             spec: TrainSpec { threads: None, ..self.spec.clone() },
             corpus_path: self.corpus.display().to_string(),
+            synthetic_paths: self.synthetic.iter().map(|p| p.display().to_string()).collect(),
             model: self.spec.model_config(&self.vocab).map_err(anyhow::Error::msg)?,
             plan: RunPlan::new(&self.spec, self.spec.unique_tokens, self.epoch_tokens, self.vocab.clone())?,
             data: self.data.manifest.clone(),
@@ -112,6 +122,7 @@ impl TrainCell {
             plugins: self.plugins.clone(),
             inputs: self.inputs.clone(),
             accounting: None,
+            real_synthetic: None,
             accepted_code_change: None,
             cpu: None,
         })
@@ -119,9 +130,10 @@ impl TrainCell {
 }
 
 /// Plans the cell for `spec`, whose corpus the caller resolved to `corpus`.
-pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &Path, data: &DataCache, progress: bool) -> Result<TrainCell> {
+/// `synthetic` are the resolved paths of `spec.synthetic`, in order.
+pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, synthetic: &[PathBuf], runs_root: &Path, data: &DataCache, progress: bool) -> Result<TrainCell> {
     check_threads(spec.threads)?;
-    let run_data = data.plan(&spec.data_spec(corpus).map_err(anyhow::Error::msg)?, runs_root, progress)?;
+    let run_data = data.plan(&spec.data_spec(corpus, synthetic).map_err(anyhow::Error::msg)?, runs_root, progress)?;
     let (device, kind) = resolve_placement(spec)?;
     let versions = env::versions();
     // Plugins are part of what decides the numbers: a rebuilt plugin is a new run.
@@ -146,6 +158,7 @@ pub fn prepare_train(spec: &TrainSpec, label: &str, corpus: &Path, runs_root: &P
         dir,
         spec: spec.clone(),
         corpus: corpus.to_path_buf(),
+        synthetic: synthetic.to_vec(),
         data: run_data,
         plugins,
         inputs,
@@ -195,7 +208,7 @@ pub fn named_inputs(
         // precision enter below as resolved ("auto" and "cpu" on a CPU are one cell);
         // text_field and val_fraction only shape an automatic ingest, whose result the
         // data fingerprint identifies.
-        for key in ["name", "threads", "corpus", "device", "precision", "text_field", "val_fraction"] {
+        for key in ["name", "threads", "corpus", "synthetic", "device", "precision", "text_field", "val_fraction"] {
             m.remove(key);
         }
         // A source run is identified by its id, not where it lies.

@@ -150,7 +150,13 @@ impl Session {
             _ => self.default_label(source, line),
         };
         let corpus = self.resolve_corpus_path(&spec.corpus)?;
-        let cell = prepare_train(spec, &label, &corpus, &self.opts.runs_root, &self.data, false)?;
+        let synthetic = spec
+            .synthetic
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.resolve_corpus_path(p).map_err(|e| anyhow::anyhow!("key \"synthetic\"[{i}]: {e:#}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cell = prepare_train(spec, &label, &corpus, &synthetic, &self.opts.runs_root, &self.data, false)?;
         self.register(Cell::Train(cell))
     }
 

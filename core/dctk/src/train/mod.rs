@@ -4,7 +4,8 @@
 //! Read in this order: `spec` (what a run is), `plan` (how it is laid out in steps), `model`
 //! (the network), `optim` and `schedule` (how it learns), `step` (one optimizer update),
 //! `eval` (validation), `trainer` (the loop), `results` (what a run produces), `checkpoint`
-//! (how it resumes).
+//! (how it resumes), `accounting` (real versus synthetic tokens).
+pub mod accounting;
 pub mod checkpoint;
 pub mod eval;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod trainer;
 #[cfg(test)]
 mod tests;
 
+pub use accounting::RealSyntheticAccounting;
 pub use model::{Gpt, ModelConfig};
 pub use plan::RunPlan;
 pub use results::{EvalPoint, RunResult};

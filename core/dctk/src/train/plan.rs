@@ -49,6 +49,11 @@ pub struct RunPlan {
     /// Token ids: the tokenizer's, the plugins' extra tokens, padding.
     #[serde(default = "gpt2_layout")]
     pub vocab: VocabLayout,
+    /// The fraction of training tokens from synthetic streams (`None`: none). With it, one
+    /// epoch (a pass over `epoch_tokens` of the real budget) takes epoch_tokens / (1 −
+    /// mix_ratio) training tokens (at mix_ratio = 1, `epoch_tokens` is the synthetic streams').
+    #[serde(default)]
+    pub mix_ratio: Option<f64>,
 }
 
 /// Manifests written before the layout was recorded were all GPT-2.
@@ -64,7 +69,7 @@ impl RunPlan {
     /// sweep calls it per cell.
     pub fn steps(spec: &TrainSpec, epoch_tokens: u64) -> Result<(u64, u64)> {
         let tokens_per_step = (spec.batch_size * spec.seq_len) as u64;
-        let total_tokens_f = epoch_tokens as f64 * spec.epochs;
+        let total_tokens_f = epoch_tokens as f64 * spec.epochs * spec.epoch_scale();
         let total_steps_f = (total_tokens_f / tokens_per_step as f64).floor();
         if total_steps_f > MAX_TOTAL_STEPS as f64 {
             bail!(
@@ -108,7 +113,7 @@ impl RunPlan {
     pub fn new(spec: &TrainSpec, unique_tokens: u64, epoch_tokens: u64, vocab: VocabLayout) -> Result<RunPlan> {
         let (tokens_per_step, total_steps) = RunPlan::steps(spec, epoch_tokens)?;
         let seqs = epoch_tokens / spec.seq_len as u64;
-        let steps_per_epoch = epoch_tokens as f64 / tokens_per_step as f64;
+        let steps_per_epoch = epoch_tokens as f64 * spec.epoch_scale() / tokens_per_step as f64;
         let at = |epochs: f64| ((epochs * steps_per_epoch).round() as u64).clamp(1, total_steps);
         let mut epoch_end_steps: Vec<u64> = (1..=spec.epochs.floor() as u64).map(|e| at(e as f64)).collect();
         epoch_end_steps.dedup();
@@ -139,26 +144,35 @@ impl RunPlan {
             checkpoint_steps: checkpoints.into_iter().collect(),
             epoch_end_steps,
             vocab,
+            mix_ratio: spec.mix_ratio,
         })
     }
 
     /// Epochs (passes over the data as served) after `step` steps.
     pub fn epoch_at(&self, step: u64) -> f64 {
-        (step * self.tokens_per_step) as f64 / self.epoch_tokens as f64
+        let scale = match self.mix_ratio {
+            Some(r) if r < 1.0 => 1.0 / (1.0 - r),
+            _ => 1.0,
+        };
+        (step * self.tokens_per_step) as f64 / (self.epoch_tokens as f64 * scale)
     }
 }
 
 /// Tokens of one epoch of the run's data as the sampler serves it (documents + one separator
-/// each, summed over the selected domains). Asked of a fresh sampler's accounting, once per
-/// data fingerprint per process (planning a sweep asks per cell).
+/// each, summed over the run's own corpus's domains, not the synthetic streams; at mix_ratio = 1, over the streams:
+/// the epoch basis `epochs` counts passes over). Asked of a fresh sampler's accounting, once
+/// per data fingerprint per process (planning a sweep asks per cell).
 pub fn epoch_tokens(data: &RunData) -> Result<u64> {
     static CACHE: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
     let key = &data.manifest.fingerprint;
     if let Some(&n) = CACHE.lock().unwrap().get_or_insert_with(HashMap::new).get(key) {
         return Ok(n);
     }
-    let sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", crate::corpus::describe(&e)))?;
-    let n = sampler.accounting().epoch_tokens();
+    let sampler = data.sampler().map_err(anyhow::Error::msg)?;
+    // The manifest's domains are the mixture's, in order; streams are the `synthetic` corpora's.
+    let streams_basis = data.manifest.mix_ratio == Some(1.0);
+    let acc = sampler.accounting();
+    let n = acc.domains.iter().zip(&data.manifest.domains).filter(|(_, p)| p.stream == streams_basis).map(|(d, _)| d.epoch_tokens).sum();
     CACHE.lock().unwrap().get_or_insert_with(HashMap::new).insert(key.clone(), n);
     Ok(n)
 }

@@ -18,7 +18,8 @@ pub struct EvalPoint {
     pub tokens: u64,
     /// Passes over the unique tokens so far.
     pub epoch: f64,
-    /// Token-weighted mean over the domains' validation tokens.
+    /// Token-weighted mean over the validation tokens of the run's corpus's domains (the
+    /// synthetic streams of `synthetic` are not evaluated).
     pub val_loss: f64,
     /// Validation loss of each domain.
     #[serde(default)]
@@ -69,6 +70,35 @@ pub struct RunResult {
     /// (tokens served / (unique tokens + one separator per document)), …; the domains' tokens
     /// served sum to steps × batch_size × seq_len.
     pub accounting: MixAccounting,
+    /// Real versus synthetic tokens (see [`super::RealSyntheticAccounting`], whose fields
+    /// these are): the real budgets' unique tokens summed.
+    #[serde(default)]
+    pub real_unique_tokens: u64,
+    /// Training tokens served from the real domains; with `synthetic_tokens_seen` it sums
+    /// to `train_tokens`.
+    #[serde(default)]
+    pub real_tokens_seen: u64,
+    #[serde(default)]
+    pub synthetic_tokens_seen: u64,
+    /// Passes over the real budget as served.
+    #[serde(default)]
+    pub real_epochs: f64,
+    /// Passes over the synthetic streams as served, in total and per stream.
+    #[serde(default)]
+    pub synthetic_epochs: f64,
+    #[serde(default)]
+    pub synthetic_epochs_by_stream: BTreeMap<String, f64>,
+    /// The synthetic fraction of training tokens, asked (0 without synthetic streams) and served.
+    #[serde(default)]
+    pub mix_ratio: f64,
+    #[serde(default)]
+    pub mix_ratio_realized: f64,
+    /// Kim et al. 2026's synthetic epochs (all training tokens / the streams' size) and
+    /// real-token equivalent REAL·epochs + REAL·synth_epochs.
+    #[serde(default)]
+    pub synthetic_epochs_kim: f64,
+    #[serde(default)]
+    pub real_tokens_equivalent: f64,
     /// Why the run diverged, when it did.
     #[serde(default)]
     pub divergence: Option<Divergence>,
@@ -182,4 +212,23 @@ pub fn last_train_loss(run_dir: &Path) -> Option<f64> {
         let v: serde_json::Value = serde_json::from_str(l).ok()?;
         (v.get("kind")?.as_str()? == "train").then(|| v.get("loss")?.as_f64())?
     })
+}
+
+impl RunResult {
+    /// Copies the real-versus-synthetic accounting into the result's flat fields.
+    pub fn with_real_synthetic(self, a: &super::RealSyntheticAccounting) -> RunResult {
+        RunResult {
+            real_unique_tokens: a.real_unique_tokens,
+            real_tokens_seen: a.real_tokens_seen,
+            synthetic_tokens_seen: a.synthetic_tokens_seen,
+            real_epochs: a.real_epochs,
+            synthetic_epochs: a.synthetic_epochs,
+            synthetic_epochs_by_stream: a.synthetic_epochs_by_stream.clone(),
+            mix_ratio: a.mix_ratio,
+            mix_ratio_realized: a.mix_ratio_realized,
+            synthetic_epochs_kim: a.synthetic_epochs_kim,
+            real_tokens_equivalent: a.real_tokens_equivalent,
+            ..self
+        }
+    }
 }

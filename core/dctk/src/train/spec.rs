@@ -101,6 +101,31 @@ pub struct TrainSpec {
     /// are unchanged).
     /// Relative paths are relative to the script.
     pub corpus: String,
+    /// Synthetic streams mixed into the real corpus (Kim et al. 2026, arXiv 2603.18534):
+    /// `[gen1, "gen/corpus", ...]`, `generate` handles or corpus paths (ingested corpora or raw
+    /// input, relative to the script). Every domain of each joins the run as a domain of its
+    /// own, of kind `Synthetic` (a corpus given here whose manifest says `Real` is synthetic
+    /// in this run), with its own unique budget (all its training tokens unless
+    /// `synthetic_unique_tokens` or its `domains` entry says otherwise) and its own epochs. A
+    /// name already taken (by a real domain or an earlier stream) becomes `name.2`,
+    /// `name.3`, … in the order given. All corpora must share the real corpus's tokenizer.
+    /// Synthetic domains are trained on, never evaluated: `final_val_loss` and the curve are
+    /// the real domains' held-out loss. Needs `mix_ratio`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synthetic: Vec<String>,
+    /// The fraction of *training tokens* drawn from the synthetic streams, in [0, 1]: the real
+    /// domains' weights are scaled to sum to 1 − mix_ratio, the synthetic domains' to
+    /// mix_ratio (split between streams by their budgets' sizes, or by their `domains`
+    /// weights when any is given). `epochs` keeps meaning passes over the *real* budget: the
+    /// run takes floor(real epoch_tokens × epochs / (1 − mix_ratio) / (batch_size × seq_len))
+    /// steps. mix_ratio = 1 trains on the synthetic streams only: the real domains are
+    /// evaluation-only (weight 0) and `epochs` counts passes over the synthetic streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix_ratio: Option<f64>,
+    /// The unique-token budget over the synthetic domains that do not set their own, split
+    /// between them by their training tokens (default: each serves all its training tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_unique_tokens: Option<u64>,
     /// Raw input only: the JSON field holding each document's text.
     #[serde(default = "d::text_field")]
     pub text_field: String,
@@ -122,7 +147,10 @@ pub struct TrainSpec {
     /// default 1), `unique_tokens` (this domain's own budget), `epochs_limit` (serve at most this
     /// many epochs of its budget, then leave the mixture; the others' weights renormalise; the
     /// run ends early if every domain is exhausted). Default: every domain of the corpus, equal
-    /// weights. Unknown names are errors listing the corpus's domains.
+    /// weights. Unknown names are errors listing the corpus's domains. A synthetic stream's
+    /// domain (see `synthetic`) may be named too: its `weight` splits `mix_ratio` between the
+    /// streams, its `unique_tokens` is its budget, its `epochs_limit` caps its passes; naming
+    /// only streams keeps every real domain.
     #[serde(default)]
     pub domains: Option<BTreeMap<String, DomainChoice>>,
     /// A proportion schedule replacing the constant weights: `[#{step: 0, weights: #{code: 1.0,
@@ -288,15 +316,18 @@ mod d {
 impl TrainSpec {
     /// The settings of this run that decide its data (see [`DataSpec`]), for the corpus the
     /// caller resolved `corpus` to. The one place a `TrainSpec` maps onto the data.
-    pub fn data_spec(&self, corpus: &std::path::Path) -> Result<DataSpec, String> {
+    /// `synthetic` are the resolved paths of [`TrainSpec::synthetic`], in its order.
+    pub fn data_spec(&self, corpus: &std::path::Path, synthetic: &[std::path::PathBuf]) -> Result<DataSpec, String> {
         let positive = |key: &str, v: i64| {
             usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| format!("key \"{key}\" must be at least 1, got {v}"))
         };
+        if synthetic.len() != self.synthetic.len() {
+            return Err(format!("key \"synthetic\": {} corpora given, {} resolved", self.synthetic.len(), synthetic.len()));
+        }
+        let ingest = AutoIngest { text_field: self.text_field.clone(), val_fraction: self.val_fraction };
         Ok(DataSpec {
-            source: CorpusSource {
-                path: corpus.to_path_buf(),
-                ingest: AutoIngest { text_field: self.text_field.clone(), val_fraction: self.val_fraction },
-            },
+            source: CorpusSource { path: corpus.to_path_buf(), ingest: ingest.clone() },
+            synthetic: synthetic.iter().map(|p| CorpusSource { path: p.clone(), ingest: ingest.clone() }).collect(),
             selection: Selection {
                 domains: self.domains.clone(),
                 unique_tokens: self.unique_tokens,
@@ -305,6 +336,8 @@ impl TrainSpec {
                 seq_len: positive("seq_len", self.seq_len)?,
                 batch_size: positive("batch_size", self.batch_size)?,
                 cross_doc_attention: self.cross_doc_attention,
+                mix_ratio: self.mix_ratio,
+                synthetic_unique_tokens: self.synthetic_unique_tokens,
             },
             order_seed: self.seed,
         })
@@ -433,6 +466,18 @@ impl TrainSpec {
                 }
             }
         }
+        match (self.synthetic.is_empty(), self.mix_ratio) {
+            (false, None) => return Err("key \"mix_ratio\": required with \"synthetic\" (the fraction of training tokens that are synthetic)".into()),
+            (true, Some(_)) => return Err("key \"mix_ratio\": needs \"synthetic\" (the synthetic corpora to mix in)".into()),
+            (_, Some(r)) if !(0.0..=1.0).contains(&r) => return Err(format!("key \"mix_ratio\" must be in [0, 1], got {r}")),
+            _ => {}
+        }
+        if self.synthetic_unique_tokens.is_some() && self.synthetic.is_empty() {
+            return Err("key \"synthetic_unique_tokens\": needs \"synthetic\"".into());
+        }
+        if self.synthetic_unique_tokens == Some(0) {
+            return Err("key \"synthetic_unique_tokens\" must be at least 1".into());
+        }
         if self.evals_per_epoch == 0 && self.eval_every.is_none() {
             return Err("key \"evals_per_epoch\" must be at least 1 (or set eval_every)".into());
         }
@@ -479,6 +524,17 @@ impl TrainSpec {
         Ok(cfg)
     }
 
+    /// Training tokens (all streams) per token of the epoch basis: 1 / (1 − mix_ratio), or 1
+    /// without synthetic streams and at mix_ratio = 1 (where an epoch is a pass over the
+    /// synthetic streams). Kim et al. 2026 (arXiv 2603.18534; marin `get_real_tokens`):
+    /// total = REAL·epochs / (1 − mix_ratio).
+    pub fn epoch_scale(&self) -> f64 {
+        match self.mix_ratio {
+            Some(r) if r < 1.0 => 1.0 / (1.0 - r),
+            _ => 1.0,
+        }
+    }
+
     pub fn micro_batch(&self) -> i64 {
         self.micro_batch.unwrap_or(self.batch_size)
     }
@@ -497,7 +553,7 @@ impl TrainSpec {
 
 /// The keys `train(#{...})` accepts, for error messages and docs.
 pub const KEYS: &[&str] = &[
-    "name", "model", "corpus", "text_field", "unique_tokens", "epochs", "domains", "schedule_mix",
+    "name", "model", "corpus", "synthetic", "mix_ratio", "synthetic_unique_tokens", "text_field", "unique_tokens", "epochs", "domains", "schedule_mix",
     "cross_doc_attention", "val_tokens", "val_fraction",
     "seq_len", "batch_size", "micro_batch", "lr", "weight_decay", "beta1", "beta2", "adam_eps",
     "grad_clip", "schedule", "warmup_frac", "decay_frac", "final_lr_frac", "dropout", "seed",
@@ -581,6 +637,32 @@ mod tests {
         assert!(TrainSpec::from_json(v).unwrap_err().contains("schedule_mix"));
     }
 
+    #[test]
+    fn synthetic_needs_a_mix_ratio_in_range_and_scales_the_epoch() {
+        let mut v = base();
+        v["synthetic"] = json!(["gen/corpus"]);
+        assert!(TrainSpec::from_json(v.clone()).unwrap_err().contains("key \"mix_ratio\": required"));
+        v["mix_ratio"] = json!(1.5);
+        assert!(TrainSpec::from_json(v.clone()).unwrap_err().contains("key \"mix_ratio\" must be in [0, 1]"));
+        v["mix_ratio"] = json!(0.75);
+        let s = TrainSpec::from_json(v.clone()).unwrap();
+        assert_eq!(s.epoch_scale(), 4.0, "total = REAL·epochs / (1 − mix_ratio)");
+        let d = s.data_spec(std::path::Path::new("c"), &["/abs/gen/corpus".into()]).unwrap();
+        assert_eq!(d.synthetic.len(), 1);
+        assert_eq!(d.selection.mix_ratio, Some(0.75));
+        v["mix_ratio"] = json!(1.0);
+        assert_eq!(TrainSpec::from_json(v.clone()).unwrap().epoch_scale(), 1.0, "mix 1: epochs count synthetic passes");
+        let mut w = base();
+        w["mix_ratio"] = json!(0.5);
+        assert!(TrainSpec::from_json(w.clone()).unwrap_err().contains("needs \"synthetic\""));
+        w["mix_ratio"] = Default::default();
+        w["synthetic_unique_tokens"] = json!(100);
+        assert!(TrainSpec::from_json(w).unwrap_err().contains("synthetic_unique_tokens"));
+        // Without synthetic streams nothing new is serialized (manifests and ids stay as they were).
+        let plain = serde_json::to_value(TrainSpec::from_json(base()).unwrap()).unwrap();
+        assert!(plain.get("synthetic").is_none() && plain.get("mix_ratio").is_none());
+    }
+
     fn data_spec_of(extra: serde_json::Value) -> TrainSpec {
         let mut base = json!({"corpus": "c", "unique_tokens": 10_000, "epochs": 1});
         for (k, v) in extra.as_object().unwrap() {
@@ -591,15 +673,15 @@ mod tests {
 
     #[test]
     fn settings_that_do_not_decide_the_data_leave_the_data_spec_unchanged() {
-        let base = data_spec_of(json!({})).data_spec(std::path::Path::new("c")).unwrap();
+        let base = data_spec_of(json!({})).data_spec(std::path::Path::new("c"), &[]).unwrap();
         for other in [json!({"lr": 1e-4}), json!({"weight_decay": 0.5}), json!({"model": "micro"}), json!({"epochs": 3}), json!({"dropout": 0.1})] {
-            assert_eq!(data_spec_of(other.clone()).data_spec(std::path::Path::new("c")).unwrap(), base, "{other}");
+            assert_eq!(data_spec_of(other.clone()).data_spec(std::path::Path::new("c"), &[]).unwrap(), base, "{other}");
         }
-        let seeded = data_spec_of(json!({"seed": 7})).data_spec(std::path::Path::new("c")).unwrap();
+        let seeded = data_spec_of(json!({"seed": 7})).data_spec(std::path::Path::new("c"), &[]).unwrap();
         assert_eq!(seeded.selection, base.selection, "the seed changes the data order only");
         assert_eq!(seeded.order_seed, 7);
         for data in [json!({"val_tokens": 2048}), json!({"seq_len": 128}), json!({"batch_size": 4}), json!({"cross_doc_attention": false}), json!({"val_fraction": 0.2})] {
-            assert_ne!(data_spec_of(data.clone()).data_spec(std::path::Path::new("c")).unwrap(), base, "{data}");
+            assert_ne!(data_spec_of(data.clone()).data_spec(std::path::Path::new("c"), &[]).unwrap(), base, "{data}");
         }
     }
 }

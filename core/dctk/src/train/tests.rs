@@ -156,6 +156,16 @@ fn run_result_round_trips_through_ron() {
                 ),
             ],
         },
+        real_unique_tokens: 1000,
+        real_tokens_seen: 3000,
+        synthetic_tokens_seen: 3000,
+        real_epochs: 2.5,
+        synthetic_epochs: 1.5,
+        synthetic_epochs_by_stream: BTreeMap::from([("gen".to_string(), 1.5)]),
+        mix_ratio: 0.5,
+        mix_ratio_realized: 0.5,
+        synthetic_epochs_kim: 3.0,
+        real_tokens_equivalent: 5500.0,
         divergence: None,
     };
     round_trip(&result);

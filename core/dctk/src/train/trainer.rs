@@ -133,7 +133,7 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
     let plan = RunPlan::new(spec, spec.unique_tokens, epoch_tokens(data)?, vocab.clone())?;
     let micro = spec.micro_batch();
     let fingerprint = &data.manifest.fingerprint;
-    let mut sampler = data.corpus.sampler(&data.mix).map_err(|e| anyhow::anyhow!("data mixture: {}", describe(&e)))?;
+    let mut sampler = data.sampler().map_err(anyhow::Error::msg)?;
     let val: Vec<(String, Vec<BatchTensors>)> = val_batches(data, micro as usize)
         .map_err(anyhow::Error::msg)?
         .into_iter()
@@ -348,7 +348,7 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
         flops_per_token: cfg.flops_per_token(spec.seq_len),
         unique_tokens: spec.unique_tokens,
         epochs: spec.epochs,
-        epochs_realized: train_tokens as f64 / plan.epoch_tokens as f64,
+        epochs_realized: plan.epoch_at(step),
         steps: step,
         tokens_per_step: plan.tokens_per_step,
         train_tokens,
@@ -362,10 +362,20 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
         wall_s: started.elapsed().as_secs_f64(),
         resumed_from_step,
         exhausted_at_step,
-        accounting,
+        accounting: accounting.clone(),
+        real_unique_tokens: 0,
+        real_tokens_seen: 0,
+        synthetic_tokens_seen: 0,
+        real_epochs: 0.0,
+        synthetic_epochs: 0.0,
+        synthetic_epochs_by_stream: BTreeMap::new(),
+        mix_ratio: 0.0,
+        mix_ratio_realized: 0.0,
+        synthetic_epochs_kim: 0.0,
+        real_tokens_equivalent: 0.0,
         divergence,
     };
-    Ok(result)
+    Ok(result.with_real_synthetic(&super::RealSyntheticAccounting::of(&accounting, spec.mix_ratio)))
 }
 
 /// A message for the user: above the progress bar, or on stderr (the cell's log.txt) when
@@ -412,8 +422,8 @@ mod tests {
                     "seq_len": seq_len, "batch_size": batch, "cross_doc_attention": cross,
                 }))
                 .unwrap();
-                let data = plan_data(&spec.data_spec(&raw).unwrap(), corpus.clone(), &resolved).unwrap();
-                let mut sampler = data.corpus.sampler(&data.mix).unwrap();
+                let data = plan_data(&spec.data_spec(&raw, &[]).unwrap(), corpus.clone(), &resolved, &[]).unwrap();
+                let mut sampler = data.sampler().unwrap();
                 let tokens_per_step = (batch * seq_len) as f64;
                 let t0 = Instant::now();
                 let mut n = 0u64;
