@@ -21,13 +21,13 @@ let g = common; g.name = "warm-generator"; g.epochs = 2;
 let warm = train(g);
 let thoughts = generate(#{ name: "E0", generator: #{ kind: "local", run: warm }, corpus: raw,
     augmenter: #{ name: "latent_thoughts", template: "{prefix}\n{suffix}\nThoughts:", system: "", prefix_chunks: 1 },
-    max_docs: 6, max_tokens: 8, seed: 0 });
-let m = common; m.name = "M0"; m.synthetic = [thoughts]; m.mix_ratio = 1.0; m.epochs = 2;
+    max_docs: 10, max_tokens: 8, seed: 0 });
+let m = common; m.name = "M0"; m.synthetic = [thoughts]; m.mix_ratio = 1.0; m.epochs = 4; m.batch_size = 2;
 let model = train(m);
 let rows = [#{ iteration: 0, elbo: 0.0, heldout_raw_loss: model.final_val_loss }];
 for it in 1..3 {
     let z = generate(#{ name: `E${it}`, generator: #{ kind: "local", run: model, batch_size: 1 }, corpus: raw,
-        augmenter: #{ name: "latent_thoughts", samples: 4, prefix_chunks: 1 }, max_docs: 6, max_tokens: 12, seed: it });
+        augmenter: #{ name: "latent_thoughts", samples: 4, prefix_chunks: 1 }, max_docs: 10, max_tokens: 12, seed: it });
     let mi = m; mi.name = `M${it}`; mi.synthetic = [z];
     model = train(mi);
     rows.push(#{ iteration: it, elbo: z.augmenter_stats.elbo_sum / z.augmenter_stats.chunks, heldout_raw_loss: model.final_val_loss,
@@ -41,6 +41,9 @@ print(`E1 ${rows[1].requests} ${rows[1].sent} ${rows[1].cache_hits}`);
 /// The generation cell labelled `label` under `runs`, if planned yet.
 fn cell_labelled(runs: &Path, label: &str) -> Option<PathBuf> {
     let needle = format!("label: \"{label}\"");
+    if !runs.exists() {
+        return None;
+    }
     cells(runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).is_ok_and(|m| m.contains(&needle) && m.contains("kind: \"generate\"")))
 }
 

@@ -101,3 +101,29 @@ pub fn merge_corpora(real: &Arc<Corpus>, real_name: &str, synthetic: &[Synthetic
     }
     Ok(out)
 }
+
+/// The run's special tokens (BoLT's latent delimiters, Ruan et al. 2025, arXiv 2503.18866):
+/// each corpus numbers its own after the shared base vocabulary (`vocab_size + i`), so the
+/// run can use the longest list only if every corpus's list is a prefix of it (then every
+/// id means the same string in every corpus). A plain real corpus (none) mixed with a
+/// thought-augmented stream gives the stream's four. The error names the corpora.
+pub fn merged_special_tokens(real: &Corpus, synthetic: &[SyntheticSource]) -> Result<Vec<String>, String> {
+    let mut longest: (&[String], String) = (&real.manifest.special_tokens, real.dir.display().to_string());
+    for (i, s) in synthetic.iter().enumerate() {
+        let theirs = &s.corpus.manifest.special_tokens;
+        let (short, long) = if theirs.len() > longest.0.len() { (longest.0, theirs.as_slice()) } else { (theirs.as_slice(), longest.0) };
+        if long[..short.len()] != *short {
+            return Err(format!(
+                "key \"synthetic\"[{i}]: corpus {} has special tokens [{}] but corpus {} has [{}]; a run's corpora must number their special tokens alike (one list a prefix of the other)",
+                s.corpus.dir.display(),
+                theirs.join(", "),
+                longest.1,
+                longest.0.join(", ")
+            ));
+        }
+        if theirs.len() > longest.0.len() {
+            longest = (theirs, s.corpus.dir.display().to_string());
+        }
+    }
+    Ok(longest.0.to_vec())
+}

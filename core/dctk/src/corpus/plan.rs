@@ -13,7 +13,7 @@ use std::sync::Arc;
 use dctk_data::{sampler_over, Batch, Corpus, DomainKind, Exhaustion, MixDomainSpec, MixSpec, Sampler, SchedulePoint, ValBatches};
 use serde::{Deserialize, Serialize};
 
-use super::merge::{merge_corpora, RunDomainSource, SyntheticSource};
+use super::merge::{merge_corpora, merged_special_tokens, RunDomainSource, SyntheticSource};
 use super::{describe, DataSpec, ResolvedCorpus, Selection};
 
 /// One selected domain as the run uses it (recorded in the run manifest).
@@ -56,6 +56,10 @@ pub struct DataManifest {
     /// Tokenizer kind and content hash.
     pub tokenizer: String,
     pub vocab_size: u32,
+    /// The run's special tokens, ids `vocab_size + i` (over all its corpora; BoLT's latent
+    /// delimiters): what the model has rows for and what a loaded model's tokenizer maps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_tokens: Vec<String>,
     pub domains: Vec<DomainPlan>,
     /// Proportion schedule (weights per domain, in `domains` order), if any.
     pub schedule: Option<Vec<SchedulePoint>>,
@@ -141,6 +145,7 @@ pub fn plan_data(spec: &DataSpec, corpus: Arc<Corpus>, resolved: &ResolvedCorpus
 pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedCorpus, synthetic: &[SyntheticSource]) -> Result<PlannedSelection, String> {
     let real_name = resolved.ingested_from.as_deref().unwrap_or(&resolved.dir).display().to_string();
     let sources = merge_corpora(&corpus, &real_name, synthetic)?;
+    let special_tokens = merged_special_tokens(&corpus, synthetic)?;
     let available: Vec<String> = sources.iter().filter(|s| !s.stream).map(|s| s.name.clone()).collect();
     let synthetic_names: Vec<String> = sources.iter().filter(|s| s.stream).map(|s| s.name.clone()).collect();
     if !synthetic.is_empty() && synthetic_names.is_empty() {
@@ -207,6 +212,11 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
     let mut h = blake3::Hasher::new();
     h.update(b"dctk/run-data/v1\0");
     h.update(corpus.manifest.tokenizer.hash.as_bytes());
+    // The special tokens decide which ids the delimiters get (a plain run hashes nothing here).
+    for t in &special_tokens {
+        h.update(b"special\0");
+        h.update(t.as_bytes());
+    }
     h.update(&sel.val_tokens.to_le_bytes());
     let mut domains = Vec::new();
     let mut mix_domains = Vec::new();
@@ -382,6 +392,7 @@ pub fn plan_selection(sel: &Selection, corpus: Arc<Corpus>, resolved: &ResolvedC
         ingested_from: resolved.ingested_from.as_ref().map(|p| p.display().to_string()),
         tokenizer: format!("{} ({})", info.kind, &info.hash[..16.min(info.hash.len())]),
         vocab_size: info.vocab_size,
+        special_tokens,
         domains,
         schedule,
         cross_doc_attention: sel.cross_doc_attention,

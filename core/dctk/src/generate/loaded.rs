@@ -87,15 +87,17 @@ impl LoadedModel {
         let corpus = CorpusManifest::read(&corpus_dir).with_context(|| {
             format!("{}: the run's corpus (for its tokenizer) is not readable; was it moved?", corpus_dir.display())
         })?;
+        // The run's special tokens (over all its corpora: a plain corpus mixed with a
+        // thought-augmented stream has the stream's BoLT delimiters) have rows in the model.
+        let specials = &manifest.data.special_tokens;
         let tokenizer = Tokenizer::from_info(&corpus.tokenizer, &corpus_dir)
-            .and_then(|t| t.with_special_tokens(&corpus.special_tokens))
+            .and_then(|t| t.with_special_tokens(specials))
             .with_context(|| format!("{}: loading the run's tokenizer", corpus_dir.display()))?;
-        // The corpus's special tokens (BoLT's latent delimiters) have rows in the model.
-        if corpus.special_tokens.len() as i64 != meta.vocab.corpus_specials() {
+        if specials.len() as i64 != meta.vocab.corpus_specials() {
             bail!(
-                "{}: the corpus has {} special tokens but the model was trained with {}",
-                corpus_dir.display(),
-                corpus.special_tokens.len(),
+                "{}: the run's data has {} special tokens but the model was trained with {}",
+                run_dir.display(),
+                specials.len(),
                 meta.vocab.corpus_specials()
             );
         }

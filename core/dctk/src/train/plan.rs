@@ -185,9 +185,10 @@ pub fn plan_vocab(data: &RunData, regularizers: &[RegularizerRequest]) -> Result
     Ok(run_vocab(data, &extra))
 }
 
-/// [`VocabLayout::with_corpus_specials`] of the run's corpus and the plugins' extra tokens.
+/// [`VocabLayout::with_corpus_specials`] of the run's special tokens (over all its corpora)
+/// and the plugins' extra tokens.
 pub fn run_vocab(data: &RunData, plugins: &[(String, i64)]) -> VocabLayout {
-    VocabLayout::with_corpus_specials(data.manifest.vocab_size as i64, data.corpus.manifest.special_tokens.len() as i64, plugins)
+    VocabLayout::with_corpus_specials(data.manifest.vocab_size as i64, data.manifest.special_tokens.len() as i64, plugins)
 }
 
 /// Bytes a training run of `cfg` holds at its peak, estimated: weights, gradients and AdamW's
