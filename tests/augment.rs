@@ -88,6 +88,9 @@ let simple = generate(#{{ name: "simple", generator: g, augmenter: "megadoc_simp
 let stretch = generate(#{{ name: "stretch", generator: g, augmenter: #{{ name: "megadoc_stretch", template: "{{prefix}} ... {{suffix}}" }},
                           n_per_doc: 3, max_docs: 3, max_tokens: 8, seed: 5 }});
 let echo = generate(#{{ name: "echo", generator: g, augmenter: #{{ name: "aug_echo", n: 2 }}, max_docs: 3, max_tokens: 8, seed: 5 }});
+let few = generate(#{{ name: "budget-300", generator: g, template: "{{document}}", unique_tokens: 300, max_tokens: 2, seed: 5 }});
+let more = generate(#{{ name: "budget-900", generator: g, template: "{{document}}", unique_tokens: 900, max_tokens: 2, seed: 5 }});
+let all = generate(#{{ name: "budget-all", generator: g, template: "{{document}}", max_docs: 60, max_tokens: 2, seed: 5 }});
 print(`simple requests=${{simple.requests}} hits=${{simple.cache_hits}} sent=${{simple.sent}} docs=${{simple.generated_docs}}`);
 print(`stretch docs=${{stretch.generated_docs}} thoughts=${{stretch.augmenter_stats.thoughts}}`);
 print(`echo requests=${{echo.requests}} docs=${{echo.generated_docs}} augmenter=${{echo.augmenter}}`);
@@ -96,6 +99,15 @@ print(`echo requests=${{echo.requests}} docs=${{echo.generated_docs}} augmenter=
     let out = run(&s, "aug.rhai", &script);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+
+    // `unique_tokens`: the source documents of a budget are the nested prefix `train` serves.
+    let sources = |label: &str| -> Vec<u64> {
+        read_jsonl(&cell(&s.path().join("runs"), label).join("corpus/documents.jsonl")).iter().map(|r| r["source"]["index"].as_u64().unwrap()).collect()
+    };
+    let (few, more, all) = (sources("budget-300"), sources("budget-900"), sources("budget-all"));
+    assert!(!few.is_empty() && few.len() < more.len() && more.len() < all.len(), "{} {} {}", few.len(), more.len(), all.len());
+    assert_eq!(few[..], more[..few.len()]);
+    assert_eq!(more[..], all[..more.len()]);
     assert!(t.contains("stitch requests=9 sent=9 docs=3"), "{t}");
     // The control asks exactly the stitched megadocs' requests: all answered from the cache.
     assert!(t.contains("simple requests=9 hits=9 sent=0 docs=9"), "{t}");

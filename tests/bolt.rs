@@ -47,11 +47,15 @@ fn cell_labelled(runs: &Path, label: &str) -> Option<PathBuf> {
     cells(runs).into_iter().find(|d| std::fs::read_to_string(d.join("manifest.ron")).is_ok_and(|m| m.contains(&needle) && m.contains("kind: \"generate\"")))
 }
 
-/// Answers in the request cache beside `runs`.
+/// Answers in the request cache beside `runs` (`<key>.json`; a kill may leave the temporary
+/// file of an answer being written, which is not one).
 fn cached_answers(runs: &Path) -> usize {
     let dir = runs.parent().unwrap().join(".dctk/requests");
     let Ok(shards) = std::fs::read_dir(dir) else { return 0 };
-    shards.map(|s| std::fs::read_dir(s.unwrap().path()).map_or(0, |f| f.count())).sum()
+    let is_answer = |name: &str| name.ends_with(".json") && !name.starts_with('.');
+    shards
+        .map(|s| std::fs::read_dir(s.unwrap().path()).map_or(0, |f| f.filter(|e| e.as_ref().is_ok_and(|e| is_answer(&e.file_name().to_string_lossy()))).count()))
+        .sum()
 }
 
 fn requests_of(cell: &Path) -> usize {

@@ -185,6 +185,12 @@ pub struct GenerateSpec {
     /// At most this many source documents per domain (default: all training documents).
     #[serde(default)]
     pub max_docs: Option<usize>,
+    /// Generate from the documents of this unique-token budget only: per selected domain,
+    /// the nested budget prefix a `train` with `unique_tokens` on that domain alone serves
+    /// (its last document cut where the budget ends), so a synthetic stream derives only
+    /// from the real documents its run sees (Kim et al. 2026's equal-real-tokens comparison).
+    #[serde(default)]
+    pub unique_tokens: Option<u64>,
     #[serde(default = "default_max_tokens")]
     pub max_tokens: usize,
     #[serde(default = "default_temperature")]
@@ -234,7 +240,7 @@ fn default_val_fraction() -> f64 {
 
 /// Every key of `generate(#{...})`.
 pub const GENERATE_KEYS: &[&str] = &[
-    "generator", "name", "corpus", "domain", "template", "augmenter", "template_name", "n_per_doc", "max_docs", "max_tokens", "temperature", "top_p",
+    "generator", "name", "corpus", "domain", "template", "augmenter", "template_name", "n_per_doc", "max_docs", "unique_tokens", "max_tokens", "temperature", "top_p",
     "top_k", "stop", "seed", "max_prompt_tokens", "output_domain", "val_fraction",
 ];
 
@@ -270,6 +276,9 @@ impl GenerateSpec {
         }
         if self.n_per_doc == 0 {
             return Err("key \"n_per_doc\": must be at least 1".into());
+        }
+        if self.unique_tokens == Some(0) {
+            return Err("key \"unique_tokens\": must be at least 1 (leave it out for every document)".into());
         }
         if self.max_docs == Some(0) {
             return Err("key \"max_docs\": must be at least 1 (leave it out for every document)".into());
@@ -368,22 +377,29 @@ struct SourceDoc {
 
 /// Source documents (per domain: its training documents in budget order, at most
 /// `max_docs`), without their ids unless `with_ids`.
-fn source_docs(corpus: &Corpus, domains: &[String], max_docs: Option<usize>, with_ids: bool) -> Result<Vec<SourceDoc>> {
+fn source_docs(corpus: &Corpus, domains: &[String], max_docs: Option<usize>, unique_tokens: Option<u64>, with_ids: bool) -> Result<Vec<SourceDoc>> {
     let mut out = Vec::new();
     for name in domains {
         let d = corpus.domain(name).map_err(|e| anyhow!("{}", crate::corpus::describe(&e)))?;
         // The index of each document in ingest order: how `documents.jsonl` names it.
         let position: std::collections::HashMap<(u32, u64), usize> = d.docs().iter().enumerate().map(|(i, r)| ((r.shard, r.start), i)).collect();
         let train: Vec<dctk_data::DocRef> = d.train_docs().into_iter().filter(|r| r.tokens > 0).collect();
-        // The training split as served: one span per document, in the same order.
-        let subset = if with_ids { Some(d.train_subset()) } else { None };
+        // The training split as served (one span per document, in the same order), or the
+        // nested budget prefix `train` serves for this many unique tokens (its last document
+        // cut where the budget ends).
+        let subset = match unique_tokens {
+            Some(budget) => Some(d.unique_subset(budget).map_err(|e| anyhow!("key \"unique_tokens\": {}", crate::corpus::describe(&e)))?),
+            None if with_ids => Some(d.train_subset()),
+            None => None,
+        };
         if let Some(s) = &subset {
-            if s.spans.len() != train.len() {
+            if s.spans.len() > train.len() || (unique_tokens.is_none() && s.spans.len() != train.len()) {
                 bail!("domain \"{name}\": a document longer than 2^32 tokens cannot be a generation source");
             }
         }
-        for (k, r) in train.into_iter().enumerate().take(max_docs.unwrap_or(usize::MAX)) {
-            let ids = subset.as_ref().map(|s| s.span_ids(k)).unwrap_or_default();
+        let count = subset.as_ref().map_or(train.len(), |s| s.spans.len());
+        for (k, r) in train.into_iter().enumerate().take(count.min(max_docs.unwrap_or(usize::MAX))) {
+            let ids = if with_ids { subset.as_ref().map(|s| s.span_ids(k)).unwrap_or_default() } else { Vec::new() };
             out.push(SourceDoc { domain: name.clone(), doc: r, index: position[&(r.shard, r.start)], ids });
         }
     }
@@ -533,7 +549,7 @@ pub fn named_inputs(spec: &GenerateSpec, generator: &GeneratorSpec, augmenter: &
 pub fn prepare_generate(spec: &GenerateSpec, generator: GeneratorSpec, label: &str, corpus: &Corpus, runs_root: &Path) -> Result<GenerateCell> {
     let domains = select_domains(corpus, spec.domain.as_deref()).map_err(anyhow::Error::msg)?;
     let fingerprint = source_fingerprint(corpus, &domains)?;
-    let docs = source_docs(corpus, &domains, spec.max_docs, false)?;
+    let docs = source_docs(corpus, &domains, spec.max_docs, spec.unique_tokens, false)?;
     if docs.is_empty() {
         bail!("key \"corpus\": {} has no training documents in {} to generate from", corpus.dir.display(), domains.join(", "));
     }
@@ -642,7 +658,7 @@ fn guarded<T>(what: impl Fn() -> String, f: impl FnOnce() -> Result<T>) -> Resul
 
 /// Plans every document of the cell through `augmenter` (see the module doc).
 fn plan_requests(spec: &GenerateSpec, augmenter: &dyn Augmenter, corpus: &Corpus, tokenizer: &Tokenizer, domains: &[String], limit: Option<&PromptLimit>, cell: &str) -> Result<CellPlan> {
-    let docs = source_docs(corpus, domains, spec.max_docs, true)?;
+    let docs = source_docs(corpus, domains, spec.max_docs, spec.unique_tokens, true)?;
     let mut plan = CellPlan { docs: Vec::new(), requests: Vec::new(), skipped: 0 };
     for SourceDoc { domain, doc, index, ids } in docs {
         let what = || at_document(augmenter, &domain, index, doc.key, cell);
