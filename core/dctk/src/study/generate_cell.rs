@@ -669,7 +669,7 @@ fn plan_requests(spec: &GenerateSpec, augmenter: &dyn Augmenter, corpus: &Corpus
             let src = SourceText { domain: &domain, index, key: doc.key, text: &text };
             let requests = guarded(what, || augmenter.plan(&src))?;
             let excess = limit.map_or(0, |l| {
-                requests.iter().map(|r| (l.count)(&r.prompt).saturating_sub(l.max_prompt_tokens(r.max_tokens.unwrap_or(spec.max_tokens)))).max().unwrap_or(0)
+                requests.iter().map(|r| (l.count)(&r.prompt).saturating_sub(l.max_prompt_tokens(r.max_tokens.unwrap_or(spec.max_tokens) + r.reserve_tokens))).max().unwrap_or(0)
             });
             if excess == 0 {
                 break Some(requests);

@@ -55,12 +55,16 @@ pub struct AugRequest {
     pub stop: Option<Vec<String>>,
     /// What this request is, recorded in provenance (`style=qa`, `piece=2`, `chunk=3,k=1`).
     pub tag: String,
+    /// Context tokens to keep free beyond the completion when the cell fits the prompt to a
+    /// local model's context: room for what `assemble` later scores around the answer (the
+    /// BoLT E-step scores the answer re-encoded, which may take a few more tokens).
+    pub reserve_tokens: usize,
 }
 
 impl AugRequest {
     /// A request with the cell's sampling settings.
     pub fn new(prompt: impl Into<String>, tag: impl Into<String>) -> AugRequest {
-        AugRequest { prompt: prompt.into(), max_tokens: None, temperature: None, stop: None, tag: tag.into() }
+        AugRequest { prompt: prompt.into(), max_tokens: None, temperature: None, stop: None, tag: tag.into(), reserve_tokens: 0 }
     }
 }
 

@@ -241,6 +241,8 @@ impl Augmenter for LatentThoughts {
     /// posterior prompt at temperature 1, stopping at EoL), in chunk order. A pure function of
     /// the text and the settings.
     fn plan(&self, doc: &SourceText) -> Result<Vec<AugRequest>> {
+        /// Context tokens an E-step request keeps free beyond its completion (see below).
+        const E_STEP_RESERVE_TOKENS: usize = 8;
         Self::check_source(doc)?;
         let c = Chunking::of(doc.text);
         let mut out = Vec::new();
@@ -254,6 +256,9 @@ impl Augmenter for LatentThoughts {
                     r.max_tokens = self.settings.max_tokens;
                     r.temperature = Some(E_STEP_TEMPERATURE);
                     r.stop = Some(vec![EOL.to_string()]);
+                    // Scoring re-encodes the thought inside `SoL PRIOR z EoL x`: keep room for
+                    // the delimiters and for a re-encoding a few tokens longer than decoded.
+                    r.reserve_tokens = E_STEP_RESERVE_TOKENS + self.settings.max_tokens.unwrap_or(0) / 4;
                     out.push(r);
                 }
             } else {
