@@ -100,6 +100,30 @@ fn cached_exchanges(runs_root: &Path) -> Result<Vec<CachedResponse>> {
         .collect()
 }
 
+/// The cell's requests in the order it sent them (document by document, as its
+/// `documents.jsonl` lists what each output used), so raw decoding batches the same prompts
+/// together as the pipeline did (batches of one document's prompts pad least).
+fn in_plan_order(exchanges: &[CachedResponse], result: &GenerateResult) -> Result<Vec<TextRequest>> {
+    let by_seed: std::collections::HashMap<u64, &TextRequest> = exchanges.iter().map(|r| (r.request.params.seed, &r.request)).collect();
+    let path = Path::new(&result.corpus).join("documents.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing {}", path.display()))?;
+        for u in row["uses"].as_array().into_iter().flatten() {
+            let seed = u["seed"].as_u64().with_context(|| format!("{}: a use without a seed", path.display()))?;
+            if seen.insert(seed) {
+                out.push((*by_seed.get(&seed).with_context(|| format!("{}: seed {seed} is not in the request cache", path.display()))?).clone());
+            }
+        }
+    }
+    if out.len() != exchanges.len() {
+        bail!("{}: the documents use {} of the {} cached requests", path.display(), out.len(), exchanges.len());
+    }
+    Ok(out)
+}
+
 /// Completion tokens of a cell's answers, as the backend reported them.
 fn completion_tokens(exchanges: &[CachedResponse]) -> u64 {
     exchanges.iter().map(|r| r.completion.completion_tokens.unwrap_or(0)).sum()
@@ -165,10 +189,17 @@ pub fn augment_throughput(b: &AugmentBench, rounds: usize, serve: bool) -> Resul
     if rounds == 0 || b.batch_size == 0 {
         bail!("--rounds and --batch must be at least 1");
     }
-    let spec = GenerateSpec::from_json(b.spec.clone()).map_err(|e| anyhow::anyhow!("bench augment: {e}"))?;
     let model = LoadedModel::open(&b.run_dir, Device::Cpu)?;
-    let (run_id, corpus_dir) = (model.run_id.clone(), model.corpus_dir.clone());
+    let (run_id, corpus_dir, context) = (model.run_id.clone(), model.corpus_dir.clone(), model.config.max_seq_len as u64);
     drop(model);
+    // Every side fits its prompts to the model's context alike: a local generator does so by
+    // itself, an `openai` one only when told (`max_prompt_tokens`).
+    let mut spec = b.spec.clone();
+    if spec.get("max_prompt_tokens").is_none() {
+        let completion = spec.get("max_tokens").and_then(|m| m.as_u64()).unwrap_or(0);
+        spec["max_prompt_tokens"] = context.saturating_sub(completion).into();
+    }
+    let spec = GenerateSpec::from_json(spec).map_err(|e| anyhow::anyhow!("bench augment: {e}"))?;
     let corpus = Corpus::open(&corpus_dir).map_err(|e| anyhow::anyhow!("{}: {}", corpus_dir.display(), crate::corpus::describe(&e)))?;
     let local = GeneratorSpec::Local {
         run_id,
@@ -184,7 +215,7 @@ pub fn augment_throughput(b: &AugmentBench, rounds: usize, serve: bool) -> Resul
         let root = scratch(format!("pipeline-{round}"));
         let (result, seconds) = run_cell(&spec, local.clone(), &corpus, &root)?;
         let exchanges = cached_exchanges(&root)?;
-        let requests: Vec<TextRequest> = exchanges.iter().map(|r| r.request.clone()).collect();
+        let requests = in_plan_order(&exchanges, &result)?;
         rows.push(AugmentRow { side: "pipeline", round, seconds, requests: result.requests, generated_tokens: completion_tokens(&exchanges), synthetic_tokens: Some(result.generated_tokens) });
         let (tokens, seconds) = raw_generation(b, &requests)?;
         rows.push(AugmentRow { side: "raw", round, seconds, requests: requests.len() as u64, generated_tokens: tokens, synthetic_tokens: None });
