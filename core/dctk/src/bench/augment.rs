@@ -24,7 +24,7 @@ use tch::Device;
 
 use crate::generate::client::OpenAiSettings;
 use crate::generate::generator::{Generator, LocalGenerator, TextRequest};
-use crate::generate::request_cache::{request_cache_dir, CachedResponse};
+use crate::generate::request_cache::{request_cache_dir, CachedResponse, RequestCache};
 use crate::generate::LoadedModel;
 use crate::study::generate_cell::{self, GenerateResult, GenerateSpec, GeneratorSpec};
 use crate::train::ExecOptions;
@@ -83,15 +83,8 @@ fn run_cell(spec: &GenerateSpec, generator: GeneratorSpec, corpus: &Corpus, runs
 /// Every exchange in a cell's request cache, in key order (the order decides no number:
 /// each request has its own seed).
 fn cached_exchanges(runs_root: &Path) -> Result<Vec<CachedResponse>> {
-    let dir = request_cache_dir(runs_root);
-    let mut files = Vec::new();
-    for shard in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        for f in std::fs::read_dir(shard?.path())? {
-            files.push(f?.path());
-        }
-    }
-    files.sort();
-    files
+    RequestCache::new(request_cache_dir(runs_root))
+        .answer_files()
         .iter()
         .map(|p| {
             let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;

@@ -75,13 +75,21 @@ impl RequestCache {
         crate::study::write_atomic(&self.path(&key), &serde_json::to_vec(&record)?)
     }
 
+    /// The cached responses' files (`<key>.json`; never a writer's temporary file), sorted.
+    pub fn answer_files(&self) -> Vec<PathBuf> {
+        let Ok(dirs) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut files: Vec<PathBuf> = dirs
+            .flatten()
+            .filter_map(|d| std::fs::read_dir(d.path()).ok())
+            .flat_map(|files| files.flatten().map(|f| f.path()).filter(|p| p.extension().is_some_and(|e| e == "json")))
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Cached responses on disk (the tests count them).
     pub fn count_files(&self) -> usize {
-        let Ok(dirs) = std::fs::read_dir(&self.dir) else { return 0 };
-        dirs.flatten()
-            .filter_map(|d| std::fs::read_dir(d.path()).ok())
-            .map(|files| files.flatten().filter(|f| f.path().extension().is_some_and(|e| e == "json")).count())
-            .sum()
+        self.answer_files().len()
     }
 }
 
