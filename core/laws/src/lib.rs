@@ -13,6 +13,9 @@
 //! - [`fit()`]: Huber or least squares on ln or raw residuals; a grid of starts,
 //!   each through bounded L-BFGS ([`optim`]), in parallel; frozen
 //!   parameters; the Huber-likelihood MLE; seeded parallel bootstrap.
+//! - [`evaluate()`]: a law at given parameters (a published fit) on data: predictions,
+//!   residuals and metrics each named by its scale (R² on the loss scale, RSS in which space,
+//!   ARE), the same [`Metrics`] every fit report carries.
 //! - [`decide`]: held-out extrapolation error, model comparison (AIC/BIC),
 //!   compute-optimal allocation, effective-data multiplier;
 //!   [`hitchhiker`](mod@hitchhiker): the fit-on-checkpoints protocol.
@@ -33,6 +36,7 @@ pub mod data;
 pub mod decide;
 pub mod efficiency;
 pub mod error;
+pub mod evaluate;
 mod fastmath;
 pub mod fit;
 pub mod hitchhiker;
@@ -47,6 +51,7 @@ pub use data::{ColumnMap, Points};
 pub use decide::{compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, held_out_error, ComputeOptimal, HeldOut, Multiplier};
 pub use efficiency::{data_efficiency, DataEfficiency};
 pub use error::{LawError, Result};
+pub use evaluate::{evaluate, params_by_name, Evaluation, FitSpace, Metrics};
 pub use fit::{fit, objective_value, BootstrapOptions, Fit, FitOptions, Method, Prediction};
 pub use hitchhiker::{hitchhiker, Curve, HitchhikerOptions, HitchhikerResult};
 pub use law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
