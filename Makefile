@@ -1,6 +1,7 @@
 # The two commands of the README, and their parts.
 #   make quickstart   install libtorch (PyPI), build dctk, run scripts/quickstart.rhai
-#   make test         install libtorch and the transformers venv (PyPI), build, run every test
+#   make test         install libtorch (PyPI), build, run every test (the Hugging Face export
+#                     test installs the transformers venv itself when it is missing)
 #   make hf-env       the transformers venv (.dctk/hf-venv) the Hugging Face export test and
 #                     `dctk bench generate` compare with
 # Everything is local to the checkout: libtorch lives in .dctk/, builds in target/.
@@ -15,6 +16,7 @@ libtorch:
 
 # Idempotent and locked: when .ci/run has started it in the background (so the ~2 min pip
 # install overlaps the cargo build), this waits for that install and then finds it done.
+# tests/export_hf.rs calls the same script, so `make test` does not wait for it up front.
 hf-env:
 	bash tools/hf_env.sh >/dev/null
 
@@ -24,7 +26,7 @@ build: libtorch
 quickstart: build
 	./target/release/dctk run scripts/quickstart.rhai --data-root data
 
-test: build hf-env
+test: build
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast
 
 doctor: build

@@ -20,14 +20,24 @@ const TEXTS: &[&str] = &[
     "def f(x):\n    return x ** 2  # squared\n",
 ];
 
-/// The venv's python (`DCTK_HF_PYTHON` overrides). Missing is a failure, not a skip: this
-/// check is part of CI.
+/// The venv's python (`DCTK_HF_PYTHON` overrides), from `tools/hf_env.sh`: idempotent and
+/// locked, so this waits for the install `.ci/run` started in the background (the ~4.9 GB
+/// download then overlaps the build and the tests before this one), or installs it.
+/// Missing is a failure, not a skip: this check is part of CI.
 fn hf_python() -> PathBuf {
-    let python = std::env::var_os("DCTK_HF_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".dctk/hf-venv/bin/python"));
-    assert!(python.exists(), "{}: no transformers venv; run `make hf-env` (bash tools/hf_env.sh)", python.display());
-    python
+    if let Some(python) = std::env::var_os("DCTK_HF_PYTHON") {
+        return PathBuf::from(python);
+    }
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let out = Command::new("bash").arg(repo_root().join("tools/hf_env.sh")).output().expect("running bash tools/hf_env.sh");
+            assert!(out.status.success(), "tools/hf_env.sh failed (the transformers venv):\n{}", text(&out));
+            let python = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            assert!(python.exists(), "{}: tools/hf_env.sh printed no python", python.display());
+            python
+        })
+        .clone()
 }
 
 /// Ingests the bundled quotes in `dir` with `tokenizer`, trains a micro model on them in

@@ -5,6 +5,8 @@
 # torch is the same 2.11.0 dctk builds against (tools/libtorch.sh); the full PyPI wheel
 # with its CUDA dependencies (~4.9 GB, ~2 min), which also runs on CPU-only machines.
 # transformers and numpy are pinned to the versions we tested; change the pins here only.
+# --no-compile: byte-compiling the ~10,000 .py files of the wheels costs CPU while cargo
+# builds beside this install in CI; Python compiles the few modules a test imports itself.
 #
 # Idempotent (a stamp file records the pins), and safe to start twice at once: `.ci/run`
 # starts it in the background while cargo builds, and `make test` runs it again, which waits
@@ -42,7 +44,7 @@ rm -f "$stamp"
 echo "dctk: installing $pins into $venv (about 4.9 GB from PyPI)" >&2
 "$python" -m venv "$venv"
 # shellcheck disable=SC2086 # the pins are separate words on purpose
-"$venv/bin/pip" install --quiet --disable-pip-version-check $pins >&2
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-compile $pins >&2
 "$venv/bin/python" -c 'import torch, transformers, numpy' >&2
 echo "$pins" > "$stamp"
 echo "$venv/bin/python"

@@ -2,6 +2,7 @@
 //! part of the JSON: JSONL inputs, a `tokenizer.json` and a corpus `manifest.ron` that start
 //! with one read as without it.
 
+mod scratch;
 use std::path::{Path, PathBuf};
 
 use dctk_data::*;
@@ -29,7 +30,7 @@ fn shards(dir: &Path) -> Vec<Vec<u8>> {
 
 #[test]
 fn a_byte_order_mark_is_not_json() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let plain = std::fs::read_to_string(fixtures().join("quotes.jsonl")).unwrap();
     // A BOM at the start of the file, and one at the start of a later line (`cat` of two such
     // files), read as the same documents.

@@ -2,6 +2,7 @@
 //! directory (no `..`, no absolute paths, no symlinks out), and its counts and vocabulary must
 //! agree with the hash-checked shards and indexes.
 
+mod scratch;
 use std::path::{Path, PathBuf};
 
 use dctk_data::*;
@@ -38,7 +39,7 @@ fn open_err(dir: &Path) -> String {
 
 #[test]
 fn manifest_paths_outside_the_corpus_directory_are_refused() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let (dir, m) = corpus(t.path());
     let manifest = dir.join("manifest.ron").display().to_string();
     // A byte-identical copy of the shard outside the corpus: without the check it would open
@@ -87,7 +88,7 @@ fn manifest_paths_outside_the_corpus_directory_are_refused() {
 
 #[test]
 fn a_manifest_tokenizer_file_outside_the_corpus_is_refused() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let info = TokenizerInfo { kind: "hf".into(), vocab_size: 10, eot_id: 0, hash: "x".into(), file: Some("../tokenizer.json".into()) };
     std::fs::create_dir_all(t.path().join("c")).unwrap();
     std::fs::write(t.path().join("tokenizer.json"), "{}").unwrap();
@@ -97,7 +98,7 @@ fn a_manifest_tokenizer_file_outside_the_corpus_is_refused() {
 
 #[test]
 fn hand_edited_counts_and_vocabulary_are_refused() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let (dir, m) = corpus(t.path());
     let manifest = dir.join("manifest.ron").display().to_string();
     type Edit = fn(&mut CorpusManifest);

@@ -1,6 +1,7 @@
 //! End-to-end checks of the data pipeline on the bundled 7-domain fixtures (`tests/data/`,
 //! ~100 KB per domain, cut from the corpus slices described in the README).
 
+mod scratch;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -39,9 +40,9 @@ fn seven_domain_config(out: &Path) -> IngestConfig {
 
 /// The 7-domain corpus, ingested once per test binary.
 fn corpus_dir() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    static DIR: OnceLock<(scratch::TempDir, PathBuf)> = OnceLock::new();
     let (_, p) = DIR.get_or_init(|| {
-        let t = tempfile::tempdir().unwrap();
+        let t = scratch::tempdir().unwrap();
         let out = t.path().join("corpus");
         ingest(&seven_domain_config(&out)).unwrap();
         (t, out)
@@ -97,7 +98,7 @@ fn gpt2_ids_match_tiktoken_r50k() {
 
 #[test]
 fn reingest_is_byte_identical_and_round_trips() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let b = t.path().join("again");
     let m2 = ingest(&seven_domain_config(&b)).unwrap();
     let a = read_tree(corpus_dir());
@@ -168,7 +169,7 @@ fn reingest_is_byte_identical_and_round_trips() {
 
 #[test]
 fn gz_text_and_directory_inputs() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     // JSONL.gz gives the same tokens as JSONL.
     let raw = std::fs::read(fixtures().join("dialogue.jsonl")).unwrap();
     let gz_path = t.path().join("in/dialogue.jsonl.gz");
@@ -258,7 +259,7 @@ fn gz_text_and_directory_inputs() {
 
 #[test]
 fn dedup_drops_exact_duplicates() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let p = t.path().join("dup.jsonl");
     std::fs::write(
         &p,
@@ -294,8 +295,8 @@ fn dedup_drops_exact_duplicates() {
     assert_eq!(m.domains[0].docs, 3);
 }
 
-fn err_of(lines: &str, field: &str) -> (String, tempfile::TempDir) {
-    let t = tempfile::tempdir().unwrap();
+fn err_of(lines: &str, field: &str) -> (String, scratch::TempDir) {
+    let t = scratch::tempdir().unwrap();
     let p = t.path().join("in.jsonl");
     std::fs::write(&p, lines).unwrap();
     let parent = t.path().join("outs");
@@ -324,7 +325,7 @@ fn bad_inputs_name_file_and_line_and_write_nothing() {
     let (e, _t) = err_of("{\"text\":\"ok\"}\n{\"content\":7}\n", "content");
     assert!(e.contains("in.jsonl:1: field `content`"), "{e}");
     // Invalid UTF-8 on line 2.
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let p = t.path().join("bad.jsonl");
     std::fs::write(&p, b"{\"text\":\"ok\"}\n{\"text\":\"\xff\"}\n").unwrap();
     let e = ingest(&IngestConfig {
@@ -340,7 +341,7 @@ fn bad_inputs_name_file_and_line_and_write_nothing() {
 
 #[test]
 fn unreadable_parquet_names_the_file() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let p = t.path().join("broken.parquet");
     std::fs::write(&p, b"PAR1 this is not really parquet PAR1").unwrap();
     let parent = t.path().join("outs");
@@ -376,7 +377,7 @@ fn parquet_matches_jsonl() {
                 .to_string()
         })
         .collect();
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let pq = t.path().join("docs.parquet");
     let schema = Arc::new(
         parquet::schema::parser::parse_message_type(
@@ -433,7 +434,7 @@ fn parquet_matches_jsonl() {
 
 #[test]
 fn damaged_shards_are_refused_naming_the_file() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let dir = t.path().join("c");
     let mut cfg = seven_domain_config(&dir);
     cfg.domains.truncate(2);
@@ -519,7 +520,7 @@ fn validation_split_never_leaks_and_budgets_nest() {
     }
     // The split depends on the text only: the same documents ingested in another corpus (another
     // domain name, other neighbours) are held out identically.
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let m = ingest(&IngestConfig {
         out: t.path().join("o"),
         domains: vec![DomainInput {
@@ -871,7 +872,7 @@ fn validation_batches_are_fixed() {
 
 #[test]
 fn synthetic_domain_is_accounted_separately() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let m = ingest(&IngestConfig {
         out: t.path().join("o"),
         domains: vec![
@@ -916,7 +917,7 @@ fn synthetic_domain_is_accounted_separately() {
 
 #[test]
 fn trained_bpe_is_deterministic_and_usable() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let files = vec![
         fixtures().join("literature.jsonl"),
         fixtures().join("code.jsonl"),
@@ -983,7 +984,7 @@ fn bundled_slices_reingest_byte_identical() {
         );
         return;
     }
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let cfg = |out: &str, chunk_bytes: usize, threads: usize| IngestConfig {
         out: t.path().join(out),
         domains: DOMAINS

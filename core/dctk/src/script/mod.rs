@@ -133,7 +133,7 @@ impl Study {
         engine.disable_symbol("eval");
         engine.set_module_resolver(SandboxedImports { session: s.clone(), importing: std::sync::Mutex::new(Vec::new()) });
         let out = s.clone();
-        engine.on_print(move |text| out.output.lock().unwrap().push(text.to_string()));
+        engine.on_print(move |text| out.print(text));
         engine.on_debug(|text, _, pos| eprintln!("[debug {pos}] {text}"));
         let cancel = s.opts.cancel.clone();
         engine.on_progress(move |_| cancel.load(Ordering::Relaxed).then(|| Dynamic::from("cancelled")));

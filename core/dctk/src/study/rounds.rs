@@ -7,8 +7,9 @@
 //! whose cell is finished gives the number; reading one whose cell is pending is a
 //! *barrier*: the pass stops there, every cell planned so far runs (in parallel), and the
 //! script runs again from the top, now finding those cells finished. A script is cheap and
-//! deterministic, so rerunning it is free; its `print` output is shown once, from the final
-//! pass. Writing all `train` calls before reading any result (e.g. `sweep(...)` then a
+//! deterministic, so rerunning it is free; its `print` output is shown once, in the final
+//! pass's order, each line as soon as a pass first reaches it (`Session::print`), and kept
+//! in the study record (`output.txt`). Writing all `train` calls before reading any result (e.g. `sweep(...)` then a
 //! table) puts a whole grid in one parallel round.
 use std::sync::atomic::Ordering;
 
@@ -59,11 +60,9 @@ impl std::fmt::Display for StudyError {
 
 impl std::error::Error for StudyError {}
 
-/// The script's output of the last pass, to stdout.
+/// The end of the study's output: see [`Session::finish_output`].
 pub fn flush_output(s: &Session) {
-    for line in s.output.lock().unwrap().drain(..) {
-        println!("{line}");
-    }
+    s.finish_output();
 }
 
 /// Runs passes of the script (`pass`) and the cells they plan (on `executor`) until the
@@ -108,6 +107,8 @@ pub fn run(
                 .collect();
             return Ok(RunSummary { rounds, executed, waited, failed });
         }
+        // Cells may now train for hours: keep what this pass printed in the record first.
+        s.save_output(&s.output.lock().unwrap());
         let mut jobs = Vec::new();
         for cell in &pending {
             cell.materialize().map_err(StudyError::Other)?;

@@ -8,9 +8,10 @@
 //! handle whose cell is finished gives the number; reading one whose cell is pending is a
 //! *barrier*: the round stops there, every cell planned so far runs (in parallel), and the
 //! script runs again from the top, now finding those cells finished. A script is cheap and
-//! deterministic, so rerunning it is free; its `print` output is shown once, from the final
-//! round. Writing all `train` calls before reading any result (e.g. `sweep(...)` then a
-//! table) puts a whole grid in one parallel round.
+//! deterministic, so rerunning it is free; its `print` output is shown once, in the final
+//! round's order and as the study runs ([`Session::print`]), and kept in the study record.
+//! Writing all `train` calls before reading any result (e.g. `sweep(...)` then a table)
+//! puts a whole grid in one parallel round.
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -27,6 +28,16 @@ use super::plan::{prepare_train, TrainCell};
 use super::sandbox::Sandbox;
 use crate::corpus::DataCache;
 use crate::train::TrainSpec;
+
+/// The study record's copy of the script's `print` output (of its last pass).
+pub const OUTPUT_RECORD: &str = "output.txt";
+
+/// The lines `dctk run` has shown, and where the current pass stopped matching them.
+#[derive(Default)]
+struct PrintStream {
+    lines: Vec<String>,
+    diverged_at: Option<usize>,
+}
 
 /// Plan only (no execution), or run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +92,9 @@ pub struct Session {
     pub barrier: Mutex<Option<(usize, usize)>>,
     /// The script's `print` output of this round.
     pub output: Mutex<Vec<String>>,
+    /// What `dctk run` has already shown on stdout: the lines of earlier passes, in pass
+    /// order (see [`Session::print`]).
+    shown: Mutex<PrintStream>,
     /// Scripts imported by the study (for `dctk export`).
     pub imports: Mutex<Vec<PathBuf>>,
     /// Corpus paths as resolved by the sandbox (a sweep names one corpus 10,000 times).
@@ -106,6 +120,7 @@ impl Session {
             failed_here: Mutex::new(HashMap::new()),
             barrier: Mutex::new(None),
             output: Mutex::new(Vec::new()),
+            shown: Mutex::new(PrintStream::default()),
             imports: Mutex::new(Vec::new()),
             corpus_paths: Mutex::new(HashMap::new()),
             previous: std::sync::OnceLock::new(),
@@ -119,8 +134,78 @@ impl Session {
         self.label_counts.lock().unwrap().clear();
         *self.barrier.lock().unwrap() = None;
         self.output.lock().unwrap().clear();
+        self.shown.lock().unwrap().diverged_at = None;
         for e in self.cells.lock().unwrap().values_mut() {
             e.pending = false;
+        }
+    }
+
+    /// A `print` of the script. Under `dctk run` the line is shown at once when it is new:
+    /// a pass of a deterministic script prints what the pass before it printed up to its
+    /// barrier, then more, so showing each line the first time its position is reached
+    /// shows the final pass's output in its order, as the study runs (a study killed
+    /// while its cells train has shown what it printed). A pass that prints something
+    /// else at a position already shown (a script printing a status) stops the streaming
+    /// for that pass; [`Session::finish_output`] shows the final pass's lines from there.
+    pub fn print(&self, text: &str) {
+        let index = {
+            let mut out = self.output.lock().unwrap();
+            out.push(text.to_string());
+            out.len() - 1
+        };
+        if self.opts.mode != Mode::Run {
+            return;
+        }
+        let mut shown = self.shown.lock().unwrap();
+        if shown.diverged_at.is_some() {
+            return;
+        }
+        match shown.lines.get(index) {
+            Some(line) if line == text => {}
+            Some(_) => shown.diverged_at = Some(index),
+            None => {
+                println!("{text}");
+                shown.lines.push(text.to_string());
+            }
+        }
+    }
+
+    /// The end of the study: the final pass's lines not shown yet go to stdout (under
+    /// `dctk run`; `dctk plan` shows none), and the study record keeps the whole output.
+    pub fn finish_output(&self) {
+        let out = std::mem::take(&mut *self.output.lock().unwrap());
+        if self.opts.mode == Mode::Run {
+            let shown = self.shown.lock().unwrap();
+            let from = match shown.diverged_at {
+                Some(at) => {
+                    println!("[the script's final pass printed differently from an earlier pass from line {} of its output on; the final pass's lines follow]", at + 1);
+                    at
+                }
+                None => shown.lines.len(),
+            };
+            for line in out.iter().skip(from) {
+                println!("{line}");
+            }
+        }
+        self.save_output(&out);
+    }
+
+    /// Keeps a pass's `print` output in the study record (`output.txt` of the study's
+    /// directory; `dctk plan` writes nothing), after each pass: what a killed study
+    /// printed is not lost.
+    pub fn save_output(&self, lines: &[String]) {
+        if self.opts.mode != Mode::Run {
+            return;
+        }
+        let path = study_dir(&self.opts.runs_root, &self.script).join(OUTPUT_RECORD);
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        // Keeping the record is a courtesy: a failure to write it must not fail the study.
+        let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(anyhow::Error::from).and_then(|()| super::write_atomic(&path, text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("warning: could not keep the script's output in {}: {e:#}", path.display());
         }
     }
 
