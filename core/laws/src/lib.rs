@@ -37,7 +37,7 @@ pub mod decide;
 pub mod efficiency;
 pub mod error;
 pub mod evaluate;
-mod fastmath;
+pub mod fastmath;
 pub mod fit;
 pub mod hitchhiker;
 pub mod law;
@@ -45,6 +45,7 @@ pub mod laws;
 pub mod optim;
 pub mod plot;
 pub mod report;
+pub mod simd;
 pub mod spec;
 
 pub use data::{ColumnMap, Points};
