@@ -82,3 +82,38 @@ impl<'a> Tracker<'a> {
         self.hook.report(FitProgress { phase: self.phase, done, total: self.total });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{fit, laws::Chinchilla, BootstrapOptions, FitOptions, LawForm, Points};
+    use std::sync::Mutex;
+
+    #[test]
+    fn every_phase_is_reported_from_zero_to_its_total() {
+        let (n, d): (Vec<f64>, Vec<f64>) = (0..24).map(|i| (1e7 * 1.4f64.powi(i % 8), 2e9 * 1.6f64.powi(i / 3))).unzip();
+        let law = Chinchilla;
+        let inputs = crate::Inputs::new(law.inputs(), vec![n.clone(), d.clone()]);
+        let loss = law.predict(&[6.0, 7.0, 0.5, 0.34, 0.28], &inputs);
+        let points = Points::from_columns(vec![("N".into(), n), ("D".into(), d)], loss).unwrap();
+        let seen: Arc<Mutex<Vec<FitProgress>>> = Arc::default();
+        let sink = seen.clone();
+        let grid = crate::law::cartesian_grid(&[vec![5.0, 7.0], vec![6.0, 8.0], vec![0.0, 1.0], vec![0.3], vec![0.3]]);
+        let opts = FitOptions {
+            grid: Some(grid),
+            polish_top: 3,
+            bootstrap: Some(BootstrapOptions { resamples: 10, seed: 1, level: 0.9 }),
+            progress: Some(ProgressHook::new(move |p| sink.lock().unwrap().push(p))),
+            ..FitOptions::default()
+        };
+        fit(Arc::new(law), &points, &opts).unwrap();
+        let seen = seen.lock().unwrap();
+        for (phase, total) in [(FitPhase::Screen, 8), (FitPhase::Polish, 3), (FitPhase::Bootstrap, 10)] {
+            let of: Vec<&FitProgress> = seen.iter().filter(|p| p.phase == phase).collect();
+            assert_eq!(of.first().map(|p| p.done), Some(0), "{phase:?} begins at 0: {of:?}");
+            assert!(of.iter().all(|p| p.total == total), "{phase:?} totals: {of:?}");
+            assert_eq!(of.iter().map(|p| p.done).max(), Some(total), "{phase:?} reaches its total");
+            assert_eq!(of.len(), total + 1, "{phase:?}: one report per start plus the start of the phase");
+        }
+    }
+}

@@ -56,6 +56,20 @@ pub fn dispatch<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
 }
 
+/// The first `K` columns (each `n` long) of a column-major Jacobian, as
+/// separate slices of exactly `n`, so a kernel's per-column stores need no
+/// bounds checks and its loop can vectorise. Panics if `jac` is shorter
+/// than `K·n` (the fitter always passes `n_points × n_params`).
+#[inline(always)]
+pub fn columns<const K: usize>(jac: &mut [f64], n: usize) -> [&mut [f64]; K] {
+    let mut rest = &mut jac[..K * n];
+    std::array::from_fn(|_| {
+        let (col, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        col
+    })
+}
+
 /// The instruction set [`dispatch`] uses on this CPU, for benchmark reports.
 pub fn level() -> &'static str {
     #[cfg(target_arch = "x86_64")]

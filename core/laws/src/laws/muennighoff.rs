@@ -198,8 +198,10 @@ impl<'a> Columns<'a> {
 /// ∂α = −w1(ln N' + s(1 − α ln N_opt)/α), ∂β = −w1·s(ln U − 1/β) − w2 ln D',
 /// ∂R_D* = −w2·β·((1 − e_D) − (R_D/R_D*)e_D)/h_D,
 /// ∂R_N* = −w1·α·((1 − e_N) − (R_N/R_N*)e_N)/h_N.
-/// Nine `exp`/`ln` per point; the LSE is max-shifted so extreme starts stay
-/// finite (as the libm reference's).
+/// Eight `exp`/`ln` per point. As in Chinchilla's kernel the LSE is not
+/// max-shifted (that would cost a ninth): `fastmath::exp` clamps instead of
+/// overflowing, and parameters where a term nears e^709 have a huge
+/// objective the line search backs away from.
 #[inline(always)]
 fn kernel<const JAC: bool, const TIED: bool>(q: &[f64; 7], cols: &Columns, logpred: &mut [f64], jac: &mut [f64]) {
     let n = logpred.len();
@@ -208,6 +210,7 @@ fn kernel<const JAC: bool, const TIED: bool>(q: &[f64; 7], cols: &Columns, logpr
     let inv_beta = 1.0 / beta;
     let (inv_rd, inv_rn) = (1.0 / rd, 1.0 / rn);
     let c_opt = alpha.ln() - beta.ln() + a - b;
+    let big_e = e.exp();
     let (ln_n, ln_u, d, u) = (&cols.ln_n[..n], &cols.ln_u[..n], &cols.d[..n], &cols.u[..n]);
     let n_cols = if TIED { 6 } else { 7 };
     let jac: &mut [f64] = if JAC { &mut jac[..n_cols * n] } else { &mut [] };
@@ -231,11 +234,9 @@ fn kernel<const JAC: bool, const TIED: bool>(q: &[f64; 7], cols: &Columns, logpr
         let e_d = fm::exp(-r_d * inv_rd);
         let h_d = 1.0 + rd * (1.0 - e_d);
         let ln_deff = ln_u[i] + fm::ln(h_d);
-        let (u1, u2) = (a - alpha * ln_neff, b - beta * ln_deff);
-        let m = u1.max(u2).max(e);
-        let (x1, x2, x3) = (fm::exp(u1 - m), fm::exp(u2 - m), fm::exp(e - m));
+        let (x1, x2, x3) = (fm::exp(a - alpha * ln_neff), fm::exp(b - beta * ln_deff), big_e);
         let sum = x1 + x2 + x3;
-        logpred[i] = m + fm::ln(sum);
+        logpred[i] = fm::ln(sum);
         if JAC {
             let inv = 1.0 / sum;
             let (w1, w2, w3) = (x1 * inv, x2 * inv, x3 * inv);
