@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Benchmark dctk-laws against a scipy L-BFGS-B reference on the same
-# 4,500-start Chinchilla grid and the same 240 Epoch points, plus 4,000
-# bootstrap refits. Usage (from anywhere): bash bench/laws/run.sh [--quick]
-#   --quick: scipy runs only the first 450 starts and its time is scaled x10
+# Benchmark dctk-laws against a scipy L-BFGS-B reference, side by side:
+#  - Chinchilla: the 4,500-start grid on the same 240 Epoch points, plus
+#    4,000 bootstrap refits;
+#  - Muennighoff: the free (untied) fit from the 25,600-start default grid on
+#    the synthetic 182-point set bench/laws/muennighoff_182.csv (drawn from
+#    the published law; see scipy_muennighoff.py), analytic gradients on both
+#    sides. scipy fits a stride subset of MUENNIGHOFF_SCIPY_STARTS starts
+#    (default 512; 25600 = all, about an hour) and its time is extrapolated.
+# Usage (from anywhere): bash bench/laws/run.sh [--quick | --reuse-scipy]
+#   --quick: scipy runs only the first 450 Chinchilla starts and its time is scaled x10
 #            (marked "extrapolated" in the output).
 # Results: bench/laws/out/*.json and a summary on stdout.
 set -euo pipefail
@@ -36,6 +42,24 @@ echo "== dctk-laws (rayon, $(nproc) threads)"
 "${NICE[@]}" "$BIN" "$DATA" 7 | tee "$OUT/rust.txt" | grep -E "^(objective|starts|grid_fit|bootstrap_)"
 grep '^JSON ' "$OUT/rust.txt" | sed 's/^JSON //' > "$OUT/rust.json"
 
+MDATA="bench/laws/muennighoff_182.csv"
+echo "== dctk-laws, Muennighoff free fit, 25,600 starts"
+"${NICE[@]}" "$BIN" --law muennighoff "$MDATA" 3 | tee "$OUT/rust_muennighoff.txt" | grep -E "^(objective|starts|muennighoff_|threads)"
+grep '^JSON ' "$OUT/rust_muennighoff.txt" | sed 's/^JSON //' > "$OUT/rust_muennighoff.json"
+echo "== why the previous Muennighoff fit was slow (256 stride starts, one thread, both implementations)"
+"${NICE[@]}" "$BIN" --law muennighoff "$MDATA" --diagnose 256 | tee "$OUT/muennighoff_diagnose.txt"
+MSTARTS="${MUENNIGHOFF_SCIPY_STARTS:-512}"
+if [[ $REUSE == 1 && -s "bench/laws/reference/scipy_muennighoff.json" && ! -s "$OUT/scipy_muennighoff.json" ]]; then
+  cp bench/laws/reference/scipy_muennighoff.json "$OUT/scipy_muennighoff.json"
+fi
+if [[ $REUSE == 1 && -s "$OUT/scipy_muennighoff.json" ]]; then
+  echo "== scipy L-BFGS-B, Muennighoff: reusing $OUT/scipy_muennighoff.json"
+else
+  echo "== scipy L-BFGS-B, Muennighoff, analytic numpy gradient, $MSTARTS stride starts"
+  "${NICE[@]}" "$VENV/bin/python" bench/laws/scipy_muennighoff.py "$MDATA" --starts "$MSTARTS" > "$OUT/scipy_muennighoff.json"
+  cat "$OUT/scipy_muennighoff.json"
+fi
+
 SCIPY_ARGS=()
 [[ $QUICK == 1 ]] && SCIPY_ARGS=(--starts 450)
 for g in analytic numeric; do
@@ -68,4 +92,17 @@ for g in ("analytic", "numeric"):
     # its CPU time, so CPU-s / our wall is a conservative speed-up.
     print(f"scipy ({g} gradient): {wall:.1f} s wall, {cpu:.1f} CPU-s{tag}, objective {s['objective']:.10e}; "
           f"speed-up: {cpu / r['grid_wall_median_s']:.0f}x (scipy CPU-s / our wall), {cpu / r['grid_cpu_s']:.0f}x (CPU-s / CPU-s), {wall / r['grid_wall_median_s']:.0f}x (wall / wall)")
+
+print("\n== side by side: default grids, analytic gradients on both sides, Huber delta=1e-3 on ln residuals")
+m = json.load(open(f"{out}/rust_muennighoff.json"))
+sm = json.load(open(f"{out}/scipy_muennighoff.json"))
+sa = json.load(open(f"{out}/scipy_analytic.json"))
+print(f"{'law':<12} {'starts':>7} {'dctk wall s':>12} {'dctk CPU s':>11} {'scipy wall s':>13} {'scipy CPU s':>12} {'CPU/wall':>9} {'CPU/CPU':>8}  note")
+for name, rr, ss, total in (("chinchilla", r, sa, 4500), ("muennighoff", m, sm, 25600)):
+    scale = total / ss["starts"]
+    note = f"scipy extrapolated from {ss['starts']} starts" if scale != 1 else ""
+    wall, cpu = ss["wall_s"] * scale, ss["cpu_s"] * scale
+    print(f"{name:<12} {total:>7} {rr['grid_wall_median_s']:>12.3f} {rr['grid_cpu_s']:>11.3f} {wall:>13.1f} {cpu:>12.1f} "
+          f"{cpu / rr['grid_wall_median_s']:>8.0f}x {cpu / rr['grid_cpu_s']:>7.0f}x  {note}")
+print(f"muennighoff objective: dctk {m['objective']:.10e}, scipy (best of its starts) {sm['objective']:.10e}")
 PY

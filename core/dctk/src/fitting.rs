@@ -6,17 +6,21 @@
 //! own runs: each run's result map becomes one row of its numeric fields, and the
 //! usual column mapping (`N=params,D=train_tokens,loss=final_val_loss`) picks from it.
 //! The script side ([`fit_from_script`], [`hitchhiker_from_script`]) turns Rhai maps into
-//! those requests and the reports back into maps.
+//! those requests and the reports back into maps. A fit running longer than a second
+//! shows a progress bar on stderr (when it is a terminal): see [`FitBar`].
 use std::collections::BTreeSet;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rhai::{Array, Dynamic, Map};
 
 use crate::study::sandbox::Sandbox;
 
-use dctk_laws::{ColumnMap, Fit, FitSpec, LawForm, Points, BUILTIN_LAWS};
+use dctk_laws::{ColumnMap, Fit, FitPhase, FitProgress, FitSpec, LawForm, Points, ProgressHook, BUILTIN_LAWS};
 
 /// Fits `spec` to the CSV it names, or to `rows` (one map of numeric fields per run)
 /// when given. A law name that is neither built in nor a formula is looked up among
@@ -36,8 +40,58 @@ pub fn fit_spec(spec: &FitSpec, rows: Option<&[Vec<(String, f64)>]>) -> Result<F
             Points::from_named_columns(common_columns(rows)?, "the runs passed to fit", &map)?
         }
     };
-    let opts = spec.fit_options(law.as_ref())?;
-    Ok(dctk_laws::fit(law, &points, &opts)?)
+    let mut opts = spec.fit_options(law.as_ref())?;
+    let bar = FitBar::on_stderr();
+    opts.progress = bar.as_ref().map(FitBar::hook);
+    let fitted = dctk_laws::fit(law, &points, &opts);
+    if let Some(bar) = bar {
+        bar.bar.finish_and_clear();
+    }
+    Ok(fitted?)
+}
+
+/// A fit lasting longer than this gets a progress bar; shorter ones print nothing.
+const FIT_BAR_AFTER: Duration = Duration::from_secs(1);
+
+/// The progress bar of a long fit on stderr: starts done / total of the
+/// fitter's current phase (screen, polish, bootstrap). Hidden until the fit
+/// has run [`FIT_BAR_AFTER`], and never made when stderr is not a terminal
+/// (logs and pipes stay clean).
+struct FitBar {
+    bar: ProgressBar,
+    /// Current phase, highest `done` seen in it (reports arrive from several
+    /// threads, not always in order), and whether the bar is drawn yet.
+    state: Arc<Mutex<(Option<FitPhase>, u64, bool)>>,
+    started: Instant,
+}
+
+impl FitBar {
+    fn on_stderr() -> Option<FitBar> {
+        if !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::hidden();
+        bar.set_style(ProgressStyle::with_template("fit: {msg} [{bar:30}] {pos}/{len} ({elapsed})").ok()?.progress_chars("=> "));
+        Some(FitBar { bar, state: Arc::default(), started: Instant::now() })
+    }
+
+    fn hook(&self) -> ProgressHook {
+        let (bar, state, started) = (self.bar.clone(), self.state.clone(), self.started);
+        ProgressHook::new(move |p: FitProgress| {
+            let Ok(mut s) = state.lock() else { return };
+            if s.0 != Some(p.phase) {
+                *s = (Some(p.phase), 0, s.2);
+                bar.set_length(p.total as u64);
+                bar.set_message(p.phase.name());
+            }
+            s.1 = s.1.max(p.done as u64);
+            bar.set_position(s.1);
+            if !s.2 && started.elapsed() >= FIT_BAR_AFTER {
+                s.2 = true;
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
+        })
+    }
 }
 
 /// The numeric fields every row has (sorted by name), as columns. Fields only some runs

@@ -14,6 +14,7 @@ use crate::law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 use crate::optim::{minimize_bounded, LbfgsOptions, OptResult, Status};
 use crate::report::{BootstrapSummary, Diagnostics, Estimate, FitReport, Interval};
 use crate::data::Points;
+use crate::progress::{FitPhase, ProgressHook, Tracker};
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,10 @@ pub struct FitOptions {
     /// Maximum fresh-memory restarts of the best start while they improve.
     pub restarts: usize,
     pub bootstrap: Option<BootstrapOptions>,
+    /// Called as starts finish (screen, polish, bootstrap; see
+    /// [`crate::progress`]). Not serialised.
+    #[serde(skip)]
+    pub progress: Option<ProgressHook>,
 }
 
 impl Default for FitOptions {
@@ -78,6 +83,7 @@ impl Default for FitOptions {
             polish_top: 16,
             restarts: 20,
             bootstrap: None,
+            progress: None,
         }
     }
 }
@@ -215,11 +221,23 @@ impl<'a> Problem<'a> {
 
     /// Run L-BFGS from each start (free coordinates), in parallel.
     pub fn run_starts(&self, starts: &[Vec<f64>], opts: &LbfgsOptions) -> Vec<OptResult> {
+        self.run_starts_tracked(starts, opts, None)
+    }
+
+    /// `run_starts`, reporting each finished start as `phase` to `hook`.
+    pub fn run_starts_tracked(&self, starts: &[Vec<f64>], opts: &LbfgsOptions, progress: Option<(&ProgressHook, FitPhase)>) -> Vec<OptResult> {
+        let tracker = progress.map(|(hook, phase)| Tracker::begin(hook, phase, starts.len()));
         starts
             .par_iter()
             .map_init(
                 || self.work(),
-                |w, x0| minimize_bounded(|x, g| self.value_grad(w, x, g), x0, &self.lower, &self.upper, opts),
+                |w, x0| {
+                    let r = minimize_bounded(|x, g| self.value_grad(w, x, g), x0, &self.lower, &self.upper, opts);
+                    if let Some(t) = &tracker {
+                        t.tick();
+                    }
+                    r
+                },
             )
             .collect()
     }
@@ -483,7 +501,7 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
     let mut samples = Vec::new();
     let mut boot_summary = None;
     if let Some(bo) = &opts.bootstrap {
-        let (s, failed) = bootstrap_refits(&problem, &b.x, bo, &opts.lbfgs)?;
+        let (s, failed) = bootstrap_refits(&problem, &b.x, bo, &opts.lbfgs, opts.progress.as_ref())?;
         boot_summary = Some(BootstrapSummary { resamples: bo.resamples, failed, seed: bo.seed, level: bo.level });
         samples = s;
     }
@@ -552,7 +570,7 @@ fn multistart(problem: &Problem, starts: &[Vec<f64>], opts: &FitOptions, law: &s
         Some(ftol) if ftol > opts.lbfgs.ftol => LbfgsOptions { ftol, ..opts.lbfgs },
         _ => opts.lbfgs,
     };
-    let results = problem.run_starts(starts, &screen);
+    let results = problem.run_starts_tracked(starts, &screen, opts.progress.as_ref().map(|h| (h, FitPhase::Screen)));
     let mut order: Vec<usize> = (0..results.len()).filter(|&i| results[i].f.is_finite()).collect();
     if order.is_empty() {
         return Err(all_failed(law, &results));
@@ -560,7 +578,7 @@ fn multistart(problem: &Problem, starts: &[Vec<f64>], opts: &FitOptions, law: &s
     order.sort_by(|&a, &b| results[a].f.total_cmp(&results[b].f));
     order.truncate(opts.polish_top.max(1));
     let polish_starts: Vec<Vec<f64>> = order.iter().map(|&i| results[i].x.clone()).collect();
-    let polished = problem.run_starts(&polish_starts, &opts.lbfgs);
+    let polished = problem.run_starts_tracked(&polish_starts, &opts.lbfgs, opts.progress.as_ref().map(|h| (h, FitPhase::Polish)));
     let mut best = results[order[0]].clone();
     for (k, p) in polished.into_iter().enumerate() {
         if p.f.is_finite() && p.f <= best.f {
@@ -593,7 +611,7 @@ fn all_failed(law: &str, results: &[OptResult]) -> LawError {
 /// Refit on `resamples` bootstrap resamples from the best free vector `x0`.
 /// Returns full vectors (law params, then log_sigma for the MLE) of the
 /// refits that finished with a finite objective, and the failure count.
-pub(crate) fn bootstrap_refits(problem: &Problem, x0: &[f64], bo: &BootstrapOptions, lbfgs: &LbfgsOptions) -> Result<(Vec<Vec<f64>>, usize)> {
+pub(crate) fn bootstrap_refits(problem: &Problem, x0: &[f64], bo: &BootstrapOptions, lbfgs: &LbfgsOptions, progress: Option<&ProgressHook>) -> Result<(Vec<Vec<f64>>, usize)> {
     if bo.resamples == 0 {
         return Err(LawError::BadOption("bootstrap resamples must be > 0".into()));
     }
@@ -601,6 +619,7 @@ pub(crate) fn bootstrap_refits(problem: &Problem, x0: &[f64], bo: &BootstrapOpti
         return Err(LawError::BadOption(format!("bootstrap level must be in (0, 1), got {}", bo.level)));
     }
     let n = problem.inputs.len();
+    let tracker = progress.map(|hook| Tracker::begin(hook, FitPhase::Bootstrap, bo.resamples));
     let results: Vec<Option<Vec<f64>>> = (0..bo.resamples)
         .into_par_iter()
         .map(|r| {
@@ -610,6 +629,9 @@ pub(crate) fn bootstrap_refits(problem: &Problem, x0: &[f64], bo: &BootstrapOpti
             let sub = problem.resampled(&idx);
             let mut w = sub.work();
             let res = minimize_bounded(|x, g| sub.value_grad(&mut w, x, g), x0, &sub.lower, &sub.upper, lbfgs);
+            if let Some(t) = &tracker {
+                t.tick();
+            }
             if res.f.is_finite() {
                 let mut full = problem.expand(&res.x);
                 if problem.mle {
@@ -700,63 +722,19 @@ pub(crate) fn diagnostics(problem: &Problem, full: &[f64], points_loss: &[f64], 
     }
 }
 
-/// The objective's reductions, dispatched to AVX-512 or AVX2 builds when the
-/// CPU has them (the default x86-64 target assumes only SSE2; these loops
-/// are ~30% of a grid fit, measured with perf).
+/// The objective's reductions, compiled for AVX-512 or AVX2 when the CPU
+/// has them through [`crate::simd::dispatch`] (the default x86-64 target
+/// assumes only SSE2; these loops are ~30% of a Chinchilla grid fit,
+/// measured with perf).
 mod reduce {
     use crate::fastmath as fm;
+    use crate::simd;
 
     pub fn huber(pred: &[f64], target: &[f64], inv_s: f64, delta: f64, psi: &mut [f64]) -> (f64, f64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above).
-                return unsafe { huber_avx512(pred, target, inv_s, delta, psi) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe { huber_avx2(pred, target, inv_s, delta, psi) };
-            }
-        }
-        fm::huber_terms(pred, target, inv_s, delta, psi)
+        simd::dispatch(#[inline(always)] || fm::huber_terms(pred, target, inv_s, delta, psi))
     }
 
     pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above).
-                return unsafe { dot_avx512(a, b) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                return unsafe { dot_avx2(a, b) };
-            }
-        }
-        fm::dot(a, b)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn huber_avx2(pred: &[f64], target: &[f64], inv_s: f64, delta: f64, psi: &mut [f64]) -> (f64, f64) {
-        fm::huber_terms(pred, target, inv_s, delta, psi)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn dot_avx2(a: &[f64], b: &[f64]) -> f64 {
-        fm::dot(a, b)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn huber_avx512(pred: &[f64], target: &[f64], inv_s: f64, delta: f64, psi: &mut [f64]) -> (f64, f64) {
-        fm::huber_terms(pred, target, inv_s, delta, psi)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn dot_avx512(a: &[f64], b: &[f64]) -> f64 {
-        fm::dot(a, b)
+        simd::dispatch(#[inline(always)] || fm::dot(a, b))
     }
 }

@@ -219,6 +219,24 @@ impl Objective {
 /// A scaling-law form. See the module docs. Jacobians are column-major:
 /// `jac[j * n_points + i]` = ∂(prediction at point i)/∂(parameter j), so
 /// each parameter's column is contiguous and the hot loops vectorise.
+///
+/// # Making a law fast
+/// A grid fit calls `log_jacobian_into` (or `jacobian_into`) ~10^5–10^7
+/// times, so that is where a law's speed is decided (Muennighoff's 25,600
+/// starts went from > 11 min to seconds with the recipe below):
+/// 1. override the Jacobian with an analytic one (the default central finite
+///    differences cost 1 + 2·p evaluations);
+/// 2. write the per-point loop as one `#[inline(always)]` kernel fn,
+///    branch-free (`min`/`max` instead of `if`; a const-generic `JAC: bool`
+///    lets one kernel serve prediction and Jacobian), using
+///    [`crate::fastmath`]'s `exp`/`ln` (libm calls are opaque and keep the loop
+///    scalar), and split the Jacobian with [`crate::simd::columns`];
+/// 3. call it as `crate::simd::dispatch(#[inline(always)] || kernel(..))`,
+///    which compiles it for AVX-512, AVX2 and the baseline and picks one at
+///    run time (see [`crate::simd`]).
+///
+/// `laws/power.rs` is the shortest example, `laws/muennighoff.rs` the one
+/// with kinks.
 pub trait LawForm: Send + Sync {
     /// Registry name, e.g. `chinchilla`.
     fn name(&self) -> &str;

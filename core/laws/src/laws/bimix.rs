@@ -57,22 +57,33 @@ impl LawForm for BiMix {
     }
     fn predict_into(&self, p: &[f64], inputs: &Inputs, out: &mut [f64]) {
         let (ls, lr) = (inputs.log_col(0), inputs.log_col(1));
-        for i in 0..out.len() {
-            out[i] = (p[0] * (-p[2] * ls[i]).exp() + p[1]) * (-p[3] * lr[i]).exp();
-        }
+        crate::simd::dispatch(#[inline(always)] || kernel::<false>(p, ls, lr, out, &mut []));
     }
+    /// Analytic, through the vectorised [`kernel`].
     fn jacobian_into(&self, p: &[f64], inputs: &Inputs, pred: &mut [f64], jac: &mut [f64]) {
         let (ls, lr) = (inputs.log_col(0), inputs.log_col(1));
-        for i in 0..pred.len() {
-            let ts = (-p[2] * ls[i]).exp();
-            let tr = (-p[3] * lr[i]).exp();
-            let base = p[0] * ts + p[1];
-            pred[i] = base * tr;
-            let n = ls.len();
-            jac[i] = ts * tr;
-            jac[n + i] = tr;
-            jac[2 * n + i] = -p[0] * ts * ls[i] * tr;
-            jac[3 * n + i] = -pred[i] * lr[i];
+        crate::simd::dispatch(#[inline(always)] || kernel::<true>(p, ls, lr, pred, jac));
+    }
+}
+
+/// L̂ = (A·e^{−α ln s} + B)·e^{−β ln r} at every point and, when `JAC`, its
+/// four Jacobian columns; branch-free over [`crate::fastmath`] so it vectorises.
+#[inline(always)]
+fn kernel<const JAC: bool>(p: &[f64], ls: &[f64], lr: &[f64], pred: &mut [f64], jac: &mut [f64]) {
+    let n = pred.len();
+    let (ls, lr) = (&ls[..n], &lr[..n]);
+    let [c0, c1, c2, c3] = crate::simd::columns::<4>(jac, if JAC { n } else { 0 });
+    for i in 0..n {
+        let ts = crate::fastmath::exp(-p[2] * ls[i]);
+        let tr = crate::fastmath::exp(-p[3] * lr[i]);
+        let base = p[0] * ts + p[1];
+        let y = base * tr;
+        pred[i] = y;
+        if JAC {
+            c0[i] = ts * tr;
+            c1[i] = tr;
+            c2[i] = -p[0] * ts * ls[i] * tr;
+            c3[i] = -y * lr[i];
         }
     }
 }

@@ -79,23 +79,11 @@ impl LawForm for Chinchilla {
         }
     }
     /// Hot path of every Chinchilla fit: an analytic, vectorised kernel
-    /// (two exp and one ln per point) dispatched to AVX-512/AVX2 builds.
+    /// (two exp and one ln per point) compiled for AVX-512/AVX2 by
+    /// [`crate::simd::dispatch`].
     fn log_jacobian_into(&self, p: &[f64], inputs: &Inputs, logpred: &mut [f64], jac: &mut [f64]) {
         let (ln_n, ln_d) = (inputs.log_col(0), inputs.log_col(1));
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above).
-                unsafe { jacobian_kernel_avx512(p, ln_n, ln_d, logpred, jac) };
-                return;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
-                unsafe { jacobian_kernel_avx2(p, ln_n, ln_d, logpred, jac) };
-                return;
-            }
-        }
-        jacobian_kernel(p, ln_n, ln_d, logpred, jac);
+        crate::simd::dispatch(#[inline(always)] || jacobian_kernel(p, ln_n, ln_d, logpred, jac));
     }
     fn jacobian_into(&self, p: &[f64], inputs: &Inputs, pred: &mut [f64], jac: &mut [f64]) {
         self.log_jacobian_into(p, inputs, pred, jac);
@@ -140,21 +128,4 @@ fn jacobian_kernel(p: &[f64], ln_n: &[f64], ln_d: &[f64], logpred: &mut [f64], j
         c3[i] = -w1 * ln_n[i];
         c4[i] = -w2 * ln_d[i];
     }
-}
-
-/// The same kernel compiled for AVX2 (4 lanes instead of SSE2's 2): the
-/// default x86-64 target only assumes SSE2, and this loop is ~60-75% of a
-/// grid fit's time (measured with perf). AVX-512 (below) cut a grid fit's
-/// CPU time from 1.51 s to 1.15 s on the 2-core EPYC dev machine.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn jacobian_kernel_avx2(p: &[f64], ln_n: &[f64], ln_d: &[f64], logpred: &mut [f64], jac: &mut [f64]) {
-    jacobian_kernel(p, ln_n, ln_d, logpred, jac)
-}
-
-/// The same kernel for AVX-512 (8 lanes).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn jacobian_kernel_avx512(p: &[f64], ln_n: &[f64], ln_d: &[f64], logpred: &mut [f64], jac: &mut [f64]) {
-    jacobian_kernel(p, ln_n, ln_d, logpred, jac)
 }

@@ -3,6 +3,7 @@
 //! term. Fitted with ln N_c and ln D_c as parameters because N_c, D_c are
 //! ~1e13 and would otherwise dwarf the exponents in the optimiser's scaling.
 
+use crate::fastmath as fm;
 use crate::law::{cartesian_grid, Inputs, LawForm, ParamSpec};
 
 /// L(N, D) = [(N_c/N)^{α_N/α_D} + D_c/D]^{α_D}, i.e.
@@ -47,32 +48,12 @@ impl LawForm for Kaplan {
     }
     fn log_predict_into(&self, p: &[f64], inputs: &Inputs, out: &mut [f64]) {
         let (ln_n, ln_d) = (inputs.log_col(0), inputs.log_col(1));
-        let ratio = p[2] / p[3];
-        for i in 0..out.len() {
-            let u1 = ratio * (p[0] - ln_n[i]);
-            let u2 = p[1] - ln_d[i];
-            let m = u1.max(u2);
-            out[i] = p[3] * (m + ((u1 - m).exp() + (u2 - m).exp()).ln());
-        }
+        crate::simd::dispatch(#[inline(always)] || kernel::<false>(p, ln_n, ln_d, out, &mut []));
     }
+    /// Analytic, through the vectorised [`kernel`].
     fn log_jacobian_into(&self, p: &[f64], inputs: &Inputs, logpred: &mut [f64], jac: &mut [f64]) {
         let (ln_n, ln_d) = (inputs.log_col(0), inputs.log_col(1));
-        let ratio = p[2] / p[3];
-        for i in 0..logpred.len() {
-            let u1 = ratio * (p[0] - ln_n[i]);
-            let u2 = p[1] - ln_d[i];
-            let m = u1.max(u2);
-            let (x1, x2) = ((u1 - m).exp(), (u2 - m).exp());
-            let s = x1 + x2;
-            let lse = m + s.ln();
-            let (w1, w2) = (x1 / s, x2 / s);
-            logpred[i] = p[3] * lse;
-            let n = ln_n.len();
-            jac[i] = p[2] * w1;
-            jac[n + i] = p[3] * w2;
-            jac[2 * n + i] = w1 * (p[0] - ln_n[i]);
-            jac[3 * n + i] = lse - w1 * u1;
-        }
+        crate::simd::dispatch(#[inline(always)] || kernel::<true>(p, ln_n, ln_d, logpred, jac));
     }
     fn jacobian_into(&self, p: &[f64], inputs: &Inputs, pred: &mut [f64], jac: &mut [f64]) {
         self.log_jacobian_into(p, inputs, pred, jac);
@@ -80,5 +61,32 @@ impl LawForm for Kaplan {
     }
     fn derived(&self, p: &[f64]) -> Vec<(String, f64)> {
         vec![("Nc".into(), p[0].exp()), ("Dc".into(), p[1].exp())]
+    }
+}
+
+/// ln L̂ = α_D·LSE((α_N/α_D)(ln N_c − ln N), ln D_c − ln D) at every point
+/// and, when `JAC`, its four Jacobian columns; branch-free over
+/// [`fm`]'s `exp`/`ln` so [`crate::simd::dispatch`] can vectorise it.
+#[inline(always)]
+fn kernel<const JAC: bool>(p: &[f64], ln_n: &[f64], ln_d: &[f64], logpred: &mut [f64], jac: &mut [f64]) {
+    let n = logpred.len();
+    let (ln_n, ln_d) = (&ln_n[..n], &ln_d[..n]);
+    let ratio = p[2] / p[3];
+    let [c0, c1, c2, c3] = crate::simd::columns::<4>(jac, if JAC { n } else { 0 });
+    for i in 0..n {
+        let u1 = ratio * (p[0] - ln_n[i]);
+        let u2 = p[1] - ln_d[i];
+        let m = u1.max(u2);
+        let (x1, x2) = (fm::exp(u1 - m), fm::exp(u2 - m));
+        let s = x1 + x2;
+        let lse = m + fm::ln(s);
+        logpred[i] = p[3] * lse;
+        if JAC {
+            let (w1, w2) = (x1 / s, x2 / s);
+            c0[i] = p[2] * w1;
+            c1[i] = p[3] * w2;
+            c2[i] = w1 * (p[0] - ln_n[i]);
+            c3[i] = lse - w1 * u1;
+        }
     }
 }

@@ -5,12 +5,27 @@
 //! eqs. 5–6), which discount repeated epochs and excess parameters with decay
 //! constants R_D*, R_N*.
 //!
-//! U_N depends on the base parameters through the compute-optimal G, and
-//! min/max kinks make analytic derivatives error-prone for little gain (the
-//! paper's second stage fits two parameters), so the Jacobian is the
-//! trait's central finite difference, taken on ln L̂ directly.
+//! Speed. The Jacobian is analytic, in ln space, and the per-point kernel is
+//! branch-free straight-line code over [`crate::fastmath`]'s `exp`/`ln`,
+//! compiled for AVX-512/AVX2 by [`crate::simd::dispatch`]. The min/max kinks
+//! need no branch: on the U_N = N side R_N = 0, where ∂ln N'/∂ln U_N =
+//! 1 − e^{−R_N/R_N*}(N/U_N)/h_N vanishes, so the N_opt-side formula gives
+//! the N side's (zero) derivatives too; likewise ∂ln D'/∂R_D* = 0 at R_D = 0.
+//!
+//! Why it used to be slow (measured on the 182-point benchmark set,
+//! `bench/laws/muennighoff_182.csv`, 2-core EPYC, before this kernel): the
+//! free fit from the 25,600-start default grid took > 11 min against ~0.5 s
+//! for Chinchilla's 4,500 starts. Per start, three causes multiplied:
+//! (1) the central finite-difference Jacobian cost 1 + 2·7 = 15 law
+//! evaluations per gradient; (2) each evaluation ran libm `powf`/`exp`/`ln`
+//! point by point (two `powf` per point, opaque calls, no vectorisation),
+//! ~3× the cost of a fastmath evaluation; (3) the FD gradient's noise
+//! (~1e-10 relative) sits right at the screening tolerance, so L-BFGS's line
+//! searches failed or crawled: see `measured_reason` in the benchmark
+//! output and RESULTS.md for the iteration and status counts per start.
 
-use crate::law::{cartesian_grid, finite_difference_jacobian, Inputs, LawForm, ParamSpec};
+use crate::fastmath as fm;
+use crate::law::{cartesian_grid, Inputs, LawForm, ParamSpec};
 
 /// L(N, D, U) = E + A/N'^α + B/D'^β with
 /// D' = U + U·R_D*·(1 − exp(−R_D/R_D*)), R_D = max(D/U − 1, 0),
@@ -40,7 +55,9 @@ impl Muennighoff {
         }
     }
 
-    /// ln L̂ at one point (N, D, U) for the untied parameters `q`.
+    /// ln L̂ at one point (N, D, U) for the untied parameters `q`, written
+    /// as the equation reads with libm `powf`/`exp`/`ln`: the scalar
+    /// reference the fitter's kernel is tested against.
     #[inline]
     pub fn log_loss_at(q: &[f64; 7], n: f64, d: f64, u: f64) -> f64 {
         let [a, b, e, alpha, beta, rd_star, rn_star] = *q;
@@ -122,14 +139,19 @@ impl LawForm for Muennighoff {
     }
     fn log_predict_into(&self, p: &[f64], inputs: &Inputs, out: &mut [f64]) {
         let q = self.full(p);
-        let (n, d, u) = (inputs.col(0), inputs.col(1), inputs.col(2));
-        for i in 0..out.len() {
-            out[i] = Muennighoff::log_loss_at(&q, n[i], d[i], u[i]);
-        }
+        let cols = Columns::of(inputs);
+        crate::simd::dispatch(#[inline(always)] || kernel::<false, false>(&q, &cols, out, &mut []));
     }
+    /// Analytic ln-space Jacobian (see the module docs), 7 columns, or 6
+    /// with α = β tied (∂/∂α + ∂/∂β).
     fn log_jacobian_into(&self, p: &[f64], inputs: &Inputs, logpred: &mut [f64], jac: &mut [f64]) {
-        self.log_predict_into(p, inputs, logpred);
-        finite_difference_jacobian(p, inputs.len(), jac, |q, out| self.log_predict_into(q, inputs, out));
+        let q = self.full(p);
+        let cols = Columns::of(inputs);
+        if self.tie_exponents {
+            crate::simd::dispatch(#[inline(always)] || kernel::<true, true>(&q, &cols, logpred, jac));
+        } else {
+            crate::simd::dispatch(#[inline(always)] || kernel::<true, false>(&q, &cols, logpred, jac));
+        }
     }
     fn jacobian_into(&self, p: &[f64], inputs: &Inputs, pred: &mut [f64], jac: &mut [f64]) {
         self.log_jacobian_into(p, inputs, pred, jac);
@@ -144,5 +166,99 @@ impl LawForm for Muennighoff {
             ("E".into(), q[2].exp()),
             ("G".into(), ((q[3] * a) / (q[4] * b)).powf(1.0 / (q[3] + q[4]))),
         ]
+    }
+}
+
+/// The input columns the kernel reads: ln N, ln D, ln U, and D, U raw (D/U
+/// is taken from the raw values, as the equation writes it).
+struct Columns<'a> {
+    ln_n: &'a [f64],
+    ln_u: &'a [f64],
+    d: &'a [f64],
+    u: &'a [f64],
+}
+
+impl<'a> Columns<'a> {
+    fn of(inputs: &'a Inputs) -> Columns<'a> {
+        Columns { ln_n: inputs.log_col(0), ln_u: inputs.log_col(2), d: inputs.col(1), u: inputs.col(2) }
+    }
+}
+
+/// ln L̂ at every point and, when `JAC`, its column-major Jacobian (7
+/// columns; 6 when `TIED`, the α column then holding ∂/∂α + ∂/∂β).
+///
+/// In ln space, with c = ln α − ln β + a − b:
+/// ln N_opt = (β ln U + c)/α, ln U_N = min(ln N, ln N_opt),
+/// ln N' = ln U_N + ln h_N, h_N = 1 + R_N*(1 − e^{−R_N/R_N*});
+/// ln D' = ln U + ln h_D, h_D = 1 + R_D*(1 − e^{−R_D/R_D*});
+/// ln L̂ = LSE(a − α ln N', b − β ln D', e) with softmax weights w1, w2, w3.
+/// With s = ∂ln N'/∂ln U_N = 1 − e^{−R_N/R_N*}(N/U_N)/h_N and
+/// ∂ln N_opt/∂(a, b, α, β) = (1, −1, (1 − α ln N_opt)/α, ln U − 1/β)/α:
+/// ∂a = w1(1 − s), ∂b = w2 + w1·s, ∂e = w3,
+/// ∂α = −w1(ln N' + s(1 − α ln N_opt)/α), ∂β = −w1·s(ln U − 1/β) − w2 ln D',
+/// ∂R_D* = −w2·β·((1 − e_D) − (R_D/R_D*)e_D)/h_D,
+/// ∂R_N* = −w1·α·((1 − e_N) − (R_N/R_N*)e_N)/h_N.
+/// Eight `exp`/`ln` per point. As in Chinchilla's kernel the LSE is not
+/// max-shifted (that would cost a ninth): `fastmath::exp` clamps instead of
+/// overflowing, and parameters where a term nears e^709 have a huge
+/// objective the line search backs away from.
+#[inline(always)]
+fn kernel<const JAC: bool, const TIED: bool>(q: &[f64; 7], cols: &Columns, logpred: &mut [f64], jac: &mut [f64]) {
+    let n = logpred.len();
+    let [a, b, e, alpha, beta, rd, rn] = *q;
+    let inv_alpha = 1.0 / alpha;
+    let inv_beta = 1.0 / beta;
+    let (inv_rd, inv_rn) = (1.0 / rd, 1.0 / rn);
+    let c_opt = alpha.ln() - beta.ln() + a - b;
+    let big_e = e.exp();
+    let (ln_n, ln_u, d, u) = (&cols.ln_n[..n], &cols.ln_u[..n], &cols.d[..n], &cols.u[..n]);
+    let n_cols = if TIED { 6 } else { 7 };
+    let jac: &mut [f64] = if JAC { &mut jac[..n_cols * n] } else { &mut [] };
+    let (c0, rest) = jac.split_at_mut(if JAC { n } else { 0 });
+    let (c1, rest) = rest.split_at_mut(if JAC { n } else { 0 });
+    let (c2, rest) = rest.split_at_mut(if JAC { n } else { 0 });
+    let (c3, rest) = rest.split_at_mut(if JAC { n } else { 0 });
+    let (c4, rest) = rest.split_at_mut(if JAC { n } else { 0 });
+    let (c5, c6) = rest.split_at_mut(if JAC { n } else { 0 });
+    // Exact lengths, so the loop's stores need no bounds checks.
+    let c6 = &mut c6[..if JAC && !TIED { n } else { 0 }];
+    for i in 0..n {
+        let ln_nopt = (beta * ln_u[i] + c_opt) * inv_alpha;
+        let ln_un = ln_n[i].min(ln_nopt);
+        let ratio_n = fm::exp(ln_n[i] - ln_un);
+        let r_n = ratio_n - 1.0;
+        let e_n = fm::exp(-r_n * inv_rn);
+        let h_n = 1.0 + rn * (1.0 - e_n);
+        let ln_neff = ln_un + fm::ln(h_n);
+        let r_d = (d[i] / u[i] - 1.0).max(0.0);
+        let e_d = fm::exp(-r_d * inv_rd);
+        let h_d = 1.0 + rd * (1.0 - e_d);
+        let ln_deff = ln_u[i] + fm::ln(h_d);
+        let (x1, x2, x3) = (fm::exp(a - alpha * ln_neff), fm::exp(b - beta * ln_deff), big_e);
+        let sum = x1 + x2 + x3;
+        logpred[i] = fm::ln(sum);
+        if JAC {
+            let inv = 1.0 / sum;
+            let (w1, w2, w3) = (x1 * inv, x2 * inv, x3 * inv);
+            let s = 1.0 - e_n * ratio_n / h_n;
+            let dn_drn = ((1.0 - e_n) - r_n * inv_rn * e_n) / h_n;
+            let dd_drd = ((1.0 - e_d) - r_d * inv_rd * e_d) / h_d;
+            let d_alpha = -w1 * (ln_neff + s * (1.0 - alpha * ln_nopt) * inv_alpha);
+            let d_beta = -w1 * s * (ln_u[i] - inv_beta) - w2 * ln_deff;
+            c0[i] = w1 * (1.0 - s);
+            c1[i] = w2 + w1 * s;
+            c2[i] = w3;
+            let (d_rd, d_rn) = (-w2 * beta * dd_drd, -w1 * alpha * dn_drn);
+            if TIED {
+                c3[i] = d_alpha + d_beta;
+                c4[i] = d_rd;
+                c5[i] = d_rn;
+            } else {
+                c3[i] = d_alpha;
+                c4[i] = d_beta;
+                c5[i] = d_rd;
+                c6[i] = d_rn;
+            }
+        }
     }
 }

@@ -49,19 +49,29 @@ impl LawForm for PowerLaw {
     }
     fn predict_into(&self, p: &[f64], inputs: &Inputs, out: &mut [f64]) {
         let lx = inputs.log_col(0);
-        for i in 0..out.len() {
-            out[i] = p[0] * (-p[1] * lx[i]).exp() + p[2];
-        }
+        crate::simd::dispatch(#[inline(always)] || kernel::<false>(p, lx, out, &mut []));
     }
+    /// Analytic, through the vectorised [`kernel`].
     fn jacobian_into(&self, p: &[f64], inputs: &Inputs, pred: &mut [f64], jac: &mut [f64]) {
         let lx = inputs.log_col(0);
-        for i in 0..pred.len() {
-            let t = (-p[1] * lx[i]).exp();
-            pred[i] = p[0] * t + p[2];
-            let n = pred.len();
-            jac[i] = t;
-            jac[n + i] = -p[0] * t * lx[i];
-            jac[2 * n + i] = 1.0;
+        crate::simd::dispatch(#[inline(always)] || kernel::<true>(p, lx, pred, jac));
+    }
+}
+
+/// L̂ = A·e^{−B ln x} + C at every point and, when `JAC`, its three Jacobian
+/// columns; branch-free over [`crate::fastmath`] so it vectorises.
+#[inline(always)]
+fn kernel<const JAC: bool>(p: &[f64], lx: &[f64], pred: &mut [f64], jac: &mut [f64]) {
+    let n = pred.len();
+    let lx = &lx[..n];
+    let [c0, c1, c2] = crate::simd::columns::<3>(jac, if JAC { n } else { 0 });
+    for i in 0..n {
+        let t = crate::fastmath::exp(-p[1] * lx[i]);
+        pred[i] = p[0] * t + p[2];
+        if JAC {
+            c0[i] = t;
+            c1[i] = -p[0] * t * lx[i];
+            c2[i] = 1.0;
         }
     }
 }
