@@ -49,9 +49,14 @@ pub fn relative_error(fit: &Fit, test: &Points) -> Result<(f64, f64)> {
 
 /// Fit on `train`, score on `test`.
 pub fn held_out_error(law: Arc<dyn LawForm>, train: &Points, test: &Points, opts: &FitOptions) -> Result<HeldOut> {
+    Ok(held_out_fit(law, train, test, opts)?.1)
+}
+
+/// Fit on `train`, score on `test`; the fit too (its parameters, warnings, bootstrap).
+pub fn held_out_fit(law: Arc<dyn LawForm>, train: &Points, test: &Points, opts: &FitOptions) -> Result<(Fit, HeldOut)> {
     let f = fit(law, train, opts)?;
     let (are, max_are) = relative_error(&f, test)?;
-    Ok(HeldOut {
+    let held_out = HeldOut {
         law: f.report.law.clone(),
         are,
         max_are,
@@ -60,7 +65,8 @@ pub fn held_out_error(law: Arc<dyn LawForm>, train: &Points, test: &Points, opts
         aic: f.report.diagnostics.aic,
         bic: f.report.diagnostics.bic,
         train_objective: f.report.objective_value,
-    })
+    };
+    Ok((f, held_out))
 }
 
 /// Fit on all rows but the largest `size_column` and score the largest.

@@ -12,7 +12,8 @@ use crate::error::{LawError, Result};
 pub use crate::law::Method;
 use crate::law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 use crate::optim::{minimize_bounded, LbfgsOptions, OptResult, Status};
-use crate::report::{BootstrapSummary, Diagnostics, Estimate, FitReport, Interval};
+use crate::evaluate::Metrics;
+use crate::report::{BootstrapSummary, Diagnostics, Estimate, FitReport, FitWarning, Identifiability, Interval, Optimum};
 use crate::data::Points;
 use crate::progress::{FitPhase, ProgressHook, Tracker};
 use rand::{RngExt, SeedableRng};
@@ -446,9 +447,6 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
     };
     // For the MLE, first solve the plain Huber problem from the grid, then
     // start the likelihood from its best fit over a range of scales.
-    // Objective the starts are compared with for `n_converged` (for the MLE,
-    // the best start before the simplex polish).
-    let mut starts_best = f64::NAN;
     let (results, best_result, n_starts) = if problem.mle {
         let plain_x = if problem.free.is_empty() {
             // Every law parameter frozen: only the scale is fitted.
@@ -468,7 +466,6 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
             })
             .collect();
         let (res, mut best) = multistart(&problem, &sigma_starts, opts, law.name())?;
-        starts_best = best.f;
         // At the fitted (tiny) scale the likelihood is nearly L1 in the
         // residuals and L-BFGS stops at a kink; a simplex search continues
         // from there (kept only if it improves), then L-BFGS polishes.
@@ -492,9 +489,18 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
         (res, best, starts.len())
     };
     let b = &best_result;
-    let reference = if starts_best.is_nan() { b.f } else { starts_best };
-    let tol = opts.converged_rtol * reference.abs().max(1e-300);
-    let n_converged = results.iter().filter(|r| r.f.is_finite() && (r.f - reference).abs() <= tol).count();
+    let assessment = assess(&problem, b, &results, &opts.lbfgs);
+    // "Reached the best": the starts whose endpoint lies in the best optimum's cluster; when
+    // none does (the polish moved more than the cluster radius from every endpoint), those
+    // within `converged_rtol` of the best starting run (pre-polish), so the best start itself
+    // always counts and a polish past every start cannot make this 0.
+    let n_converged = if assessment.best_members.is_empty() {
+        let reference = results.iter().map(|r| r.f).filter(|f| f.is_finite()).fold(f64::INFINITY, f64::min);
+        let tol = opts.converged_rtol * reference.abs().max(1e-300);
+        results.iter().filter(|r| r.f.is_finite() && (r.f - reference).abs() <= tol).count()
+    } else {
+        assessment.best_members.len()
+    };
     let n_failed = results.iter().filter(|r| r.status == Status::NonFiniteStart || !r.f.is_finite()).count();
 
     let full = problem.expand(&b.x);
@@ -505,7 +511,11 @@ pub fn fit(law: Arc<dyn LawForm>, points: &Points, opts: &FitOptions) -> Result<
         boot_summary = Some(BootstrapSummary { resamples: bo.resamples, failed, seed: bo.seed, level: bo.level });
         samples = s;
     }
-    let report = build_report(&problem, &full, b, &samples, opts, n_starts, n_converged, n_failed, boot_summary, t0.elapsed().as_secs_f64());
+    let mut assessment = assessment;
+    if let Some(best_optimum) = assessment.optima.first_mut() {
+        best_optimum.starts = n_converged;
+    }
+    let report = build_report(&problem, &full, b, &samples, opts, n_starts, n_converged, n_failed, boot_summary, assessment, t0.elapsed().as_secs_f64());
     let law_samples: Vec<Vec<f64>> = samples.iter().map(|s| s[..problem.n_params].to_vec()).collect();
     Ok(Fit { report, law, points: points.clone(), bootstrap_samples: law_samples })
 }
@@ -529,6 +539,7 @@ fn build_report(
     n_converged: usize,
     n_failed: usize,
     bootstrap: Option<BootstrapSummary>,
+    assessment: Assessment,
     elapsed_s: f64,
 ) -> FitReport {
     let level = opts.bootstrap.map_or(0.95, |b| b.level);
@@ -538,6 +549,7 @@ fn build_report(
         Space::Log => problem.target.iter().map(|t| t.exp()).collect(),
         Space::Linear => problem.target.clone(),
     };
+    let fitted = problem.law.predict(full, &problem.inputs);
     FitReport {
         law: problem.law.name().into(),
         equation: problem.law.equation(),
@@ -556,11 +568,16 @@ fn build_report(
         n_converged,
         converged_rtol: opts.converged_rtol,
         n_failed,
-        diagnostics: diagnostics(problem, full, &observed, best),
+        metrics: Metrics::of(&fitted, &observed, problem.objective.space),
+        diagnostics: diagnostics(problem, full, best),
+        warnings: assessment.warnings,
+        identifiability: assessment.identifiability,
+        optima: assessment.optima,
+        n_optima: assessment.n_optima,
         bootstrap,
         elapsed_s,
         inputs: problem.law.inputs(),
-        fitted: problem.law.predict(full, &problem.inputs),
+        fitted,
         observed,
     }
 }
@@ -698,28 +715,118 @@ pub(crate) fn estimates(problem: &Problem, full: &[f64], log_sigma: Option<f64>,
     (params, derived)
 }
 
-/// Diagnostics of a fit at full parameters: Gaussian log-likelihood of the
-/// residuals in the fit space and AIC/BIC with k = free parameters + 1 (the
-/// residual variance); mean absolute relative error of the raw losses.
-pub(crate) fn diagnostics(problem: &Problem, full: &[f64], points_loss: &[f64], best: &OptResult) -> Diagnostics {
+/// Information criteria of a fit at full parameters: Gaussian log-likelihood of the
+/// residuals in the fit space (σ² = RSS/n) and AIC/BIC with k = free parameters + 1 (the
+/// residual variance); the best start's optimiser statistics.
+pub(crate) fn diagnostics(problem: &Problem, full: &[f64], best: &OptResult) -> Diagnostics {
     let res = problem.residuals(full);
     let n = res.len() as f64;
     let rss: f64 = res.iter().map(|r| r * r).sum();
     let k = (problem.free.len() + 1) as f64;
     let ll = -0.5 * n * ((2.0 * std::f64::consts::PI * rss / n).ln() + 1.0);
-    let pred = problem.law.predict(full, &problem.inputs);
-    let are = pred.iter().zip(points_loss).map(|(p, y)| ((p - y) / y).abs()).sum::<f64>() / n;
+    let space = match problem.objective.space {
+        Space::Log => "ln",
+        Space::Linear => "loss",
+    };
     Diagnostics {
-        rss,
+        likelihood: format!("Gaussian likelihood of the {space} residuals, sigma^2 = RSS({space})/n; AIC/BIC with k = {} free parameters + 1", problem.free.len()),
         gaussian_log_likelihood: ll,
         aic: 2.0 * k - 2.0 * ll,
         bic: k * n.ln() - 2.0 * ll,
-        mean_abs_rel_error: are,
         iterations: best.iterations,
         evaluations: best.evaluations,
         projected_gradient: best.projected_grad,
         status: format!("{:?}", best.status),
     }
+}
+
+/// The warnings and optima of a fit (see [`crate::diagnose`]).
+pub(crate) struct Assessment {
+    pub warnings: Vec<FitWarning>,
+    pub identifiability: Option<Identifiability>,
+    pub optima: Vec<Optimum>,
+    pub n_optima: usize,
+    /// Indices of the starts whose endpoint lies in the best optimum's cluster.
+    pub best_members: std::collections::HashSet<usize>,
+}
+
+/// Specs of the free coordinates as fitted (bound overrides applied; `log_sigma` last for the MLE).
+fn free_specs(problem: &Problem) -> Vec<ParamSpec> {
+    let specs = problem.law.params();
+    let mut out: Vec<ParamSpec> = problem.free.iter().enumerate().map(|(k, &j)| ParamSpec::new(&specs[j].name, problem.lower[k], problem.upper[k])).collect();
+    if problem.mle {
+        let k = problem.free.len();
+        out.push(ParamSpec::new("log_sigma", problem.lower[k], problem.upper[k]));
+    }
+    out
+}
+
+/// Bounds, identifiability, design and optima of the best fit `best` given the starts'
+/// (screened) endpoints `results`. Competing optima are polished to `lbfgs`'s tolerance
+/// before they are reported, so a start stopped early on a slope is not called an optimum.
+pub(crate) fn assess(problem: &Problem, best: &OptResult, results: &[OptResult], lbfgs: &LbfgsOptions) -> Assessment {
+    const SHOWN_OPTIMA: usize = 8;
+    let specs = free_specs(problem);
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let mut warnings = crate::diagnose::bound_warnings(&best.x, &specs);
+    let input_cols: Vec<(String, &[f64])> = problem.inputs.names().iter().enumerate().map(|(k, n)| (n.clone(), problem.inputs.col(k))).collect();
+    warnings.extend(crate::diagnose::design_warnings(&input_cols, problem.free.len()));
+
+    // Identifiability over the free law parameters (the MLE's scale is not a law parameter).
+    let full = problem.expand(&best.x);
+    let n = problem.inputs.len();
+    let (mut pred, mut jac) = (vec![0.0; n], vec![0.0; n * problem.n_params]);
+    match problem.objective.space {
+        Space::Log => problem.law.log_jacobian_into(&full, &problem.inputs, &mut pred, &mut jac),
+        Space::Linear => problem.law.jacobian_into(&full, &problem.inputs, &mut pred, &mut jac),
+    }
+    let nf = problem.free.len();
+    let identifiability = if nf > 0 && jac.iter().all(|v| v.is_finite()) {
+        let cols: Vec<Vec<f64>> = problem.free.iter().map(|&j| jac[j * n..(j + 1) * n].to_vec()).collect();
+        let rss: f64 = problem.residuals(&full).iter().map(|r| r * r).sum();
+        Some(crate::diagnose::identifiability(&cols, &best.x[..nf], &specs[..nf], &names[..nf], rss))
+    } else {
+        None
+    };
+    if let Some(id) = &identifiability {
+        warnings.extend(crate::diagnose::identifiability_warnings(id));
+    }
+
+    // Optima: cluster the endpoints, polish the most promising other clusters, merge
+    // those that polish into an optimum already kept.
+    let scales = crate::diagnose::param_scales(&best.x, &specs);
+    let endpoints: Vec<(&[f64], f64)> = results.iter().map(|r| (r.x.as_slice(), r.f)).collect();
+    let clusters = crate::diagnose::cluster_optima(&best.x, best.f, &endpoints, &scales);
+    let n_clusters = clusters.len();
+    let reps: Vec<Vec<f64>> = clusters[1..].iter().take(SHOWN_OPTIMA).map(|c| c.0.clone()).collect();
+    let polished = problem.run_starts(&reps, lbfgs);
+    let mut kept: Vec<(Vec<f64>, f64, Vec<usize>)> = vec![clusters[0].clone()];
+    let mut merged = 0;
+    for (k, c) in clusters.into_iter().skip(1).enumerate() {
+        let (x, f) = match polished.get(k) {
+            Some(p) if p.f.is_finite() && p.f <= c.1 => (p.x.clone(), p.f),
+            _ => (c.0.clone(), c.1),
+        };
+        match kept.iter_mut().find(|o| crate::diagnose::scaled_distance(&o.0, &x, &scales) <= crate::diagnose::SAME_OPTIMUM_DISTANCE) {
+            Some(o) => {
+                o.2.extend(c.2);
+                merged += 1;
+            }
+            None => kept.push((x, f, c.2)),
+        }
+    }
+    kept[1..].sort_by(|a, b| a.1.total_cmp(&b.1));
+    let best_members: std::collections::HashSet<usize> = kept[0].2.iter().copied().collect();
+    let optima: Vec<Optimum> = kept
+        .iter()
+        .take(SHOWN_OPTIMA)
+        .map(|(x, f, members)| Optimum { objective: *f, starts: members.len(), params: names.iter().cloned().zip(x.iter().copied()).collect() })
+        .collect();
+    let flat = warnings.iter_mut().find(|w| w.kind == crate::report::WarningKind::NotIdentified);
+    if let Some(w) = crate::diagnose::optima_warning(&optima, flat) {
+        warnings.push(w);
+    }
+    Assessment { warnings, identifiability, optima, n_optima: n_clusters - merged, best_members }
 }
 
 /// The objective's reductions, compiled for AVX-512 or AVX2 when the CPU

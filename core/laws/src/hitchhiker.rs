@@ -8,12 +8,20 @@
 //! checkpoint; checkpoints before `cut_beginning` tokens (1e10) are dropped
 //! from training, and the smaller models can be cut to the first fraction p
 //! of their training.
+//!
+//! The result carries the fitted parameters (with bootstrap percentile intervals when the
+//! fit options ask for a bootstrap), each held-out prediction, the fit's warnings
+//! ([`crate::diagnose`]) and, with `compare_final_only`, the same protocol fitted on the
+//! smaller models' *final* checkpoints only (one point per model, as a final-loss scaling
+//! study would), side by side with the intermediate-checkpoint fit (Choshen et al. 2024,
+//! §5, compare the two).
 
 use crate::data::Points;
-use crate::decide::{held_out_error, HeldOut};
+use crate::decide::{held_out_fit, HeldOut};
 use crate::error::{LawError, Result};
 use crate::fit::FitOptions;
 use crate::law::LawForm;
+use crate::report::{BootstrapSummary, Estimate, FitWarning, Interval};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -38,12 +46,47 @@ pub struct HitchhikerOptions {
     pub train_fraction: f64,
     /// Score the target's checkpoints from this fraction of its training on (0.7).
     pub test_from_fraction: f64,
+    /// Also fit on each smaller model's final (last kept) checkpoint only and score the
+    /// same held-out points ([`HitchhikerResult::final_only`]).
+    #[serde(default)]
+    pub compare_final_only: bool,
 }
 
 impl Default for HitchhikerOptions {
     fn default() -> Self {
-        HitchhikerOptions { cut_beginning_tokens: 1e10, train_fraction: 1.0, test_from_fraction: 0.7 }
+        HitchhikerOptions { cut_beginning_tokens: 1e10, train_fraction: 1.0, test_from_fraction: 0.7, compare_final_only: false }
     }
+}
+
+/// One held-out checkpoint of the target: its inputs, the observed and predicted loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutPoint {
+    /// Model size N.
+    pub n: f64,
+    /// Tokens seen D.
+    pub d: f64,
+    pub observed: f64,
+    pub predicted: f64,
+    /// (predicted − observed) / observed.
+    pub rel_error: f64,
+    /// Bootstrap percentile interval of the prediction (with a bootstrap).
+    pub interval: Option<Interval>,
+}
+
+/// The protocol fitted on the smaller models' final checkpoints only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalOnly {
+    /// Training points (one per smaller model).
+    pub n_train: usize,
+    /// Held-out score of the final-only fit; `None` when it could not be fitted (`error`).
+    pub held_out: Option<HeldOut>,
+    /// The intermediate-checkpoint fit's ARE, repeated for the side-by-side reading.
+    pub are_intermediate: f64,
+    /// The final-only fit's ARE (`None` with `error`).
+    pub are_final_only: Option<f64>,
+    pub warnings: Vec<FitWarning>,
+    /// Why the final-only fit failed (e.g. fewer models than free parameters).
+    pub error: Option<String>,
 }
 
 /// Protocol outcome.
@@ -51,6 +94,16 @@ impl Default for HitchhikerOptions {
 pub struct HitchhikerResult {
     pub target: String,
     pub held_out: HeldOut,
+    /// Fitted parameters (intervals when bootstrapped) and derived quantities.
+    pub params: Vec<Estimate>,
+    pub derived: Vec<Estimate>,
+    pub bootstrap: Option<BootstrapSummary>,
+    /// Each held-out checkpoint of the target with its prediction.
+    pub predictions: Vec<HeldOutPoint>,
+    /// The fit's warnings (bounds, identifiability, design, competing optima).
+    pub warnings: Vec<FitWarning>,
+    /// With `compare_final_only`: the final-checkpoints-only fit on the same held-out points.
+    pub final_only: Option<FinalOnly>,
 }
 
 /// Build (train, test) points: columns `N` (params) and `D` (tokens seen).
@@ -101,5 +154,40 @@ pub fn hitchhiker_split(curves: &[Curve], opts: &HitchhikerOptions) -> Result<(P
 /// last (1 − test_from_fraction) of training.
 pub fn hitchhiker(law: Arc<dyn LawForm>, curves: &[Curve], opts: &HitchhikerOptions, fit_opts: &FitOptions) -> Result<HitchhikerResult> {
     let (train, test, target) = hitchhiker_split(curves, opts)?;
-    Ok(HitchhikerResult { target, held_out: held_out_error(law, &train, &test, fit_opts)? })
+    let (fit, held_out) = held_out_fit(law.clone(), &train, &test, fit_opts)?;
+    let predicted = fit.predict(&test)?;
+    let (n, d) = (test.column("N")?, test.column("D")?);
+    let predictions = predicted
+        .iter()
+        .enumerate()
+        .map(|(i, p)| HeldOutPoint { n: n[i], d: d[i], observed: test.loss[i], predicted: p.value, rel_error: (p.value - test.loss[i]) / test.loss[i], interval: p.interval })
+        .collect();
+    let final_only = if opts.compare_final_only {
+        let last = final_checkpoints(&train)?;
+        let n_train = last.len();
+        // A final-only fit often has too few points for the law; that is the comparison's
+        // finding, reported as its error rather than failing the whole protocol.
+        Some(match held_out_fit(law, &last, &test, fit_opts) {
+            Ok((f, h)) => FinalOnly { n_train, are_intermediate: held_out.are, are_final_only: Some(h.are), held_out: Some(h), warnings: f.report.warnings, error: None },
+            Err(e) => FinalOnly { n_train, are_intermediate: held_out.are, are_final_only: None, held_out: None, warnings: Vec::new(), error: Some(e.to_string()) },
+        })
+    } else {
+        None
+    };
+    let r = fit.report;
+    Ok(HitchhikerResult { target, held_out, params: r.params, derived: r.derived, bootstrap: r.bootstrap, predictions, warnings: r.warnings, final_only })
+}
+
+/// The last checkpoint (largest D) of each model size among the training points.
+pub fn final_checkpoints(train: &Points) -> Result<Points> {
+    let (n, d) = (train.column("N")?, train.column("D")?);
+    let mut last: Vec<usize> = Vec::new();
+    for i in 0..n.len() {
+        match last.iter_mut().find(|j| n[**j] == n[i]) {
+            Some(j) if d[i] > d[*j] => *j = i,
+            Some(_) => {}
+            None => last.push(i),
+        }
+    }
+    train.select(&last)
 }

@@ -34,6 +34,7 @@
 
 pub mod data;
 pub mod decide;
+pub mod diagnose;
 pub mod efficiency;
 pub mod error;
 pub mod evaluate;
@@ -50,15 +51,15 @@ pub mod simd;
 pub mod spec;
 
 pub use data::{ColumnMap, Points};
-pub use decide::{compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, held_out_error, ComputeOptimal, HeldOut, Multiplier};
+pub use decide::{compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, held_out_error, held_out_fit, ComputeOptimal, HeldOut, Multiplier};
 pub use efficiency::{data_efficiency, DataEfficiency};
 pub use error::{LawError, Result};
 pub use evaluate::{evaluate, params_by_name, Evaluation, FitSpace, Metrics};
 pub use fit::{fit, objective_value, BootstrapOptions, Fit, FitOptions, Method, Prediction};
-pub use hitchhiker::{hitchhiker, Curve, HitchhikerOptions, HitchhikerResult};
+pub use hitchhiker::{hitchhiker, Curve, FinalOnly, HeldOutPoint, HitchhikerOptions, HitchhikerResult};
 pub use law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 pub use laws::{builtin, ExprLaw, LawOptions, BUILTIN_LAWS};
 pub use optim::LbfgsOptions;
 pub use progress::{FitPhase, FitProgress, ProgressHook};
-pub use report::{FitReport, Interval};
+pub use report::{Diagnostics, Direction, FitReport, FitWarning, Identifiability, Interval, Optimum, WarningKind};
 pub use spec::FitSpec;
