@@ -47,7 +47,7 @@ pub mod plot;
 pub mod report;
 pub mod spec;
 
-pub use data::{ColumnMap, Points};
+pub use data::{parse_number, read_csv_cells, Column, ColumnMap, Points};
 pub use decide::{compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, held_out_error, ComputeOptimal, HeldOut, Multiplier};
 pub use efficiency::{data_efficiency, DataEfficiency};
 pub use error::{LawError, Result};
@@ -58,4 +58,4 @@ pub use law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 pub use laws::{builtin, ExprLaw, LawOptions, BUILTIN_LAWS};
 pub use optim::LbfgsOptions;
 pub use report::{FitReport, Interval};
-pub use spec::FitSpec;
+pub use spec::{evenly_spaced, grid_from_axes, grid_from_csv, FitSpec};
