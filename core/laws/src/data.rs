@@ -212,9 +212,10 @@ impl Points {
     }
 
     /// Build from named columns, numeric or text, each `n` long, with the column mapping of
-    /// [`Points::from_csv`]: a map entry naming a text column renames it (still text), one
-    /// naming a numeric column takes it, any other is derived (`D=C/(6*N)`); then the loss
-    /// is split off (it must be numeric).
+    /// [`Points::from_csv`]: a map entry naming a numeric column takes it, one naming a text
+    /// column is an error naming its first non-number (a mapped column is meant as a
+    /// number; text columns are used by their own names in filters and groups), any other
+    /// is derived (`D=C/(6*N)`); then the loss is split off (it must be numeric).
     pub fn from_mixed_columns(named: Vec<(String, Column)>, n: usize, source: &str, map: &ColumnMap) -> Result<Points> {
         if let Some((name, col)) = named.iter().find(|(_, c)| c.len() != n) {
             return Err(LawError::BadOption(format!("column '{name}' has {} values, the first column {n}", col.len())));
@@ -238,6 +239,11 @@ impl Points {
             // A source names the column as given, even after an entry replaced it.
             let source_col = given.iter().find(|(h, _)| *h == entry.source).map(|(_, c)| c);
             let col = match source_col {
+                // Mapped explicitly, so meant as a number: a text cell is an error here.
+                Some(Column::Text(cells)) => {
+                    let (i, v) = first_non_number(cells);
+                    return Err(not_a_number(&entry.source, i + 1, v));
+                }
                 Some(c) => c.clone(),
                 None => Column::Numbers(derive_column(entry, &names, &columns, &text_names, &text_columns, &headers, n)?),
             };

@@ -41,9 +41,11 @@ fn unit_suffixes_only_when_asked() {
     // a law reading it names the column, row and value, and says how to read suffixes.
     let err = points(false).unwrap_err().to_string();
     assert!(err.contains("x=size/1000") && err.contains("row 1"), "{err}");
-    let raw = Points::from_csv_reader(long_csv().as_bytes(), "long.csv", &ColumnMap::parse("x=size").unwrap()).unwrap();
-    let err = raw.column("x").unwrap_err().to_string();
-    assert!(err.contains("column 'x', row 1") && err.contains("\"1k\"") && err.contains("--units"), "{err}");
+    let err = Points::from_csv_reader(long_csv().as_bytes(), "long.csv", &ColumnMap::parse("x=size").unwrap()).unwrap_err().to_string();
+    assert!(err.contains("column 'size', row 1") && err.contains("\"1k\"") && err.contains("--units"), "{err}");
+    let raw = Points::from_csv_reader(long_csv().as_bytes(), "long.csv", &ColumnMap::default()).unwrap();
+    let err = raw.column("size").unwrap_err().to_string();
+    assert!(err.contains("column 'size', row 1") && err.contains("--units"), "{err}");
     let err = raw.column("domain").unwrap_err().to_string();
     assert!(err.contains("\"ArXiv\"") && !err.contains("--units"), "{err}");
 }
