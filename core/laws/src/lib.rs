@@ -58,4 +58,4 @@ pub use law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 pub use laws::{builtin, ExprLaw, LawOptions, BUILTIN_LAWS};
 pub use optim::LbfgsOptions;
 pub use report::{FitReport, Interval};
-pub use spec::{evenly_spaced, grid_from_axes, grid_from_csv, FitSpec};
+pub use spec::{evenly_spaced, grid_from_axes, grid_from_csv, in_group, in_thread_pool, FitSpec};

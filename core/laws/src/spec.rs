@@ -367,3 +367,16 @@ mod num {
         Ok(Option::<Vec<Vec<Num>>>::deserialize(d)?.map(|g| g.into_iter().map(|r| r.into_iter().map(|n| n.0).collect()).collect()))
     }
 }
+
+/// Runs `f` on a local rayon pool of `threads` threads (the global pool when `None`).
+/// Fits do not depend on it: every start and resample is a pure function of its index.
+pub fn in_thread_pool<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Send) -> Result<T> {
+    match threads {
+        None => Ok(f()),
+        Some(0) => Err(LawError::BadOption("threads must be at least 1".into())),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| LawError::BadOption(format!("threads {n}: {e}")))?;
+            Ok(pool.install(f))
+        }
+    }
+}
