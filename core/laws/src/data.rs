@@ -4,6 +4,13 @@
 //! in-memory rows (what the host passes for runs of a study), and the checks
 //! that turn bad input into errors naming the column and the row.
 //!
+//! Cells that are not numbers (`ArXiv`, `2.8B`) make a *text column*, kept beside the
+//! numeric ones: usable in a row filter ([`Points::filter_where`], a Rhai expression
+//! such as `domain == "ArXiv" && N >= 1e8`) and for grouping ([`Points::groups`]), but
+//! an error naming the column, row and value when a law reads it. Unit suffixes are read
+//! as numbers only when asked ([`parse_number`] with `units`): k/K = 1e3, M = 1e6,
+//! B/G = 1e9, T = 1e12, so `2.8B` is 2.8e9.
+//!
 //! Row numbers in errors are the 1-based data-row numbers of the source (the
 //! CSV header is not counted), kept through filtering so an error after
 //! `select` still points at the right line.
@@ -91,6 +98,43 @@ pub struct Points {
     pub rows: Vec<usize>,
     /// Where the points came from (file path or "memory").
     pub source: String,
+    /// Names of the text columns (cells that are not all numbers), beside `names`.
+    #[serde(default)]
+    pub text_names: Vec<String>,
+    /// Text column values, `text_columns[j][i]` is `text_names[j]` at row `i`.
+    #[serde(default)]
+    pub text_columns: Vec<Vec<String>>,
+}
+
+/// A cell as a number: plain (`1e9`, `2.5`), or with `units` a number followed by one
+/// unit suffix, k/K = 1e3, M = 1e6, B/G = 1e9, T = 1e12 (`2.8B` = 2.8e9, `125M`).
+/// `None` for anything else.
+pub fn parse_number(cell: &str, units: bool) -> Option<f64> {
+    let cell = cell.trim();
+    if let Ok(x) = cell.parse::<f64>() {
+        return Some(x);
+    }
+    if !units {
+        return None;
+    }
+    let last = cell.chars().last()?;
+    let scale = match last {
+        'k' | 'K' => 1e3,
+        'M' => 1e6,
+        'B' | 'G' => 1e9,
+        'T' => 1e12,
+        _ => return None,
+    };
+    let number = cell[..cell.len() - last.len_utf8()].trim_end();
+    // `inf`/`nan` spelled with a suffix are not sizes.
+    number.parse::<f64>().ok().filter(|x| x.is_finite()).map(|x| x * scale)
+}
+
+/// The error for a text cell where a number is needed, with a hint when the cell would
+/// read as a number with unit suffixes.
+fn not_a_number(column: &str, row: usize, value: &str) -> LawError {
+    let hint = if parse_number(value, true).is_some() { " (it has a unit suffix: pass --units, or units: true, to read k/K, M, B/G, T)" } else { "" };
+    LawError::NotANumber { column: column.into(), row, value: value.into(), hint: hint.into() }
 }
 
 impl Points {
@@ -107,7 +151,7 @@ impl Points {
             }
         }
         let (names, columns) = columns.into_iter().unzip();
-        Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: "memory".into() })
+        Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: "memory".into(), text_names: vec![], text_columns: vec![] })
     }
 
     /// Build from in-memory records (one per run): each record is a list of
@@ -135,84 +179,99 @@ impl Points {
                 columns[j].push(get(name)?);
             }
         }
-        Ok(Points { names, columns, loss, rows: (1..=records.len()).collect(), source: "memory".into() })
+        Ok(Points { names, columns, loss, rows: (1..=records.len()).collect(), source: "memory".into(), text_names: vec![], text_columns: vec![] })
     }
 
     /// Load a CSV with a header row. Every fully numeric column is available
-    /// under its own header; `map` adds or renames columns (`N=Model Size`) and
-    /// derives new ones from Rhai expressions over names defined before it
-    /// (`D=C/(6*N)`). The loss is the mapped or header column `loss`.
+    /// under its own header, every other column as a text column; `map` adds or
+    /// renames columns (`N=Model Size`) and derives new ones from Rhai expressions
+    /// over names defined before it (`D=C/(6*N)`). The loss is the mapped or header
+    /// column `loss`. Unit suffixes (`2.8B`) are numbers only with `units`.
     pub fn from_csv(path: &str, map: &ColumnMap) -> Result<Points> {
+        Self::from_csv_with_units(path, map, false)
+    }
+
+    /// As [`Points::from_csv`], reading unit suffixes when `units` (see [`parse_number`]).
+    pub fn from_csv_with_units(path: &str, map: &ColumnMap, units: bool) -> Result<Points> {
         let file = std::fs::File::open(path)
             .map_err(|source| LawError::Io { path: path.into(), source })?;
-        Self::from_csv_reader(file, path, map)
+        Self::from_csv_reader_with_units(file, path, map, units)
     }
 
     /// As [`Points::from_csv`], from any reader (`source` names it in errors).
     pub fn from_csv_reader<R: std::io::Read>(reader: R, source: &str, map: &ColumnMap) -> Result<Points> {
-        let csv_err = |e: csv::Error| LawError::Csv { path: source.into(), message: e.to_string() };
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(reader);
-        let headers: Vec<String> = rdr.headers().map_err(csv_err)?.iter().map(String::from).collect();
-        let mut raw: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
-        for rec in rdr.records() {
-            let rec = rec.map_err(csv_err)?;
-            for (j, col) in raw.iter_mut().enumerate() {
-                col.push(rec.get(j).unwrap_or("").to_string());
-            }
-        }
-        let n = raw.first().map_or(0, Vec::len);
-        let parse_col = |j: usize| -> Result<Vec<f64>> {
-            raw[j]
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    s.parse::<f64>().map_err(|_| LawError::NotANumber {
-                        column: headers[j].clone(),
-                        row: i + 1,
-                        value: s.clone(),
-                    })
-                })
-                .collect()
-        };
-        // Defined names: every numeric CSV column first (so `--columns` is
-        // optional when headers already match the law's inputs).
-        let mut names: Vec<String> = Vec::new();
-        let mut columns: Vec<Vec<f64>> = Vec::new();
-        for (j, header) in headers.iter().enumerate() {
-            if let Ok(col) = parse_col(j) {
-                names.push(header.clone());
-                columns.push(col);
-            }
-        }
-        // Referenced explicitly: a non-number in a named column is an error.
-        Points::mapped(names, columns, &headers, n, source, map, |j| parse_col(j))
+        Self::from_csv_reader_with_units(reader, source, map, false)
     }
 
-    /// Applies `map` to the defined columns (`names`/`columns`, from sources `headers`):
-    /// an entry naming a source column takes it as given (`source_column(j)`), any other is
-    /// derived (`D=C/(6*N)`); then splits off the loss column.
-    fn mapped(
-        mut names: Vec<String>,
-        mut columns: Vec<Vec<f64>>,
-        headers: &[String],
-        n: usize,
-        source: &str,
-        map: &ColumnMap,
-        source_column: impl Fn(usize) -> Result<Vec<f64>>,
-    ) -> Result<Points> {
+    /// As [`Points::from_csv_with_units`], from any reader.
+    pub fn from_csv_reader_with_units<R: std::io::Read>(reader: R, source: &str, map: &ColumnMap, units: bool) -> Result<Points> {
+        let (headers, raw) = read_csv_cells(reader, source)?;
+        let n = raw.first().map_or(0, Vec::len);
+        let named: Vec<(String, Column)> = headers.into_iter().zip(raw).map(|(h, cells)| (h, Column::from_cells(cells, units))).collect();
+        Points::from_mixed_columns(named, n, source, map)
+    }
+
+    /// Build from named columns, numeric or text, each `n` long, with the column mapping of
+    /// [`Points::from_csv`]: a map entry naming a numeric column takes it, one naming a text
+    /// column is an error naming its first non-number (a mapped column is meant as a
+    /// number; text columns are used by their own names in filters and groups), any other
+    /// is derived (`D=C/(6*N)`); then the loss is split off (it must be numeric).
+    pub fn from_mixed_columns(named: Vec<(String, Column)>, n: usize, source: &str, map: &ColumnMap) -> Result<Points> {
+        if let Some((name, col)) = named.iter().find(|(_, c)| c.len() != n) {
+            return Err(LawError::BadOption(format!("column '{name}' has {} values, the first column {n}", col.len())));
+        }
+        let headers: Vec<String> = named.iter().map(|(k, _)| k.clone()).collect();
+        let given: Vec<(String, Column)> = named;
+        let (mut names, mut columns, mut text_names, mut text_columns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (name, col) in &given {
+            match col {
+                Column::Numbers(v) => {
+                    names.push(name.clone());
+                    columns.push(v.clone());
+                }
+                Column::Text(v) => {
+                    text_names.push(name.clone());
+                    text_columns.push(v.clone());
+                }
+            }
+        }
         for entry in &map.entries {
-            let col = match headers.iter().position(|h| *h == entry.source) {
-                Some(j) => source_column(j)?,
-                None => derive_column(entry, &names, &columns, headers, n)?,
+            // A source names the column as given, even after an entry replaced it.
+            let source_col = given.iter().find(|(h, _)| *h == entry.source).map(|(_, c)| c);
+            let col = match source_col {
+                // Mapped explicitly, so meant as a number: a text cell is an error here.
+                Some(Column::Text(cells)) => {
+                    let (i, v) = first_non_number(cells);
+                    return Err(not_a_number(&entry.source, i + 1, v));
+                }
+                Some(c) => c.clone(),
+                None => Column::Numbers(derive_column(entry, &names, &columns, &text_names, &text_columns, &headers, n)?),
             };
+            // The new name replaces whatever column had it, numeric or text.
             if let Some(k) = names.iter().position(|x| *x == entry.name) {
-                columns[k] = col;
-            } else {
-                names.push(entry.name.clone());
-                columns.push(col);
+                names.remove(k);
+                columns.remove(k);
+            }
+            if let Some(k) = text_names.iter().position(|x| *x == entry.name) {
+                text_names.remove(k);
+                text_columns.remove(k);
+            }
+            match col {
+                Column::Numbers(v) => {
+                    names.push(entry.name.clone());
+                    columns.push(v);
+                }
+                Column::Text(v) => {
+                    text_names.push(entry.name.clone());
+                    text_columns.push(v);
+                }
             }
         }
         let Some(li) = names.iter().position(|x| x == "loss") else {
+            if let Some(k) = text_names.iter().position(|x| x == "loss") {
+                let (i, v) = first_non_number(&text_columns[k]);
+                return Err(not_a_number("loss", i + 1, v));
+            }
             return Err(LawError::UnknownColumn {
                 column: "loss".into(),
                 available: format!("{} (map one with loss=COLUMN)", headers.join(", ")),
@@ -220,7 +279,7 @@ impl Points {
         };
         let loss = columns.remove(li);
         names.remove(li);
-        Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: source.into() })
+        Ok(Points { names, columns, loss, rows: (1..=n).collect(), source: source.into(), text_names, text_columns })
     }
 
     /// Build from in-memory numeric columns (the runs of a study, one value per run in
@@ -229,14 +288,7 @@ impl Points {
     /// is the mapped or named column `loss`. `source` names the points in errors.
     pub fn from_named_columns(named: Vec<(String, Vec<f64>)>, source: &str, map: &ColumnMap) -> Result<Points> {
         let n = named.first().map_or(0, |(_, c)| c.len());
-        if let Some((name, col)) = named.iter().find(|(_, c)| c.len() != n) {
-            return Err(LawError::BadOption(format!("column '{name}' has {} values, the first column {n}", col.len())));
-        }
-        let headers: Vec<String> = named.iter().map(|(k, _)| k.clone()).collect();
-        let (names, columns): (Vec<String>, Vec<Vec<f64>>) = named.into_iter().unzip();
-        // A source names the column as given, even after an entry replaced it (as in a CSV).
-        let given = columns.clone();
-        Points::mapped(names, columns, &headers, n, source, map, |j| Ok(given[j].clone()))
+        Points::from_mixed_columns(named.into_iter().map(|(k, v)| (k, Column::Numbers(v))).collect(), n, source, map)
     }
 
     /// Number of rows.
@@ -250,18 +302,90 @@ impl Points {
     }
 
     /// Column by name, or an error listing the available ones.
+    /// A text column is an error naming its first cell that is not a number.
     pub fn column(&self, name: &str) -> Result<&[f64]> {
-        self.names
-            .iter()
-            .position(|x| x == name)
-            .map(|j| self.columns[j].as_slice())
-            .ok_or_else(|| LawError::UnknownColumn { column: name.into(), available: self.available() })
+        if let Some(j) = self.names.iter().position(|x| x == name) {
+            return Ok(self.columns[j].as_slice());
+        }
+        if let Some(j) = self.text_names.iter().position(|x| x == name) {
+            let (i, v) = first_non_number(&self.text_columns[j]);
+            return Err(not_a_number(name, self.rows.get(i).copied().unwrap_or(i + 1), v));
+        }
+        Err(LawError::UnknownColumn { column: name.into(), available: self.available() })
     }
 
     fn available(&self) -> String {
         let mut v = self.names.clone();
         v.push("loss".into());
+        v.extend(self.text_names.iter().map(|t| format!("{t} (text)")));
         v.join(", ")
+    }
+
+    /// Text column by name, if there is one.
+    pub fn text_column(&self, name: &str) -> Option<&[String]> {
+        self.text_names.iter().position(|x| x == name).map(|j| self.text_columns[j].as_slice())
+    }
+
+    /// The rows for which the Rhai expression `expr` is true, evaluated per row over its
+    /// columns (numbers as floats, text as strings, and `loss`), e.g.
+    /// `domain == "ArXiv" && N >= 1e8`. An expression that does not compile, fails on a
+    /// row or gives a non-boolean is an error naming the expression and the row.
+    pub fn filter_where(&self, expr: &str) -> Result<Points> {
+        let engine = rhai::Engine::new();
+        let bad = |message: String| LawError::BadOption(format!("where {expr:?}: {message}"));
+        let ast = engine.compile_expression(expr).map_err(|e| bad(e.to_string()))?;
+        let mut keep = Vec::new();
+        for i in 0..self.len() {
+            let mut scope = rhai::Scope::new();
+            for (name, col) in self.names.iter().zip(&self.columns) {
+                scope.push_constant(name.as_str(), col[i]);
+            }
+            for (name, col) in self.text_names.iter().zip(&self.text_columns) {
+                scope.push_constant(name.as_str(), col[i].clone());
+            }
+            scope.push_constant("loss", self.loss[i]);
+            let row = self.rows[i];
+            let v = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast).map_err(|e| {
+                if let rhai::EvalAltResult::ErrorVariableNotFound(var, _) = *e {
+                    bad(format!("row {row}: no column '{var}' (columns: {})", self.available()))
+                } else {
+                    bad(format!("row {row}: {e}"))
+                }
+            })?;
+            match v.as_bool() {
+                Ok(true) => keep.push(i),
+                Ok(false) => {}
+                Err(t) => return Err(bad(format!("row {row}: gives a {t}, not true or false"))),
+            }
+        }
+        self.select(&keep)
+    }
+
+    /// The rows split by the distinct values of column `by` (numeric or text), as
+    /// `(value, points)` in ascending order of the value (numbers numerically).
+    pub fn groups(&self, by: &str) -> Result<Vec<(String, Points)>> {
+        if let Some(col) = self.text_column(by) {
+            let mut keys: Vec<&String> = col.iter().collect();
+            keys.sort();
+            keys.dedup();
+            return keys
+                .into_iter()
+                .map(|k| {
+                    let idx: Vec<usize> = (0..self.len()).filter(|&i| &col[i] == k).collect();
+                    Ok((k.clone(), self.select(&idx)?))
+                })
+                .collect();
+        }
+        let col: &[f64] = if by == "loss" { &self.loss } else { self.column(by)? };
+        let mut keys: Vec<f64> = col.to_vec();
+        keys.sort_by(|a, b| a.total_cmp(b));
+        keys.dedup_by(|a, b| a.total_cmp(b).is_eq());
+        keys.into_iter()
+            .map(|k| {
+                let idx: Vec<usize> = (0..self.len()).filter(|&i| col[i].total_cmp(&k).is_eq()).collect();
+                Ok((format!("{k}"), self.select(&idx)?))
+            })
+            .collect()
     }
 
     /// The rows at `indices` (in that order; repeats allowed, as a bootstrap
@@ -276,6 +400,8 @@ impl Points {
             loss: indices.iter().map(|&i| self.loss[i]).collect(),
             rows: indices.iter().map(|&i| self.rows[i]).collect(),
             source: self.source.clone(),
+            text_names: self.text_names.clone(),
+            text_columns: self.text_columns.iter().map(|c| indices.iter().map(|&i| c[i].clone()).collect()).collect(),
         })
     }
 
@@ -349,11 +475,62 @@ impl Points {
     }
 }
 
+/// One source column: all numbers, or text (at least one cell is not a number).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Numbers(Vec<f64>),
+    Text(Vec<String>),
+}
+
+impl Column {
+    /// Numbers when every cell parses (with unit suffixes when `units`), else text.
+    pub fn from_cells(cells: Vec<String>, units: bool) -> Column {
+        let parsed: Option<Vec<f64>> = cells.iter().map(|c| parse_number(c, units)).collect();
+        match parsed {
+            Some(v) => Column::Numbers(v),
+            None => Column::Text(cells),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Numbers(v) => v.len(),
+            Column::Text(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The first cell that is not a plain number (index and value); a text column has one.
+fn first_non_number(cells: &[String]) -> (usize, &str) {
+    cells.iter().enumerate().find(|(_, c)| parse_number(c, false).is_none()).map_or((0, ""), |(i, c)| (i, c.as_str()))
+}
+
+/// A CSV's header and its cells by column (trimmed; a short row's missing cells are empty).
+pub fn read_csv_cells<R: std::io::Read>(reader: R, source: &str) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let csv_err = |e: csv::Error| LawError::Csv { path: source.into(), message: e.to_string() };
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(reader);
+    let headers: Vec<String> = rdr.headers().map_err(csv_err)?.iter().map(String::from).collect();
+    let mut raw: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
+    for rec in rdr.records() {
+        let rec = rec.map_err(csv_err)?;
+        for (j, col) in raw.iter_mut().enumerate() {
+            col.push(rec.get(j).unwrap_or("").to_string());
+        }
+    }
+    Ok((headers, raw))
+}
+
 /// Evaluate a derived column `name=expr` with Rhai over the names defined so far.
 fn derive_column(
     entry: &ColumnMapEntry,
     names: &[String],
     columns: &[Vec<f64>],
+    text_names: &[String],
+    text_columns: &[Vec<String>],
     headers: &[String],
     n: usize,
 ) -> Result<Vec<f64>> {
@@ -367,6 +544,9 @@ fn derive_column(
         let mut scope = rhai::Scope::new();
         for (name, col) in names.iter().zip(columns) {
             scope.push_constant(name.as_str(), col[i]);
+        }
+        for (name, col) in text_names.iter().zip(text_columns) {
+            scope.push_constant(name.as_str(), col[i].clone());
         }
         let v = engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &ast).map_err(|e| {
             if let rhai::EvalAltResult::ErrorVariableNotFound(var, _) = *e {

@@ -19,8 +19,9 @@ pub enum LawError {
     Csv { path: String, message: String },
     #[error("unknown column '{column}' (available: {available})")]
     UnknownColumn { column: String, available: String },
-    #[error("column '{column}', row {row}: value {value:?} is not a number")]
-    NotANumber { column: String, row: usize, value: String },
+    /// `hint` is empty or a sentence starting with a space (e.g. how to read unit suffixes).
+    #[error("column '{column}', row {row}: value {value:?} is not a number{hint}")]
+    NotANumber { column: String, row: usize, value: String, hint: String },
     #[error("column '{column}', row {row}: value is NaN or infinite")]
     NonFinite { column: String, row: usize },
     #[error("column '{column}', row {row}: value {value} must be > 0 for law '{law}'")]

@@ -50,7 +50,7 @@ pub mod report;
 pub mod simd;
 pub mod spec;
 
-pub use data::{ColumnMap, Points};
+pub use data::{parse_number, read_csv_cells, Column, ColumnMap, Points};
 pub use decide::{compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, held_out_error, held_out_fit, ComputeOptimal, HeldOut, Multiplier};
 pub use efficiency::{data_efficiency, DataEfficiency};
 pub use error::{LawError, Result};
@@ -62,4 +62,4 @@ pub use laws::{builtin, ExprLaw, LawOptions, BUILTIN_LAWS};
 pub use optim::LbfgsOptions;
 pub use progress::{FitPhase, FitProgress, ProgressHook};
 pub use report::{Diagnostics, Direction, FitReport, FitWarning, Identifiability, Interval, Optimum, WarningKind};
-pub use spec::FitSpec;
+pub use spec::{evenly_spaced, grid_from_axes, grid_from_csv, in_group, in_thread_pool, FitSpec};
