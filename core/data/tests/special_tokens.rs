@@ -2,6 +2,7 @@
 //! is one id after the base vocabulary in the shards, the corpus's tokenizer encodes and
 //! decodes them, and a manifest without them (older corpora) still reads.
 
+mod scratch;
 use std::path::Path;
 
 use dctk_data::*;
@@ -23,7 +24,7 @@ fn ingest_docs(out: &Path, docs: &[&str], special_tokens: Vec<String>, tokenizer
 
 #[test]
 fn special_tokens_are_single_ids_from_ingest_to_decode() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let doc = "<|START_OF_LATENT|><|PRIOR_PREFIX|>x is 2<|END_OF_LATENT|>So x + 1 = 3.<|START_OF_LATENT|><|END_OF_LATENT|> Done.";
     let m = ingest_docs(&t.path().join("c"), &[doc], specials(), TokenizerSpec::Gpt2);
     assert_eq!(m.special_tokens, specials());
@@ -51,7 +52,7 @@ fn special_tokens_are_single_ids_from_ingest_to_decode() {
 
 #[test]
 fn a_trained_bpe_corpus_numbers_specials_after_its_vocabulary() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let docs: Vec<String> = (0..40).map(|i| format!("The number {i} is {} more than {}. <|START_OF_LATENT|>think<|END_OF_LATENT|>", i % 7, i / 3)).collect();
     let refs: Vec<&str> = docs.iter().map(|s| s.as_str()).collect();
     let m = ingest_docs(&t.path().join("c"), &refs, specials(), TokenizerSpec::TrainBpe { vocab_size: 300, domains: None });
@@ -67,7 +68,7 @@ fn a_trained_bpe_corpus_numbers_specials_after_its_vocabulary() {
 
 #[test]
 fn a_manifest_without_special_tokens_reads_and_writes_none() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let m = ingest_docs(&t.path().join("c"), &["plain text"], Vec::new(), TokenizerSpec::Gpt2);
     assert!(m.special_tokens.is_empty());
     let ron = std::fs::read_to_string(t.path().join("c/manifest.ron")).unwrap();
@@ -77,7 +78,7 @@ fn a_manifest_without_special_tokens_reads_and_writes_none() {
 
 #[test]
 fn bad_special_token_lists_are_refused() {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch::tempdir().unwrap();
     let input = t.path().join("a.jsonl");
     std::fs::write(&input, "{\"text\": \"a\"}\n").unwrap();
     for (bad, why) in [(vec!["<|A|>".to_string(), "<|A|>".to_string()], "twice"), (vec![String::new()], "empty")] {
