@@ -57,18 +57,7 @@ fn chinchilla(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let keep = all.indices_where(|_, y| y < cut);
     let points = all.select(&keep)?;
     let law = builtin("chinchilla", &LawOptions::default())?;
-    let mut times = Vec::new();
-    let mut last = None;
-    let cpu0 = cpu_seconds();
-    for _ in 0..repeat {
-        let t = Instant::now();
-        let f = fit(law.clone(), &points, &FitOptions::default())?;
-        times.push(t.elapsed().as_secs_f64());
-        last = Some(f);
-    }
-    let cpu_grid = cpu_seconds().zip(cpu0).map(|(b, a)| (b - a) / repeat as f64);
-    times.sort_by(|a, b| a.total_cmp(b));
-    let f = last.ok_or("no run")?;
+    let (f, times, cpu_grid) = timed_fits(&law, &points, repeat)?;
     println!("{}", f.report.to_text());
     println!("threads: {}", rayon::current_num_threads());
     println!("grid_fit_4500_starts_s: median {:.4} min {:.4} (n={})", times[times.len() / 2], times[0], times.len());
@@ -107,6 +96,23 @@ fn chinchilla(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `repeat` default fits of `law` to `points`: the last fit, the wall times (sorted) and the
+/// CPU seconds per fit (where the platform reports them).
+fn timed_fits(law: &std::sync::Arc<dyn dctk_laws::LawForm>, points: &Points, repeat: usize) -> Result<(dctk_laws::Fit, Vec<f64>, Option<f64>), Box<dyn std::error::Error>> {
+    let mut times = Vec::new();
+    let mut last = None;
+    let cpu0 = cpu_seconds();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let f = fit(law.clone(), points, &FitOptions::default())?;
+        times.push(t.elapsed().as_secs_f64());
+        last = Some(f);
+    }
+    let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| (b - a) / repeat as f64);
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok((last.ok_or("no run")?, times, cpu))
+}
+
 /// The Muennighoff free fit (untied, 25,600-start default grid).
 fn muennighoff(args: &[String], diagnose: Option<usize>) -> Result<(), Box<dyn std::error::Error>> {
     let path = args.get(1).cloned().unwrap_or_else(|| "bench/laws/muennighoff_182.csv".into());
@@ -116,18 +122,7 @@ fn muennighoff(args: &[String], diagnose: Option<usize>) -> Result<(), Box<dyn s
         return diagnose_starts(&points, k);
     }
     let law = builtin("muennighoff", &LawOptions::default())?;
-    let mut times = Vec::new();
-    let mut last = None;
-    let cpu0 = cpu_seconds();
-    for _ in 0..repeat {
-        let t = Instant::now();
-        let f = fit(law.clone(), &points, &FitOptions::default())?;
-        times.push(t.elapsed().as_secs_f64());
-        last = Some(f);
-    }
-    let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| (b - a) / repeat as f64);
-    times.sort_by(|a, b| a.total_cmp(b));
-    let f = last.ok_or("no run")?;
+    let (f, times, cpu) = timed_fits(&law, &points, repeat)?;
     println!("{}", f.report.to_text());
     println!("threads: {} simd: {}", rayon::current_num_threads(), dctk_laws::simd::level());
     println!("muennighoff_grid_fit_s: median {:.4} min {:.4} (n={})", times[times.len() / 2], times[0], times.len());

@@ -3,28 +3,15 @@
 //! protocol, reports (text, JSON, SVG) and the FitSpec entry point.
 
 mod common;
-use common::{epoch_points, rel, Noise};
+use common::{chinchilla_points, epoch_points, rel, Noise};
 use dctk_laws::{
     builtin, compare, compute_optimal, compute_optimal_from_fit, effective_data_multiplier, extrapolation_error, fit, hitchhiker, BootstrapOptions, Curve, FitOptions, FitReport,
     FitSpec, HitchhikerOptions, LawOptions, Points,
 };
 
 fn chinchilla_synth(seed: u64, n_models: usize) -> Points {
-    // Truth: E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28; several token
-    // counts per model size.
-    let mut rng = Noise::new(seed);
-    let (mut ns, mut ds, mut ys) = (vec![], vec![], vec![]);
-    for m in 0..n_models {
-        let n = 1e7 * 3f64.powi(m as i32);
-        for k in 0..8 {
-            let d = 1e9 * 2f64.powi(k);
-            let y = 1.69 + 406.4 / n.powf(0.34) + 410.7 / d.powf(0.28);
-            ns.push(n);
-            ds.push(d);
-            ys.push(y * (1.0 + 0.001 * rng.normal()));
-        }
-    }
-    Points::from_columns(vec![("N".into(), ns), ("D".into(), ds)], ys).unwrap()
+    let sizes: Vec<f64> = (0..n_models).map(|m| 1e7 * 3f64.powi(m as i32)).collect();
+    chinchilla_points(&sizes, seed)
 }
 
 fn small_grid() -> Option<Vec<Vec<f64>>> {

@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: the Epoch data set and seeded
-//! Gaussian noise.
+//! Gaussian noise, synthetic Chinchilla points.
 #![allow(dead_code)]
 
 use dctk_laws::{ColumnMap, Points};
@@ -39,4 +39,21 @@ impl Noise {
 /// Relative difference.
 pub fn rel(a: f64, b: f64) -> f64 {
     ((a - b) / b).abs()
+}
+
+/// Chinchilla (Hoffmann et al. 2022, eq. 2) with E 1.69, A 406.4, B 410.7, α 0.34, β 0.28,
+/// 8 token counts per model size, 0.1% multiplicative noise.
+pub fn chinchilla_points(sizes: &[f64], seed: u64) -> Points {
+    let mut rng = Noise::new(seed);
+    let (mut ns, mut ds, mut ys) = (vec![], vec![], vec![]);
+    for &n in sizes {
+        for k in 0..8 {
+            let d = 1e9 * 2f64.powi(k);
+            let y = 1.69 + 406.4 / n.powf(0.34) + 410.7 / d.powf(0.28);
+            ns.push(n);
+            ds.push(d);
+            ys.push(y * (1.0 + 0.001 * rng.normal()));
+        }
+    }
+    Points::from_columns(vec![("N".into(), ns), ("D".into(), ds)], ys).unwrap()
 }
