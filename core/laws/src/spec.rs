@@ -185,7 +185,7 @@ impl FitSpec {
         let specs = law.params();
         if !specs.is_empty() && specs.iter().all(|p| self.fixed.contains_key(&p.name)) {
             return Err(LawError::BadOption(format!(
-                "every parameter of '{}' is fixed: nothing to fit. To evaluate the law at these parameters, use `dctk fit --eval` (with --fix or --params NAME=V,...) or Rhai `evaluate(#{{ law, params: #{{...}}, ... }})`",
+                "every parameter of '{}' is fixed: nothing to fit. To evaluate the law at these parameters, use `dctk fit --eval --at NAME=V,...` (or --fix) or Rhai `evaluate(#{{ law, params: #{{...}}, ... }})`",
                 law.name()
             )));
         }

@@ -16,7 +16,9 @@
 //! | `generate(#{...})` | plans a generation cell (a corpus domain generated from documents), returns its handle, usable as `train`'s `corpus` |
 //! | `grid(#{k: [..], ..})`, `zip(#{k: [..], ..})`, `product(a, b)` | settings variants: Cartesian product, element-wise, combined |
 //! | `sweep(base, variants)` | `base` merged with each variant, each named after what varies |
-//! | `fit(#{...})` | fits a scaling law to a CSV or to `runs`; optional `predict`, `compute_optimal`, `effective_data`, `plots` |
+//! | `fit(#{...})` | fits a scaling law to a CSV, `runs` or `rows`; `where`, `group_by` (one fit per group); optional `predict`, `compute_optimal`, `effective_data`, `plots` |
+//! | `evaluate(#{...})` | a law at given `params` on data: predictions, residuals, R² on the loss scale, the objective, ARE |
+//! | `read_csv(path)` | a CSV inside the sandbox as row maps (numbers as floats, other cells as strings) |
 //! | `data_efficiency(#{...})` | the data-efficiency multiplier of a method against real-only baseline runs (bootstrap interval) |
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
@@ -37,7 +39,7 @@ pub mod sweep;
 
 pub use handle::{Run, RunState};
 
-use crate::fitting::{data_efficiency_from_script, fit_from_script, hitchhiker_from_script};
+use crate::fitting::script::{data_efficiency_from_script, evaluate_from_script, fit_from_script, hitchhiker_from_script, read_csv_from_script};
 use crate::study::execute::LocalExecutor;
 use crate::study::rounds::{self, RoundEnd, RunSummary, StudyError};
 use crate::study::session::{Mode, Session, SessionOptions};
@@ -185,15 +187,22 @@ impl Study {
             Ok(dynamic.cast::<Map>())
         });
         let ss = s.clone();
-        engine.register_fn("fit", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
-            if let Some(runs) = request.remove("runs") {
-                request.insert("runs".into(), runs_as_maps(&ss, &ctx, runs, "fit")?.into());
-            }
+        engine.register_fn("fit", move |ctx: NativeCallContext, mut request: Map| -> Result<Dynamic, Box<EvalAltResult>> {
+            data_rows(&ss, &ctx, &mut request, "fit")?;
             if ss.opts.mode == Mode::Plan {
                 // `dctk plan` writes nothing into the study: no plot files.
                 request.remove("plots");
             }
             fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
+        });
+        let ss = s.clone();
+        engine.register_fn("evaluate", move |ctx: NativeCallContext, mut request: Map| -> Result<Dynamic, Box<EvalAltResult>> {
+            data_rows(&ss, &ctx, &mut request, "evaluate")?;
+            evaluate_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("evaluate: {e:#}")))
+        });
+        let ss = s.clone();
+        engine.register_fn("read_csv", move |ctx: NativeCallContext, path: &str| -> Result<Array, Box<EvalAltResult>> {
+            read_csv_from_script(&ss.opts.sandbox, path).map_err(|e| runtime_error(&ctx, format!("{e:#}")))
         });
         let ss = s.clone();
         engine.register_fn("data_efficiency", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
@@ -462,6 +471,19 @@ fn runs_as_maps(s: &Session, ctx: &NativeCallContext, runs: Dynamic, what: &str)
         _ => true,
     });
     rows_as_maps(s, ctx, kept.collect())
+}
+
+/// `runs` (run handles, diverged ones left out) and `rows` (maps or runs) of a `fit` or
+/// `evaluate` request as result maps; a pending run ends the round.
+fn data_rows(s: &Session, ctx: &NativeCallContext, request: &mut Map, what: &str) -> Result<(), Box<EvalAltResult>> {
+    if let Some(runs) = request.remove("runs") {
+        request.insert("runs".into(), runs_as_maps(s, ctx, runs, what)?.into());
+    }
+    if let Some(rows) = request.remove("rows") {
+        let rows = rows.try_cast::<Array>().ok_or_else(|| runtime_error(ctx, format!("{what}: key \"rows\" must be an array of maps")))?;
+        request.insert("rows".into(), rows_as_maps(s, ctx, rows)?.into());
+    }
+    Ok(())
 }
 
 /// Table rows: maps as they are, runs as their result maps (plus `label`); a pending run
