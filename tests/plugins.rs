@@ -148,6 +148,43 @@ fn plugin_names_that_are_paths_are_refused() {
     assert!(out.status.success() && t.contains("ok      mir: regularizer ok"), "{t}");
 }
 
+/// The scaffolds' own build directory, `target/plugin-new-test/`, seeded once per test run
+/// from the workspace's `target/<profile>/{deps,build,.fingerprint}`. Why: on a clean clone
+/// this directory is empty and the scaffolds compiled tch and torch-sys's C++ wrapper from
+/// scratch (measured ~2 min on 2 idle cores, ~5 min under CI's load); the workspace has
+/// just compiled the same registry crates with the same profile and LIBTORCH, so cargo finds
+/// them fresh and compiles only what differs (crates whose features the workspace unifies
+/// differently, the SDK, the plugin): ~30 s. Cargo still checks every fingerprint, so a
+/// scaffold that needed anything else would still build it. A real copy, never hard links:
+/// cargo rewrites fingerprint files in place, which must not touch the workspace's.
+fn scaffold_target() -> PathBuf {
+    static SEEDED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SEEDED
+        .get_or_init(|| {
+            let target = built_dir().parent().unwrap().join("plugin-new-test");
+            let profile = target.join(built_dir().file_name().unwrap());
+            if !profile.exists() {
+                let staging = target.join(".seeding");
+                let _ = std::fs::remove_dir_all(&staging);
+                std::fs::create_dir_all(&staging).unwrap();
+                // `cp -a` keeps the mtimes cargo compares. Of `deps/` only the files: the
+                // other tests' scratch directories live there and come and go meanwhile.
+                let script = "cp -a build .fingerprint \"$1\"/ && mkdir \"$1\"/deps && find deps -maxdepth 1 -type f -exec cp -a -t \"$1\"/deps {} +";
+                let out = Command::new("sh")
+                    .args(["-c", script, "seed"])
+                    .arg(&staging)
+                    .current_dir(built_dir())
+                    .output()
+                    .expect("running sh");
+                assert!(out.status.success(), "seeding {}: {}", staging.display(), text(&out));
+                // Renamed into place whole, so an interrupted copy is never taken as a seed.
+                std::fs::rename(&staging, &profile).unwrap();
+            }
+            target
+        })
+        .clone()
+}
+
 fn cargo(dir: &Path, target: &Path, args: &[&str]) {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
@@ -165,7 +202,7 @@ fn plugin_new_scaffolds_crates_that_build_test_and_load() {
     let s = Scratch::new("plugin-new");
     // A target dir of its own (kept between runs, so tch is compiled once), so the
     // scaffolded libraries never land in the project's plugin directory.
-    let target = built_dir().parent().unwrap().join("plugin-new-test");
+    let target = scaffold_target();
     for (name, kind, expect) in [
         ("my_reg", "regularizer", "regularizer ok (my_reg/penalty="),
         ("my_aug", "augmenter", "augmenter ok (2 documents in, 2 request(s), 2 out)"),
@@ -209,8 +246,7 @@ fn a_scaffold_from_an_installed_dctk_builds_in_the_shared_directory_and_exports_
     let home = s.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     // The shared build directory, kept warm between test runs (tch compiles once).
-    let shared = built_dir().parent().unwrap().join("plugin-new-test");
-    std::fs::create_dir_all(&shared).unwrap();
+    let shared = scaffold_target();
     std::os::unix::fs::symlink(&shared, home.join("plugin-target")).unwrap();
     let installed = |args: &[&str]| {
         let out = Command::new(&bin)
