@@ -323,3 +323,89 @@ fn data_verify_refuses_edited_counts_and_paths_outside_the_corpus() {
     std::fs::write(&manifest, &original).unwrap();
     assert!(verify().0);
 }
+
+/// SE, JE and CE recomputed here from the shard files (u16 ids; each `.idx` record starts a
+/// document), with plain maps: the reference `dctk data stats` must agree with.
+fn entropies_from_shards(domain_dir: &Path) -> (u64, f64, f64, f64) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(domain_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "tok")).collect();
+    files.sort();
+    let (mut uni, mut bi, mut pre) = (BTreeMap::<u16, f64>::new(), BTreeMap::<(u16, u16), f64>::new(), BTreeMap::<u16, f64>::new());
+    for tok in files {
+        let ids: Vec<u16> = std::fs::read(&tok).unwrap().chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let idx = std::fs::read(tok.with_extension("idx")).unwrap();
+        let offsets: Vec<usize> = idx.chunks_exact(16).map(|r| u64::from_le_bytes(r[..8].try_into().unwrap()) as usize).collect();
+        for w in offsets.windows(2) {
+            let doc = &ids[w[0]..w[1]];
+            doc.iter().for_each(|&t| *uni.entry(t).or_default() += 1.0);
+            for p in doc.windows(2) {
+                *bi.entry((p[0], p[1])).or_default() += 1.0;
+                *pre.entry(p[0]).or_default() += 1.0;
+            }
+        }
+    }
+    let n: f64 = uni.values().sum();
+    let n2: f64 = bi.values().sum();
+    let se = -uni.values().map(|c| c / n * (c / n).ln()).sum::<f64>();
+    let je = -bi.values().map(|c| c / n2 * (c / n2).ln()).sum::<f64>();
+    let ce = bi.iter().map(|((a, _), c)| c / n2 * -(c / pre[a]).ln()).sum::<f64>();
+    (n as u64, se, je, ce)
+}
+
+/// `dctk data stats`: the proxies of every domain equal an independent recomputation from the
+/// shard files, for any thread count and memory budget (more passes); VNE lies in [0, SE];
+/// a mixture needs an explicit normalisation; unknown domains are named.
+#[test]
+fn data_stats_match_a_recomputation_from_the_shards() {
+    let s = Scratch::new("data-stats");
+    write_corpus(&s);
+    let o = dctk(s.path(), &["data", "ingest", "raw", "--out", "c", "--val-fraction", "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = dctk(s.path(), &[&["data", "stats", "c", "--split", "all", "--json"], args].concat());
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let one = json(&["--threads", "1"]);
+    let many = json(&["--threads", "2", "--memory-mb", "1", "--mixture", "ce", "--normalise", "softmax:0.5"]);
+    for (i, domain) in ["apples", "bolts"].iter().enumerate() {
+        let (tokens, se, je, ce) = entropies_from_shards(&s.path().join("c").join(domain));
+        let d = &one["domains"][i];
+        assert_eq!(d["domain"], *domain);
+        assert_eq!(d["tokens"].as_u64().unwrap(), tokens);
+        for (key, want) in [("shannon", se), ("joint", je), ("conditional", ce)] {
+            let got = d[key].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-9, "{domain} {key}: {got} vs {want}");
+            assert_eq!(got, many["domains"][i][key].as_f64().unwrap(), "{domain} {key} depends on threads/partitions");
+        }
+        let vne = d["von_neumann"].as_f64().unwrap();
+        assert!(vne > 0.0 && vne <= se + 1e-9, "{domain}: VNE {vne}, SE {se}");
+    }
+    let r: Vec<f64> = many["mixture"]["proportions"].as_array().unwrap().iter().map(|p| p["proportion"].as_f64().unwrap()).collect();
+    let ce: Vec<f64> = (0..2).map(|i| many["domains"][i]["conditional"].as_f64().unwrap()).collect();
+    let z = (ce[0] / 0.5).exp() + (ce[1] / 0.5).exp();
+    assert!((r[0] - (ce[0] / 0.5).exp() / z).abs() < 1e-12 && (r[0] + r[1] - 1.0).abs() < 1e-12, "{r:?}");
+    // The text table names the columns and the normalisation.
+    let o = dctk(s.path(), &["data", "stats", "c", "--mixture", "se", "--normalise", "proportional"]);
+    let t = text(&o);
+    assert!(o.status.success() && t.contains("SE") && t.contains("VNE") && t.contains("proportional (r_i = H_i / sum H)"), "{t}");
+    let o = dctk(s.path(), &["data", "stats", "c", "--mixture", "ce"]);
+    assert!(!o.status.success() && text(&o).contains("--mixture needs --normalise"), "{}", text(&o));
+    let o = dctk(s.path(), &["data", "stats", "c", "--domain", "pears"]);
+    assert!(!o.status.success() && text(&o).contains("no domain \"pears\"") && text(&o).contains("apples, bolts"), "{}", text(&o));
+    // Rhai `corpus_stats` gives the CLI's numbers and mixture.
+    let body = r#"
+let st = corpus_stats(#{ corpus: "c", split: "all", mixture: "ce", normalise: "softmax:0.5", memory_mb: 1 });
+for d in st.domains { print(`@${d.domain}_ce=${d.conditional} ${d.domain}_vne=${d.von_neumann} ${d.domain}_tokens=${d.tokens}`); }
+print(`@r_apples=${st.mixture.apples} r_bolts=${st.mixture.bolts}`);
+"#;
+    let (ok, out) = run_study(&s, "stats.rhai", body, "runs", &[]);
+    assert!(ok, "{out}");
+    let v = values(&out);
+    for (i, d) in ["apples", "bolts"].iter().enumerate() {
+        assert_eq!(v[&format!("{d}_ce")], many["domains"][i]["conditional"].as_f64().unwrap(), "{out}");
+        assert_eq!(v[&format!("{d}_vne")], many["domains"][i]["von_neumann"].as_f64().unwrap(), "{out}");
+        assert_eq!(v[&format!("r_{d}")], r[i], "{out}");
+    }
+    let (ok, out) = run_study(&s, "bad.rhai", "corpus_stats(#{ corpus: \"c\", mixture: \"ce\" });", "runs", &[]);
+    assert!(!ok && out.contains("bad.rhai") && out.contains("key \"mixture\" needs \"normalise\""), "{out}");
+}

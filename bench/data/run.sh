@@ -64,3 +64,19 @@ fi
 # Loader: on the 10 MB corpus (the sampler's speed does not depend on corpus size: it copies
 # from memory-mapped shards).
 "$BIN/loader_bench" "$WORK/out-in10" --seconds "${LOADER_SECONDS:-3}"
+# Entropy proxies (`dctk data stats`, issue 15) over the two ingested corpora, side by side with
+# their ingest above: tokens/s and peak RSS (VmHWM via GNU time). The dctk binary is the
+# workspace's release build; the RSS includes libtorch's libraries (loaded for VNE's eigvalsh).
+DCTK=${DCTK:-$ROOT/target/release/dctk}
+if [ -x "$DCTK" ] && [ -x /usr/bin/time ]; then
+  for label in in10 in200 full; do
+    [ -d "$WORK/out-$label" ] || continue
+    l0=$(load)
+    /usr/bin/time -f '%M %e' -o "$WORK/time-$label" "$DCTK" data stats "$WORK/out-$label" --split all --json > "$WORK/stats-$label.json"
+    read -r rss_kb secs < "$WORK/time-$label"
+    tokens=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(x["tokens"] for x in d["domains"]))' "$WORK/stats-$label.json")
+    echo "{\"case\":\"stats-$label\",\"loadavg_before\":$l0,\"tokens\":$tokens,\"seconds\":$secs,\"tokens_per_s\":$(python3 -c "print(round($tokens/$secs))"),\"peak_rss_mb\":$(python3 -c "print(round($rss_kb/1024,1))")}"
+  done
+else
+  echo "skipping the entropy benchmark: build dctk (make build) and install GNU time" >&2
+fi

@@ -110,6 +110,11 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// The memory-mapped shards the documents' tokens are in.
+    pub(crate) fn store(&self) -> &TokenStore {
+        &self.store
+    }
+
     /// All documents, in ingest order.
     pub fn docs(&self) -> &[DocRef] {
         &self.docs

@@ -49,6 +49,7 @@
 //! ```
 
 pub mod corpus;
+pub mod entropy;
 pub mod error;
 mod fsutil;
 pub mod ingest;
@@ -61,6 +62,7 @@ pub mod tokenizer;
 pub mod val;
 
 pub use corpus::{Corpus, DocRef, Domain, OpenOptions, Span, Subset};
+pub use entropy::{domain_entropy, proxy_mixture, sequences_entropy, von_neumann_entropy, DomainEntropy, EntropyOptions, EntropySplit, Normalisation, Proxy};
 pub use error::{DataError, Result};
 pub use fsutil::write_atomic;
 pub use ingest::{

@@ -1,4 +1,4 @@
-//! `dctk data ingest|verify`: build and check token corpora with `dctk-data`.
+//! `dctk data ingest|verify|stats`: build, check and describe token corpora with `dctk-data`.
 //!
 //! `ingest` turns documents (JSONL, JSONL.gz, text, Parquet) into a corpus directory of token
 //! shards and a `manifest.ron` (byte-identical when run again on the same inputs); a study then
@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
-use dctk_data::{Corpus, DomainInput, IngestConfig, DEFAULT_VAL_FRACTION};
+use dctk_data::{Corpus, DomainInput, EntropyOptions, EntropySplit, IngestConfig, Normalisation, OpenOptions, Proxy, DEFAULT_VAL_FRACTION};
 
-use crate::corpus::{describe, ingest_summary, input_domains, tokenizer_spec};
+use crate::corpus::{corpus_stats, describe, ingest_summary, input_domains, mixture_of, tokenizer_spec};
 
 pub fn cli() -> Command {
     Command::new("data")
@@ -67,12 +67,54 @@ pub fn cli() -> Command {
                 .about("Open a corpus, checking sizes, blake3 hashes, indexes, token ids, counts and the tokenizer; print its domains")
                 .arg(Arg::new("dir").required(true).value_parser(value_parser!(PathBuf))),
         )
+        .subcommand(
+            Command::new("stats")
+                .about("Token counts and entropy proxies per domain (SE, JE, CE as BiMix's collect_ce.py, VNE), and mixtures made from them")
+                .arg(Arg::new("dir").required(true).value_parser(value_parser!(PathBuf)).help("Corpus directory"))
+                .arg(Arg::new("domain").long("domain").action(ArgAction::Append).help("Only this domain (repeatable; default: all)"))
+                .arg(
+                    Arg::new("split")
+                        .long("split")
+                        .default_value("train")
+                        .value_parser(value_parser!(EntropySplit))
+                        .help("Documents to count: train (what studies train on), val or all"),
+                )
+                .arg(
+                    Arg::new("vne-top-k")
+                        .long("vne-top-k")
+                        .value_parser(value_parser!(usize))
+                        .default_value("1024")
+                        .help("VNE: the most frequent tokens with a bucket of their own (the rest share one)"),
+                )
+                .arg(
+                    Arg::new("memory-mb")
+                        .long("memory-mb")
+                        .value_parser(value_parser!(u64))
+                        .default_value("512")
+                        .help("Memory for the bigram tables (more passes over the shards when the corpus needs more)"),
+                )
+                .arg(
+                    Arg::new("mixture")
+                        .long("mixture")
+                        .value_parser(value_parser!(Proxy))
+                        .help("Also print the mixture made from this proxy: se, je, ce or vne"),
+                )
+                .arg(
+                    Arg::new("normalise")
+                        .long("normalise")
+                        .value_parser(value_parser!(Normalisation))
+                        .help("How proxy values become proportions, required with --mixture: proportional (r ∝ H) or softmax[:TEMPERATURE] (r ∝ exp(H/τ), τ = 1)"),
+                )
+                .arg(Arg::new("threads").long("threads").value_parser(value_parser!(usize)).default_value("0").help("Worker threads (0 = all cores)"))
+                .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("Print the statistics (and mixture) as JSON")),
+        )
 }
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
     match args.subcommand() {
         Some(("ingest", a)) => ingest(a),
         Some(("verify", a)) => verify(a),
+        Some(("stats", a)) => stats(a),
         _ => unreachable!("clap requires a known subcommand"),
     }
 }
@@ -151,6 +193,71 @@ fn verify(a: &ArgMatches) -> Result<()> {
     for d in corpus.domains() {
         let m = &d.manifest;
         println!("{:<16} {:>9} {:>12} {:>12} {:>10}", d.name, m.docs, m.tokens, m.train_tokens, m.val_tokens);
+    }
+    Ok(())
+}
+
+fn stats(a: &ArgMatches) -> Result<()> {
+    let dir = a.get_one::<PathBuf>("dir").unwrap();
+    let mixture = match (a.get_one::<Proxy>("mixture"), a.get_one::<Normalisation>("normalise")) {
+        (Some(p), Some(n)) => Some((*p, *n)),
+        (Some(_), None) => bail!("--mixture needs --normalise proportional|softmax[:TEMPERATURE]: BiMix's release does not say how its entropies became proportions, so the choice is yours"),
+        (None, Some(_)) => bail!("--normalise needs --mixture se|je|ce|vne"),
+        (None, None) => None,
+    };
+    // Sizes and index structure are checked on open; hashing every shard would double the
+    // time of a statistic that reads each token anyway (`dctk data verify` does that).
+    let corpus = Corpus::open_with(dir, OpenOptions { verify_hashes: false }).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    let opts = EntropyOptions {
+        split: *a.get_one::<EntropySplit>("split").unwrap(),
+        vne_top_k: *a.get_one::<usize>("vne-top-k").unwrap(),
+        memory_bytes: a.get_one::<u64>("memory-mb").unwrap().max(&1) << 20,
+        threads: *a.get_one::<usize>("threads").unwrap(),
+    };
+    let domains: Vec<String> = a.get_many::<String>("domain").map(|v| v.cloned().collect()).unwrap_or_default();
+    let start = std::time::Instant::now();
+    let stats = corpus_stats(&corpus, &domains, &opts)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let mix = mixture.map(|(p, n)| mixture_of(&stats, p, n)).transpose()?;
+    let tokens: u64 = stats.iter().map(|s| s.entropy.tokens).sum();
+    if a.get_flag("json") {
+        let mut out = serde_json::json!({ "corpus": dir.display().to_string(), "split": opts.split, "seconds": seconds, "domains": stats });
+        if let (Some(mix), Some((p, n))) = (&mix, mixture) {
+            out["mixture"] = serde_json::json!({ "proxy": p, "normalisation": n, "proportions": mix.iter().map(|(d, r)| serde_json::json!({"domain": d, "proportion": r})).collect::<Vec<_>>() });
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {:?} split, {} tokens in {:.2} s ({:.2} M tokens/s); entropies in nats; VNE over the {} most frequent tokens + 1 shared bucket",
+        dir.display(),
+        opts.split,
+        tokens,
+        seconds,
+        tokens as f64 / seconds.max(1e-9) / 1e6,
+        opts.vne_top_k,
+    );
+    print!("{:<16} {:>8} {:>12} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8}", "domain", "docs", "tokens", "distinct", "bigrams", "SE", "JE", "CE", "VNE");
+    if let Some((p, _)) = mixture {
+        print!(" {:>9}", format!("r({p:?})").to_uppercase().replace("R(", "r("));
+    }
+    println!();
+    for (i, s) in stats.iter().enumerate() {
+        let e = &s.entropy;
+        print!(
+            "{:<16} {:>8} {:>12} {:>9} {:>11} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+            e.domain, e.documents, e.tokens, e.distinct_tokens, e.distinct_bigrams, e.shannon, e.joint, e.conditional, s.von_neumann
+        );
+        if let Some(mix) = &mix {
+            print!(" {:>9.5}", mix[i].1);
+        }
+        println!();
+    }
+    if let Some((_, n)) = mixture {
+        println!("mixture normalisation: {}", match n {
+            Normalisation::Proportional => "proportional (r_i = H_i / sum H)".to_string(),
+            Normalisation::Softmax { temperature } => format!("softmax (r_i = exp(H_i/{temperature}) / sum exp(H/{temperature}))"),
+        });
     }
     Ok(())
 }

@@ -14,6 +14,8 @@
 //!   tokenizer checked across them, taken names made distinct.
 //! * [`cache`]: planned data within one process, keyed by the serialized [`DataSpec`].
 //! * [`ingest`]: ingest options as the CLI and scripts write them.
+//! * [`stats`]: token counts and the entropy proxies per domain (`dctk data stats`), and
+//!   mixtures made from them.
 //!
 //! Every message names the file, line, domain or spec key at fault ([`describe`] rewords the
 //! pipeline's errors where dctk's wording differs).
@@ -29,6 +31,7 @@ pub mod merge;
 pub mod plan;
 pub mod resolve;
 pub mod spec;
+pub mod stats;
 
 pub use cache::DataCache;
 pub use ingest::{ingest_from_script, ingest_summary, input_domains, tokenizer_spec};
@@ -36,6 +39,7 @@ pub use merge::{merge_corpora, RunDomainSource, SyntheticSource};
 pub use plan::{plan_data, plan_selection, split_by_weight, val_batches, DataManifest, DomainPlan, PlannedSelection, RunData};
 pub use resolve::{beside_runs_root, corpus_cache_dir, resolve_corpus, AutoIngest, CorpusCache, ResolvedCorpus, CORPUS_CACHE_DIR};
 pub use spec::{CorpusSource, DataSpec, DomainChoice, MixPoint, Selection};
+pub use stats::{corpus_stats, mixture_of, DomainStats};
 
 /// Rewrites a data-pipeline error into dctk's wording where the two differ.
 pub fn describe(e: &DataError) -> String {

@@ -22,6 +22,7 @@
 //! | `data_efficiency(#{...})` | the data-efficiency multiplier of a method against real-only baseline runs (bootstrap interval) |
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
+//! | `corpus_stats(#{...})` | token counts and entropy proxies per domain, and a mixture from one (as `dctk data stats`) |
 //! | `table(rows)`, `table(rows, columns)` | renders maps (or runs) as an aligned text table |
 //! | `result(run)` | a finished run's whole result map |
 //! | `presets()` | the model presets with their sizes |
@@ -184,6 +185,14 @@ impl Study {
                 .map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
             let summary = ss.ingest(json).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
             let dynamic = rhai::serde::to_dynamic(&summary).map_err(|e| runtime_error(&ctx, format!("ingest: {e}")))?;
+            Ok(dynamic.cast::<Map>())
+        });
+        let ss = s.clone();
+        engine.register_fn("corpus_stats", move |ctx: NativeCallContext, settings: Map| -> Result<Map, Box<EvalAltResult>> {
+            let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(settings))
+                .map_err(|e| runtime_error(&ctx, format!("corpus_stats: {e}")))?;
+            let stats = ss.corpus_stats(json).map_err(|e| runtime_error(&ctx, format!("corpus_stats: {e:#}")))?;
+            let dynamic = rhai::serde::to_dynamic(&stats).map_err(|e| runtime_error(&ctx, format!("corpus_stats: {e}")))?;
             Ok(dynamic.cast::<Map>())
         });
         let ss = s.clone();

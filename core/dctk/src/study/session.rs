@@ -99,6 +99,9 @@ pub struct Session {
     pub imports: Mutex<Vec<PathBuf>>,
     /// Corpus paths as resolved by the sandbox (a sweep names one corpus 10,000 times).
     corpus_paths: Mutex<HashMap<String, PathBuf>>,
+    /// `corpus_stats` results by (corpus directory, settings): computed once per session,
+    /// not once per pass of the script.
+    corpus_stats: Mutex<HashMap<String, serde_json::Value>>,
     /// The study's previous plan record, and its cells by label (to find results of
     /// another build).
     previous: std::sync::OnceLock<Option<(PlanRecord, HashMap<String, usize>)>>,
@@ -123,6 +126,7 @@ impl Session {
             shown: Mutex::new(PrintStream::default()),
             imports: Mutex::new(Vec::new()),
             corpus_paths: Mutex::new(HashMap::new()),
+            corpus_stats: Mutex::new(HashMap::new()),
             previous: std::sync::OnceLock::new(),
             other_build: Mutex::new(IndexMap::new()),
             accepted: Mutex::new(IndexMap::new()),
@@ -277,6 +281,22 @@ impl Session {
         let p = self.opts.sandbox.resolve(given, "key \"corpus\"").map_err(anyhow::Error::msg)?;
         self.corpus_paths.lock().unwrap().insert(given.to_string(), p.clone());
         Ok(p)
+    }
+
+    /// Rhai `corpus_stats(#{ corpus, ... })`: the corpus (a sandboxed path, raw input ingested
+    /// as `train` would) and its per-domain statistics, as JSON (see
+    /// [`crate::corpus::stats::stats_from_script`]); computed once per session.
+    pub fn corpus_stats(&self, settings: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let given = settings.get("corpus").and_then(|c| c.as_str()).ok_or_else(|| anyhow::anyhow!("missing key \"corpus\" (a corpus directory or raw .jsonl input, as for train)"))?;
+        let path = self.resolve_corpus_path(given)?;
+        let corpus = self.data.open_corpus(&path, &self.opts.runs_root).map_err(|e| anyhow::anyhow!("key \"corpus\": {e:#}"))?;
+        let key = format!("{}\u{0}{settings}", corpus.dir.display());
+        if let Some(v) = self.corpus_stats.lock().unwrap().get(&key) {
+            return Ok(v.clone());
+        }
+        let v = crate::corpus::stats::stats_from_script(&corpus, &settings)?;
+        self.corpus_stats.lock().unwrap().insert(key, v.clone());
+        Ok(v)
     }
 
     /// Marks `path` (a generation cell's output corpus, in dctk's own runs directory) as
