@@ -409,3 +409,51 @@ print(`@r_apples=${st.mixture.apples} r_bolts=${st.mixture.bolts}`);
     let (ok, out) = run_study(&s, "bad.rhai", "corpus_stats(#{ corpus: \"c\", mixture: \"ce\" });", "runs", &[]);
     assert!(!ok && out.contains("bad.rhai") && out.contains("key \"mixture\" needs \"normalise\""), "{out}");
 }
+
+/// BiMix from a study's runs: `fit(#{ law: "bimix", runs, per: "domain" })` gives, per domain,
+/// the fit `dctk fit --group-by domain` gives on the same rows written to a CSV (the rows being
+/// `mixing_rows(runs)`: one per evaluation × domain, `r` the realized share); the fits feed
+/// `optimize_mixture`, whose proportions respect the bounds and sum to 1, and whose
+/// impossible bounds are an error naming a domain.
+#[test]
+fn bimix_fits_from_runs_equal_the_csv_fits_and_feed_the_optimiser() {
+    let s = Scratch::new("bimix-runs");
+    write_corpus(&s);
+    let body = r#"
+let base = #{ model: "micro", corpus: "raw", unique_tokens: 2000, val_tokens: 200, val_fraction: 0.1, epochs: 2,
+              seq_len: 32, batch_size: 4, lr: 3e-3, evals_per_epoch: 3, threads: 2, seed: 5 };
+let specs = [];
+for w in [1.0, 2.0, 3.0] { specs.push(base + #{ name: `w${w}`, domains: #{ apples: #{ weight: w }, bolts: #{ weight: 4.0 - w } } }); }
+let runs = train(specs);
+let rows = mixing_rows(runs);
+for r in rows { print(`#row,${r.domain},${r.step},${r.r},${r.loss}`); }
+let fits = fit(#{ law: "bimix", runs: runs, per: "domain" });
+for f in fits { for p in f.params { print(`@${f.group}_${p.name}=${p.value}`); } }
+let opt = optimize_mixture(#{ fits: fits, at_step: 100.0, bounds: #{ apples: [0.2, 0.6] } });
+print(`@r_apples=${opt.proportions.apples} r_bolts=${opt.proportions.bolts} predicted=${opt.predicted_loss}`);
+"#;
+    let (ok, out) = run_study(&s, "bimix.rhai", body, "runs", &[]);
+    assert!(ok, "{out}");
+    let v = values(&out);
+    let csv: String = std::iter::once("domain,step,r,loss\n".to_string())
+        .chain(out.lines().filter_map(|l| l.strip_prefix("#row,")).map(|l| format!("{l}\n")))
+        .collect();
+    assert!(csv.lines().count() > 12, "{out}");
+    std::fs::write(s.path().join("rows.csv"), csv).unwrap();
+    let o = dctk(s.path(), &["fit", "--law", "bimix", "--data", "rows.csv", "--columns", "s=step,r=r,loss=loss", "--group-by", "domain", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for report in reports.as_array().unwrap() {
+        let group = report["group"].as_str().unwrap();
+        for p in report["params"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            assert_eq!(v[&format!("{group}_{name}")], p["value"].as_f64().unwrap(), "{group} {name}: {out}");
+        }
+    }
+    let (ra, rb) = (v["r_apples"], v["r_bolts"]);
+    assert!((0.2..=0.6).contains(&ra) && (ra + rb - 1.0).abs() < 1e-12 && v["predicted"].is_finite(), "{out}");
+    let bad = "let base = #{ law: \"bimix\", group: \"apples\", params: [#{name: \"AB\", value: 1.0}, #{name: \"CB\", value: 1.0}, #{name: \"a\", value: 0.5}, #{name: \"b\", value: 0.1}] };\n\
+               optimize_mixture(#{ fits: [base, base + #{ group: \"bolts\" }], at_step: 10.0, bounds: #{ apples: [0.7, 1.0], bolts: [0.5, 1.0] } });";
+    let (ok, out) = run_study(&s, "bad.rhai", bad, "runs", &[]);
+    assert!(!ok && out.contains("lower bounds sum to") && out.contains("\"apples\""), "{out}");
+}

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use dctk_laws::{in_group, in_thread_pool, Column, Evaluation, Fit, FitPhase, FitProgress, FitSpec, LawForm, Points, ProgressHook, BUILTIN_LAWS};
 
+pub mod mixing;
 pub mod script;
 
 /// One cell of an in-memory row.

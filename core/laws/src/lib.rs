@@ -43,6 +43,7 @@ pub mod fit;
 pub mod hitchhiker;
 pub mod law;
 pub mod laws;
+pub mod mixture;
 pub mod optim;
 pub mod plot;
 pub mod progress;
@@ -59,6 +60,7 @@ pub use fit::{fit, objective_value, BootstrapOptions, Fit, FitOptions, Method, P
 pub use hitchhiker::{hitchhiker, Curve, FinalOnly, HeldOutPoint, HitchhikerOptions, HitchhikerResult};
 pub use law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 pub use laws::{builtin, ExprLaw, LawOptions, BUILTIN_LAWS};
+pub use mixture::{optimize_bimix, MixDomain, MixtureOptimum};
 pub use optim::LbfgsOptions;
 pub use progress::{FitPhase, FitProgress, ProgressHook};
 pub use report::{Diagnostics, Direction, FitReport, FitWarning, Identifiability, Interval, Optimum, WarningKind};

@@ -22,6 +22,8 @@
 //! | `data_efficiency(#{...})` | the data-efficiency multiplier of a method against real-only baseline runs (bootstrap interval) |
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
+//! | `mixing_rows(runs)` | one row per evaluation × domain of mixture runs (`step`, `r`, `loss`, …), for BiMix / Ye et al. fits |
+//! | `optimize_mixture(#{...})` | the mixture per-domain BiMix fits predict best at a step, under bounds |
 //! | `corpus_stats(#{...})` | token counts and entropy proxies per domain, and a mixture from one (as `dctk data stats`) |
 //! | `table(rows)`, `table(rows, columns)` | renders maps (or runs) as an aligned text table |
 //! | `result(run)` | a finished run's whole result map |
@@ -198,11 +200,20 @@ impl Study {
         let ss = s.clone();
         engine.register_fn("fit", move |ctx: NativeCallContext, mut request: Map| -> Result<Dynamic, Box<EvalAltResult>> {
             data_rows(&ss, &ctx, &mut request, "fit")?;
+            per_domain(&ctx, &mut request)?;
             if ss.opts.mode == Mode::Plan {
                 // `dctk plan` writes nothing into the study: no plot files.
                 request.remove("plots");
             }
             fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
+        });
+        let ss = s.clone();
+        engine.register_fn("mixing_rows", move |ctx: NativeCallContext, runs: Array| -> Result<Array, Box<EvalAltResult>> {
+            let maps = runs_as_maps(&ss, &ctx, Dynamic::from_array(runs), "mixing_rows")?;
+            crate::fitting::mixing::mixing_rows(&maps).map_err(|e| runtime_error(&ctx, format!("mixing_rows: {e:#}")))
+        });
+        engine.register_fn("optimize_mixture", move |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
+            crate::fitting::mixing::optimize_from_script(request).map_err(|e| runtime_error(&ctx, format!("optimize_mixture: {e:#}")))
         });
         let ss = s.clone();
         engine.register_fn("evaluate", move |ctx: NativeCallContext, mut request: Map| -> Result<Dynamic, Box<EvalAltResult>> {
@@ -492,6 +503,24 @@ fn data_rows(s: &Session, ctx: &NativeCallContext, request: &mut Map, what: &str
         let rows = rows.try_cast::<Array>().ok_or_else(|| runtime_error(ctx, format!("{what}: key \"rows\" must be an array of maps")))?;
         request.insert("rows".into(), rows_as_maps(s, ctx, rows)?.into());
     }
+    Ok(())
+}
+
+/// `fit`'s `per: "domain"`: the runs (result maps by now) become `mixing_rows`, one fit per
+/// domain (`group_by: "domain"`), columns `s=step,r=r,loss=loss` unless given.
+fn per_domain(ctx: &NativeCallContext, request: &mut Map) -> Result<(), Box<EvalAltResult>> {
+    let Some(per) = request.remove("per") else { return Ok(()) };
+    if per.to_string() != "domain" {
+        return Err(runtime_error(ctx, format!("fit: key \"per\" must be \"domain\", got {per}")));
+    }
+    let runs = request
+        .remove("runs")
+        .and_then(|r| r.try_cast::<Array>())
+        .ok_or_else(|| runtime_error(ctx, "fit: per: \"domain\" needs \"runs\" (the study's mixture runs)".to_string()))?;
+    let rows = crate::fitting::mixing::mixing_rows(&runs).map_err(|e| runtime_error(ctx, format!("fit: {e:#}")))?;
+    request.insert("rows".into(), rows.into());
+    request.insert("group_by".into(), "domain".into());
+    request.entry("columns".into()).or_insert_with(|| "s=step,r=r,loss=loss".into());
     Ok(())
 }
 
