@@ -457,3 +457,76 @@ print(`@r_apples=${opt.proportions.apples} r_bolts=${opt.proportions.bolts} pred
     let (ok, out) = run_study(&s, "bad.rhai", bad, "runs", &[]);
     assert!(!ok && out.contains("lower bounds sum to") && out.contains("\"apples\""), "{out}");
 }
+
+/// The data-constrained mixing law on rows generated from it (three domains, two small enough
+/// to repeat up to 80 times): the per-domain fits recover the generating optimum — at a fixed
+/// step under epoch budgets, and over a step range (proportions and total tokens) — and they
+/// predict a held-out mixture; a budget no mixture can meet is an error naming the domain.
+#[test]
+fn data_constrained_mixing_law_recovers_a_known_optimum_with_and_without_budgets() {
+    let s = Scratch::new("bimix-dc");
+    let body = r#"
+let truth = #{ big: [2.0, 1.0, 0.5, 0.15, 5.0], small: [1.5, 1.2, 0.4, 0.3, 2.0], tiny: [3.0, 0.8, 0.6, 0.25, 10.0] };
+let budgets = #{ big: 1e6, small: 4e3, tiny: 1e3 };
+let tps = 1000.0;
+fn law(p, s, r, e) {
+    let eta = if e > 1.0 { (1.0 + p[4] * (1.0 - exp(-(e - 1.0) / p[4]))) / e } else { 1.0 };
+    (p[0] * s ** (-p[2]) + p[1]) * (r * eta) ** (-p[3])
+}
+let mixtures = [[0.6, 0.3, 0.1], [0.8, 0.1, 0.1], [0.4, 0.4, 0.2], [0.7, 0.25, 0.05], [0.5, 0.2, 0.3], [0.9, 0.05, 0.05]];
+let rows = [];
+for m in mixtures {
+    for st in [20.0, 40.0, 80.0, 160.0, 320.0] {
+        let i = 0;
+        for d in ["big", "small", "tiny"] {
+            let e = m[i] * st * tps / budgets[d];
+            rows.push(#{ domain: d, step: st, r: m[i], e: e, loss: law(truth[d], st, m[i], e) });
+            i += 1;
+        }
+    }
+}
+let fits = fit(#{ law: "bimix_dc", rows: rows, group_by: "domain", columns: "s=step,r=r,e=e,loss=loss" });
+let true_fits = [];
+for d in ["big", "small", "tiny"] {
+    let p = truth[d];
+    true_fits.push(#{ law: "bimix_dc", group: d, params: [#{name: "AB", value: p[0]}, #{name: "CB", value: p[1]}, #{name: "a", value: p[2]}, #{name: "b", value: p[3]}, #{name: "R_star", value: p[4]}] });
+}
+for c in [#{ name: "free" }, #{ name: "capped", max_epochs: 8.0 }] {
+    let ask = #{ at_step: 200.0, budgets: budgets, tokens_per_step: tps };
+    if "max_epochs" in c { ask.max_epochs = c.max_epochs; }
+    let got = optimize_mixture(ask + #{ fits: fits });
+    let want = optimize_mixture(ask + #{ fits: true_fits });
+    let naive = optimize_mixture(#{ fits: fit(#{ law: "bimix", rows: rows, group_by: "domain", columns: "s=step,r=r,loss=loss" }), at_step: 200.0 });
+    print(`@${c.name}_got=${got.proportions.tiny} ${c.name}_want=${want.proportions.tiny} ${c.name}_loss=${got.predicted_loss} ${c.name}_want_loss=${want.predicted_loss} ${c.name}_epochs=${got.epochs.tiny} ${c.name}_naive=${naive.proportions.tiny}`);
+}
+let range = #{ steps: [10.0, 5000.0], budgets: budgets, tokens_per_step: tps };
+let got = optimize_mixture(range + #{ fits: fits });
+let want = optimize_mixture(range + #{ fits: true_fits });
+print(`@steps_got=${got.step} steps_want=${want.step} steps_loss=${got.predicted_loss} steps_want_loss=${want.predicted_loss} tokens=${got.tokens}`);
+let held = predict_mixture(#{ fits: fits, mixture: #{ big: 0.55, small: 0.3, tiny: 0.15 }, at_step: 250.0, budgets: budgets, tokens_per_step: tps });
+let truth_held = predict_mixture(#{ fits: true_fits, mixture: #{ big: 0.55, small: 0.3, tiny: 0.15 }, at_step: 250.0, budgets: budgets, tokens_per_step: tps });
+print(`@held=${held.predicted_loss} held_truth=${truth_held.predicted_loss}`);
+"#;
+    let (ok, out) = run_study(&s, "dc.rhai", body, "runs", &[]);
+    assert!(ok, "{out}");
+    let v = values(&out);
+    for case in ["free", "capped"] {
+        let (got, want) = (v[&format!("{case}_got")], v[&format!("{case}_want")]);
+        assert!((got - want).abs() < 2e-3, "{case}: tiny's share {got} vs the generating optimum's {want}\n{out}");
+        let (l, lw) = (v[&format!("{case}_loss")], v[&format!("{case}_want_loss")]);
+        assert!((l / lw - 1.0).abs() < 1e-4, "{case}: {l} vs {lw}");
+    }
+    assert!(v["capped_epochs"] <= 8.0 + 1e-9, "{out}");
+    // Repetition changes the answer: BiMix, which does not see it, feeds tiny far more.
+    assert!(v["free_naive"] > 1.5 * v["free_want"], "{out}");
+    assert!((v["steps_got"] / v["steps_want"] - 1.0).abs() < 0.02 && (v["steps_loss"] / v["steps_want_loss"] - 1.0).abs() < 1e-4, "{out}");
+    assert!(v["steps_want"] > 10.5 && v["steps_want"] < 4900.0, "the generating law has an interior optimum in total tokens: {out}");
+    assert!((v["held"] / v["held_truth"] - 1.0).abs() < 1e-4, "{out}");
+
+    let bad = r#"
+let f = #{ law: "bimix_dc", params: [#{name: "AB", value: 1.0}, #{name: "CB", value: 1.0}, #{name: "a", value: 0.5}, #{name: "b", value: 0.1}, #{name: "R_star", value: 5.0}] };
+optimize_mixture(#{ fits: [f + #{ group: "web" }, f + #{ group: "math" }], at_step: 100.0, tokens_per_step: 1000.0,
+                    budgets: #{ web: 1e4, math: 1e3 }, max_epochs: 4.0, bounds: #{ math: [0.2, 1.0] } });"#;
+    let (ok, out) = run_study(&s, "bad.rhai", bad, "runs", &[]);
+    assert!(!ok && out.contains("\"math\"") && out.contains("budget of 4 epochs") && out.contains("bad.rhai"), "{out}");
+}

@@ -60,7 +60,7 @@ pub use fit::{fit, objective_value, BootstrapOptions, Fit, FitOptions, Method, P
 pub use hitchhiker::{hitchhiker, Curve, FinalOnly, HeldOutPoint, HitchhikerOptions, HitchhikerResult};
 pub use law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 pub use laws::{builtin, ExprLaw, LawOptions, BUILTIN_LAWS};
-pub use mixture::{optimize_bimix, MixDomain, MixtureOptimum};
+pub use mixture::{evaluate_mixture, optimize_bimix, optimize_mixture, optimize_mixture_and_steps, MixDomain, MixtureOptimum};
 pub use optim::LbfgsOptions;
 pub use progress::{FitPhase, FitProgress, ProgressHook};
 pub use report::{Diagnostics, Direction, FitReport, FitWarning, Identifiability, Interval, Optimum, WarningKind};

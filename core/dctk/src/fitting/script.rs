@@ -108,6 +108,12 @@ struct Extras {
 impl Extras {
     fn report(&self, fit: &Fit) -> anyhow::Result<Map> {
         let mut report = to_dyn(&fit.report)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
+        if !fit.bootstrap_samples.is_empty() {
+            // The refits' parameter vectors (law order), for intervals on what is computed
+            // from several fits at once (a mixture's total loss).
+            let draws: Array = fit.bootstrap_samples.iter().map(|p| p.iter().map(|&x| Dynamic::from_float(x)).collect::<Array>().into()).collect();
+            report.insert("bootstrap_params".into(), draws.into());
+        }
         if let Some(points) = &self.predict {
             let rows = number_maps(points.clone(), "predict")?;
             let at = prediction_points(&rows, &fit.report.inputs)?;

@@ -23,7 +23,8 @@
 //! | `hitchhiker(#{...})` | fits on smaller runs' intermediate checkpoints, scores on the largest run's last 30% |
 //! | `ingest(#{...})` | builds a token corpus (as `dctk data ingest`), returns its summary map |
 //! | `mixing_rows(runs)` | one row per evaluation × domain of mixture runs (`step`, `r`, `loss`, …), for BiMix / Ye et al. fits |
-//! | `optimize_mixture(#{...})` | the mixture per-domain BiMix fits predict best at a step, under bounds |
+//! | `predict_mixture(#{...})` | per-domain fits' predictions for held-out runs (MRE, R²) or a mixture, with intervals |
+//! | `optimize_mixture(#{...})` | the mixture (and, over a step range, the total tokens) per-domain BiMix or data-constrained fits predict best, under bounds and budgets |
 //! | `corpus_stats(#{...})` | token counts and entropy proxies per domain, and a mixture from one (as `dctk data stats`) |
 //! | `table(rows)`, `table(rows, columns)` | renders maps (or runs) as an aligned text table |
 //! | `result(run)` | a finished run's whole result map |
@@ -211,6 +212,14 @@ impl Study {
         engine.register_fn("mixing_rows", move |ctx: NativeCallContext, runs: Array| -> Result<Array, Box<EvalAltResult>> {
             let maps = runs_as_maps(&ss, &ctx, Dynamic::from_array(runs), "mixing_rows")?;
             crate::fitting::mixing::mixing_rows(&maps).map_err(|e| runtime_error(&ctx, format!("mixing_rows: {e:#}")))
+        });
+        let ss = s.clone();
+        engine.register_fn("predict_mixture", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {
+            let runs = match request.remove("runs") {
+                Some(r) => Some(runs_as_maps(&ss, &ctx, r, "predict_mixture")?),
+                None => None,
+            };
+            crate::fitting::mixing::predict_from_script(request, runs).map_err(|e| runtime_error(&ctx, format!("predict_mixture: {e:#}")))
         });
         engine.register_fn("optimize_mixture", move |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
             crate::fitting::mixing::optimize_from_script(request).map_err(|e| runtime_error(&ctx, format!("optimize_mixture: {e:#}")))
@@ -518,9 +527,26 @@ fn per_domain(ctx: &NativeCallContext, request: &mut Map) -> Result<(), Box<Eval
         .and_then(|r| r.try_cast::<Array>())
         .ok_or_else(|| runtime_error(ctx, "fit: per: \"domain\" needs \"runs\" (the study's mixture runs)".to_string()))?;
     let rows = crate::fitting::mixing::mixing_rows(&runs).map_err(|e| runtime_error(ctx, format!("fit: {e:#}")))?;
+    let law = request.get("law").map(|l| l.to_string()).unwrap_or_default();
+    let columns = match law.as_str() {
+        "bimix_dc" => "s=step,r=r,e=e,loss=loss",
+        "mixing_law" => {
+            // Ye et al.: every domain's proportion but the last (alphabetically), which the
+            // others determine; a shift of all t_j would be absorbed by k otherwise.
+            let mut names: Vec<String> = rows.first().and_then(|r| r.read_lock::<Map>().map(|m| m.keys().filter(|k| k.starts_with("r_")).map(|k| k.to_string()).collect())).unwrap_or_default();
+            names.sort();
+            names.pop();
+            let opts = request.entry("law_options".into()).or_insert_with(|| Map::new().into());
+            if let Some(mut o) = opts.write_lock::<Map>() {
+                o.entry("mixture_columns".into()).or_insert_with(|| names.into_iter().map(Dynamic::from).collect::<Array>().into());
+            }
+            "loss=loss"
+        }
+        _ => "s=step,r=r,loss=loss",
+    };
     request.insert("rows".into(), rows.into());
     request.insert("group_by".into(), "domain".into());
-    request.entry("columns".into()).or_insert_with(|| "s=step,r=r,loss=loss".into());
+    request.entry("columns".into()).or_insert_with(|| columns.into());
     Ok(())
 }
 

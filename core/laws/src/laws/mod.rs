@@ -2,6 +2,7 @@
 //! lives in its own module with its equation and paper in the docs.
 
 pub mod bimix;
+pub mod bimix_dc;
 pub mod chinchilla;
 pub mod expr;
 pub mod kaplan;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use bimix::BiMix;
+pub use bimix_dc::BiMixDataConstrained;
 pub use chinchilla::Chinchilla;
 pub use expr::ExprLaw;
 pub use kaplan::Kaplan;
@@ -23,7 +25,7 @@ pub use muennighoff::Muennighoff;
 pub use power::PowerLaw;
 
 /// Names accepted by [`builtin`].
-pub const BUILTIN_LAWS: &[&str] = &["chinchilla", "kaplan", "muennighoff", "bimix", "mixing_law", "power_law"];
+pub const BUILTIN_LAWS: &[&str] = &["chinchilla", "kaplan", "muennighoff", "bimix", "bimix_dc", "mixing_law", "power_law"];
 
 /// Options some built-in laws take.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -47,6 +49,7 @@ pub fn builtin(name: &str, opts: &LawOptions) -> Result<Arc<dyn LawForm>> {
         "kaplan" => Arc::new(Kaplan),
         "muennighoff" => Arc::new(Muennighoff { tie_exponents: opts.tie_exponents }),
         "bimix" => Arc::new(BiMix),
+        "bimix_dc" => Arc::new(BiMixDataConstrained),
         "power_law" => Arc::new(PowerLaw),
         "mixing_law" => match (&opts.mixture_columns, opts.domains) {
             (Some(cols), _) if !cols.is_empty() => Arc::new(MixingLaw::with_inputs(cols.clone())),
