@@ -46,14 +46,7 @@ impl LawForm for BiMix {
     /// Starts scaled to the data: CB near a fraction of the smallest loss,
     /// AB spanning the loss range, a few exponents.
     fn default_grid(&self, _inputs: &Inputs, loss: &[f64]) -> Vec<Vec<f64>> {
-        let (ymin, ymax) = min_max(loss);
-        let span = (ymax - ymin).max(1e-3 * ymax.abs().max(1.0));
-        cartesian_grid(&[
-            vec![0.5 * span, 2.0 * span, 8.0 * span],
-            vec![0.5 * ymin, 0.9 * ymin],
-            vec![0.2, 0.5, 1.0, 2.0],
-            vec![0.0, 0.05, 0.2],
-        ])
+        cartesian_grid(&start_axes(loss))
     }
     fn predict_into(&self, p: &[f64], inputs: &Inputs, out: &mut [f64]) {
         let (ls, lr) = (inputs.log_col(0), inputs.log_col(1));
@@ -64,6 +57,14 @@ impl LawForm for BiMix {
         let (ls, lr) = (inputs.log_col(0), inputs.log_col(1));
         crate::simd::dispatch(#[inline(always)] || kernel::<true>(p, ls, lr, pred, jac));
     }
+}
+
+/// The starting values of AB, CB, a and b, scaled to the data (shared with the
+/// data-constrained form).
+pub(crate) fn start_axes(loss: &[f64]) -> Vec<Vec<f64>> {
+    let (ymin, ymax) = min_max(loss);
+    let span = (ymax - ymin).max(1e-3 * ymax.abs().max(1.0));
+    vec![vec![0.5 * span, 2.0 * span, 8.0 * span], vec![0.5 * ymin, 0.9 * ymin], vec![0.2, 0.5, 1.0, 2.0], vec![0.0, 0.05, 0.2]]
 }
 
 /// L̂ = (A·e^{−α ln s} + B)·e^{−β ln r} at every point and, when `JAC`, its

@@ -25,7 +25,6 @@
 //!   plateau (Muennighoff's own shape) is not representable.
 //! - Other domains' repetition enters domain i's loss only through the shared step s.
 
-use super::power::min_max;
 use crate::law::{cartesian_grid, Inputs, LawForm, Objective, ParamSpec};
 
 /// L(s, r, e) = (AB/s^a + CB)·(r·η(e; R*))^{−b}. Parameters `[AB, CB, a, b, R_star]`; inputs
@@ -74,15 +73,9 @@ impl LawForm for BiMixDataConstrained {
     }
     /// BiMix's starts × three decay constants.
     fn default_grid(&self, _inputs: &Inputs, loss: &[f64]) -> Vec<Vec<f64>> {
-        let (ymin, ymax) = min_max(loss);
-        let span = (ymax - ymin).max(1e-3 * ymax.abs().max(1.0));
-        cartesian_grid(&[
-            vec![0.5 * span, 2.0 * span, 8.0 * span],
-            vec![0.5 * ymin, 0.9 * ymin],
-            vec![0.2, 0.5, 1.0, 2.0],
-            vec![0.0, 0.05, 0.2],
-            vec![1.0, 5.0, 25.0],
-        ])
+        let mut axes = super::bimix::start_axes(loss);
+        axes.push(vec![1.0, 5.0, 25.0]);
+        cartesian_grid(&axes)
     }
     fn predict_into(&self, p: &[f64], inputs: &Inputs, out: &mut [f64]) {
         let (s, r, e) = (inputs.col(0), inputs.col(1), inputs.col(2));
