@@ -675,3 +675,55 @@ fn plan_diffs_against_the_last_run_names_the_data_setting_and_estimates_time_aft
     assert!(t.contains("about ") && t.contains("measured on 1 finished cell(s) of this study's earlier plan"), "{t}");
 }
 
+
+#[test]
+fn a_piped_run_prints_a_line_per_cell_event_and_status_lines_while_it_trains() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let s = Scratch::new("piped");
+    let script = s
+        .write(
+            "p.rhai",
+            r#"
+let base = #{ name: "p", model: "micro", corpus: "data:corpora/quotes.jsonl", unique_tokens: 4_000, epochs: 3,
+              val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 1 };
+let runs = train(sweep(base, zip(#{ lr: [1e6, 3e-3] })));
+"#,
+        )
+        .to_str()
+        .unwrap()
+        .to_string();
+    // stderr is a pipe, not a terminal: no bars, lines.
+    let mut child = dctk_cmd(s.path())
+        .args(["run", &script, "-j", "1", "--threads", "1"])
+        .env("DCTK_PROGRESS_INTERVAL_S", "0.2")
+        .env_remove("DCTK_PROGRESS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let lines: Vec<(Duration, String)> =
+        BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok).map(|l| (started.elapsed(), l)).collect();
+    assert!(child.wait().unwrap().success());
+    let all = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
+    let find = |pred: &dyn Fn(&str) -> bool| lines.iter().position(|(_, l)| pred(l)).unwrap_or_else(|| panic!("missing line in:\n{all}"));
+    let start_a = find(&|l: &str| l.starts_with("[1/2] start p/lr=") && l.contains('('));
+    let diverged = find(&|l: &str| l.starts_with("[1/2] diverged p/lr="));
+    let start_b = find(&|l: &str| l.starts_with("[2/2] start p/lr="));
+    let eval = find(&|l: &str| l.contains(": step ") && l.contains(" val_loss "));
+    // A status line of the running cell, part-way through: step, loss, tokens/s, ETA.
+    let status = find(&|l: &str| {
+        l.contains(": step ") && l.contains("tokens/s, ETA ") && {
+            let frac = l.split(": step ").nth(1).unwrap().split(' ').next().unwrap();
+            let (a, b) = frac.split_once('/').unwrap();
+            a.parse::<u64>().unwrap() < b.parse::<u64>().unwrap()
+        }
+    });
+    let done_b = find(&|l: &str| l.starts_with("[2/2] done p/lr=") && l.contains("final val_loss "));
+    assert!(start_a < diverged && diverged < start_b && start_b < done_b, "{all}");
+    assert!(eval < done_b && status < done_b, "{all}");
+    assert!(all.contains("status: 1/2 cell(s) ended, 1 running"), "{all}");
+    // The lines came while it trained, not all at the exit.
+    assert!(lines[done_b].0 > lines[start_b].0 + Duration::from_millis(200), "{all}");
+}

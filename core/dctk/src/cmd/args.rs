@@ -63,7 +63,7 @@ pub fn session_options(args: &ArgMatches, mode: Mode, executor: ExecutorOptions,
 
 /// Session options of a command that plans and runs nothing (`plan`, `export`).
 pub fn plan_options(args: &ArgMatches) -> Result<SessionOptions> {
-    session_options(args, Mode::Plan, ExecutorOptions::new(1, 1, false, false), Arc::new(AtomicBool::new(false)))
+    session_options(args, Mode::Plan, ExecutorOptions::new(1, 1, crate::study::execute::ProgressMode::Off, false), Arc::new(AtomicBool::new(false)))
 }
 
 /// The arguments of commands that load a trained model (`sample`, `score`, `serve`): the

@@ -11,7 +11,7 @@ use crate::script::Study;
 use crate::study::bundle::{compare_with_bundle, report_bundle_differences};
 use crate::study::cache::how_to_retry;
 use crate::study::Status;
-use crate::study::execute::ExecutorOptions;
+use crate::study::execute::{ExecutorOptions, ProgressMode};
 use crate::study::records::{study_dir, PlanRecord, RUN_PLAN};
 use crate::study::session::{plan_record, results_table};
 use crate::study::session::{Mode, Session};
@@ -33,7 +33,7 @@ pub fn cli() -> Command {
                 .default_value("0")
                 .help("CPU threads in all (0 = every core); each cell gets threads / jobs"),
         )
-        .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("No progress bars"))
+        .arg(Arg::new("quiet").long("quiet").short('q').action(ArgAction::SetTrue).help("No progress (failures only); otherwise bars on a terminal, one line per cell event and a status line every 30 s when piped (DCTK_PROGRESS=bars|lines|off, DCTK_PROGRESS_INTERVAL_S)"))
         .arg(Arg::new("rerun-failed").long("rerun-failed").action(ArgAction::SetTrue).help("Run failed cells again"))
         .arg(
             Arg::new("accept-code-change")
@@ -69,7 +69,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let mut executor = ExecutorOptions::new(
         *args.get_one::<usize>("jobs").unwrap(),
         *args.get_one::<usize>("threads").unwrap(),
-        !args.get_flag("quiet"),
+        ProgressMode::detect(args.get_flag("quiet")),
         args.get_flag("fail-fast"),
     );
     executor.stop_after_steps = args.get_one::<u64>("stop-after-steps").copied();

@@ -1,5 +1,6 @@
 //! The local executor: runs pending cells on this machine, each in its own
-//! `dctk cell exec` process, `jobs` at a time, with a progress bar per cell and one overall.
+//! `dctk cell exec` process, `jobs` at a time, showing their progress ([`super::progress`]:
+//! bars on a terminal, lines in a log).
 //!
 //! Why processes and not threads: libtorch keeps process-wide state that decides numbers
 //! (the default RNG that `manual_seed` resets each step, the intra-op thread count), so two
@@ -23,8 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
+use super::progress::{CellProgress, RoundProgress};
 use super::{Executor, ExecutorOptions, Job, Outcome, EXIT_BUSY, EXIT_STOPPED};
 
 /// Cell processes on this machine.
@@ -39,7 +39,7 @@ impl Executor for LocalExecutor {
 struct Running {
     job: Job,
     child: Child,
-    bar: ProgressBar,
+    progress: CellProgress,
     reader: Option<std::thread::JoinHandle<()>>,
     /// The cell process found the cell finished by another process (it waited for it).
     finished_elsewhere: Arc<AtomicBool>,
@@ -50,14 +50,11 @@ struct Running {
 /// Runs `jobs` to completion (or until `cancel` is set), returning each job's outcome.
 pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> Vec<(Job, Outcome)> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("dctk"));
-    let multi = MultiProgress::with_draw_target(if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
-    let overall = multi.add(ProgressBar::new(jobs.len() as u64));
-    overall.set_style(ProgressStyle::with_template("cells [{bar:30}] {pos}/{len} {msg} ({elapsed})").unwrap().progress_chars("=> "));
+    let display = RoundProgress::new(opts.progress, jobs.len());
     let mut queue: VecDeque<(Job, Instant)> = jobs.into_iter().map(|j| (j, Instant::now())).collect();
     let mut running: Vec<Running> = Vec::new();
     let mut outcomes = Vec::new();
     let mut stopping = false;
-    let mut failed = 0;
 
     loop {
         if cancel.load(Ordering::Relaxed) && !stopping {
@@ -80,10 +77,9 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
                 deferred.push_back((job, not_before));
                 continue;
             }
-            match launch(&exe, &job, opts, &multi) {
+            match launch(&exe, &job, opts, &display) {
                 Ok(r) => running.push(r),
                 Err(e) => {
-                    failed += 1;
                     outcomes.push((job, Outcome::Failed(format!("cannot start a cell process: {e}"))));
                 }
             }
@@ -93,6 +89,7 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
+        display.tick();
         let mut i = 0;
         while i < running.len() {
             let status = match running[i].child.try_wait() {
@@ -111,8 +108,6 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
             if let Some(h) = r.reader.take() {
                 let _ = h.join();
             }
-            r.bar.finish_and_clear();
-            multi.remove(&r.bar);
             let outcome = match status.code() {
                 Some(0) if r.finished_elsewhere.load(Ordering::Relaxed) => Outcome::FinishedElsewhere,
                 Some(0) => Outcome::Finished,
@@ -149,25 +144,31 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
             };
             match &outcome {
                 Outcome::Failed(msg) => {
-                    failed += 1;
-                    multi.suspend(|| eprintln!("cell {} ({}) failed: {}", r.job.label, r.job.id, first_line(msg)));
+                    display.cell_ended(&r.progress, "failed", first_line(msg), false);
                     if opts.fail_fast {
                         cancel.store(true, Ordering::Relaxed);
                     }
                 }
-                Outcome::Finished | Outcome::FinishedElsewhere => {
-                    overall.inc(1);
+                Outcome::Finished => {
+                    let status = crate::study::Status::read(&r.job.dir);
+                    let what = if status == Some(crate::study::Status::Diverged) { "diverged" } else { "done" };
+                    display.cell_ended(&r.progress, what, &final_loss(&r.job.dir), true);
                 }
-                Outcome::Stopped => {}
-            }
-            if failed > 0 {
-                overall.set_message(format!("{failed} failed"));
+                Outcome::FinishedElsewhere => display.cell_ended(&r.progress, "done", "finished by another dctk", true),
+                Outcome::Stopped => display.cell_ended(&r.progress, "stopped", "checkpointed; a rerun resumes it", false),
             }
             outcomes.push((r.job, outcome));
         }
     }
-    overall.finish_and_clear();
+    display.finish();
     outcomes
+}
+
+/// `val_loss 6.1234` from a finished cell's result (empty when it has none).
+fn final_loss(dir: &std::path::Path) -> String {
+    let Ok(text) = std::fs::read_to_string(dir.join("result.json")) else { return String::new() };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return String::new() };
+    v.get("final_val_loss").and_then(|x| x.as_f64()).map(|x| format!("final val_loss {x:.4}")).unwrap_or_default()
 }
 
 /// The last `n` lines of a log file (empty when it is missing or empty).
@@ -202,7 +203,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgress) -> std::io::Result<Running> {
+fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, display: &RoundProgress) -> std::io::Result<Running> {
     std::fs::create_dir_all(&job.dir)?;
     let log = OpenOptions::new().create(true).append(true).open(job.dir.join("log.txt"))?;
     let mut cmd = Command::new(exe);
@@ -228,15 +229,9 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
         });
     }
     let mut child = cmd.spawn()?;
-    let bar = multi.insert_from_back(1, ProgressBar::new(1));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} steps {msg} ({elapsed}<{eta})")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(job.label.clone());
+    let progress = display.cell_started(&job.label, &job.id);
     let stdout = child.stdout.take().unwrap();
-    let (b, m, label) = (bar.clone(), multi.clone(), job.label.clone());
+    let p = progress.clone();
     let finished_elsewhere = Arc::new(AtomicBool::new(false));
     let elsewhere = finished_elsewhere.clone();
     let error = Arc::new(Mutex::new(None));
@@ -244,7 +239,7 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                let _ = m.println(line);
+                p.println(&line);
                 continue;
             };
             match v["event"].as_str() {
@@ -252,30 +247,22 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, multi: &MultiProgres
                 Some("error") => *reported.lock().unwrap() = v["message"].as_str().map(String::from),
                 Some("requests") => {
                     // A generation cell: requests answered (from the cache or the backend).
-                    b.set_length(v["total"].as_u64().unwrap_or(1));
-                    b.set_position(v["done"].as_u64().unwrap_or(0));
-                    b.set_message("requests".to_string());
+                    p.requests(v["done"].as_u64().unwrap_or(0), v["total"].as_u64().unwrap_or(1));
                 }
                 Some("step") => {
-                    b.set_length(v["total_steps"].as_u64().unwrap_or(1));
-                    b.set_position(v["step"].as_u64().unwrap_or(0));
-                    b.set_message(format!(
-                        "loss {:.3} {:.0} tok/s",
+                    p.step(
+                        v["step"].as_u64().unwrap_or(0),
+                        v["total_steps"].as_u64().unwrap_or(1),
                         v["loss"].as_f64().unwrap_or(f64::NAN),
-                        v["tokens_per_s"].as_f64().unwrap_or(0.0)
-                    ));
+                        v["tokens_per_s"].as_f64().unwrap_or(0.0),
+                    );
                 }
                 Some("eval") => {
-                    let _ = m.println(format!(
-                        "  {label}: step {} epoch {:.2} val_loss {:.4}",
-                        v["step"],
-                        v["epoch"].as_f64().unwrap_or(0.0),
-                        v["val_loss"].as_f64().unwrap_or(f64::NAN)
-                    ));
+                    p.eval(v["step"].as_u64().unwrap_or(0), v["epoch"].as_f64().unwrap_or(0.0), v["val_loss"].as_f64().unwrap_or(f64::NAN));
                 }
                 _ => {}
             }
         }
     });
-    Ok(Running { job: job.clone(), child, bar, reader: Some(reader), finished_elsewhere, error })
+    Ok(Running { job: job.clone(), child, progress, reader: Some(reader), finished_elsewhere, error })
 }

@@ -7,8 +7,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub mod local;
+pub mod progress;
 
 pub use local::LocalExecutor;
+pub use progress::ProgressMode;
 
 /// Runs a round's pending cells to completion (or until `cancel` is set).
 pub trait Executor {
@@ -28,7 +30,8 @@ pub struct ExecutorOptions {
     pub jobs: usize,
     /// libtorch CPU threads of each cell process.
     pub threads_per_cell: i32,
-    pub progress: bool,
+    /// Bars, lines or nothing ([`ProgressMode::detect`]).
+    pub progress: ProgressMode,
     /// Stop launching and interrupt running cells at the first failure.
     pub fail_fast: bool,
     /// Forwarded to each cell (tests of resume).
@@ -37,7 +40,7 @@ pub struct ExecutorOptions {
 
 impl ExecutorOptions {
     /// `jobs` cells in parallel sharing `threads` CPU threads (0 = all cores).
-    pub fn new(jobs: usize, threads: usize, progress: bool, fail_fast: bool) -> ExecutorOptions {
+    pub fn new(jobs: usize, threads: usize, progress: ProgressMode, fail_fast: bool) -> ExecutorOptions {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let jobs = jobs.max(1);
         ExecutorOptions { jobs, threads_per_cell: (threads / jobs).max(1) as i32, progress, fail_fast, stop_after_steps: None }
