@@ -27,6 +27,7 @@ pub mod generate;
 pub mod hf;
 pub mod keys;
 pub mod plugin;
+pub mod report;
 #[cfg(test)]
 mod plugin_tests;
 pub mod script;

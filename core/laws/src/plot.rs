@@ -24,9 +24,10 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// A colour of a mark.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Hue {
     /// The i-th colour of a categorical palette (Tableau 10; it cycles).
     Category(usize),
@@ -75,7 +76,7 @@ impl Hue {
 }
 
 /// How points are drawn.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Marker {
     Dot,
     /// Open circle: points that are not data the fit saw (held out, predicted).
@@ -84,7 +85,7 @@ pub enum Marker {
 }
 
 /// One thing drawn on a chart.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Mark {
     Line { points: Vec<(f64, f64)>, hue: Hue, label: Option<String>, dashed: bool },
     /// A filled region between `lower` and `upper` over `x` (a bootstrap band).
@@ -97,7 +98,7 @@ pub enum Mark {
 }
 
 /// An axis: its label (a column's name with its unit) and whether it is logarithmic.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Axis {
     pub label: String,
     pub log: bool,
@@ -113,7 +114,7 @@ impl Axis {
 }
 
 /// A chart: a title, two axes and its marks.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Chart {
     pub title: String,
     pub x: Axis,
@@ -123,7 +124,7 @@ pub struct Chart {
 }
 
 /// Horizontal bars: one group per category, one bar per series (mixture proportions).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BarChart {
     pub title: String,
     pub value_label: String,
@@ -246,7 +247,7 @@ fn e<E: std::fmt::Display>(x: E) -> Err {
 
 impl Chart {
     pub fn new(title: impl Into<String>, x: Axis, y: Axis) -> Chart {
-        Chart { title: title.into(), x, y, marks: Vec::new(), size: (720, 440) }
+        Chart { title: title.into(), x, y, marks: Vec::new(), size: (640, 400) }
     }
 
     pub fn with(mut self, mark: Mark) -> Chart {
@@ -507,16 +508,34 @@ pub fn residual_chart(report: &FitReport, points: &Points) -> Result<Chart> {
 /// The fitted-curve chart of a fit: observed losses (dots) against the first input, the
 /// law drawn as lines; when the law has more inputs, one line per quantile (10, 30, 50,
 /// 70, 90%) of the second input, the remaining inputs held at their medians; with
-/// `bootstrap` parameter draws, each line has its percentile band at `level`.
-pub fn curve_chart(report: &FitReport, law: &dyn LawForm, params: &[f64], points: &Points, bootstrap: &[Vec<f64>], level: f64) -> Result<Chart> {
+/// `bootstrap` parameter draws, each line has its percentile band at `level`. With
+/// `predicted` (points the law was asked about, and its predictions there), the lines
+/// extend to them, dashed beyond the data ("extrapolation"), and the predictions are open
+/// circles.
+pub fn curve_chart(
+    report: &FitReport,
+    law: &dyn LawForm,
+    params: &[f64],
+    points: &Points,
+    bootstrap: &[Vec<f64>],
+    level: f64,
+    predicted: Option<(&Points, &[f64])>,
+) -> Result<Chart> {
     let names = &report.inputs;
     let x_name = names.first().ok_or_else(|| LawError::Plot { path: String::new(), message: "the law has no inputs to plot against".into() })?;
     let x = points.column(x_name)?.to_vec();
-    let log_x = spans_decades(&x);
-    let (lo, hi) = x.iter().copied().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let grid: Vec<f64> = (0..=80)
+    let px: Vec<f64> = match predicted {
+        Some((at, _)) => at.column(x_name)?.to_vec(),
+        None => vec![],
+    };
+    let all: Vec<f64> = x.iter().chain(&px).copied().collect();
+    let log_x = spans_decades(&all);
+    let bounds = |v: &[f64]| v.iter().copied().filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = bounds(&all);
+    let (data_lo, data_hi) = bounds(&x);
+    let grid: Vec<f64> = (0..=100)
         .map(|i| {
-            let t = i as f64 / 80.0;
+            let t = i as f64 / 100.0;
             if log_x {
                 10f64.powf(lo.log10() + t * (hi.log10() - lo.log10()))
             } else {
@@ -530,7 +549,8 @@ pub fn curve_chart(report: &FitReport, law: &dyn LawForm, params: &[f64], points
         v[((v.len() - 1) as f64 * q).round() as usize]
     };
     let slices: Vec<f64> = if names.len() > 1 { vec![0.1, 0.3, 0.5, 0.7, 0.9] } else { vec![0.5] };
-    let mut chart = Chart::new(format!("{}: data and fitted law", report.law), if log_x { Axis::log(x_name.clone()) } else { Axis::linear(x_name.clone()) }, Axis::linear("loss"));
+    let x_axis = if log_x { Axis::log(x_name.clone()) } else { Axis::linear(x_name.clone()) };
+    let mut chart = Chart::new(format!("{}: data and fitted law", report.law), x_axis, Axis::linear("loss"));
     let mut seen = Vec::new();
     for &q in &slices {
         let mut cols = vec![grid.clone()];
@@ -554,16 +574,37 @@ pub fn curve_chart(report: &FitReport, law: &dyn LawForm, params: &[f64], points
             let (mut lower, mut upper) = (Vec::with_capacity(grid.len()), Vec::with_capacity(grid.len()));
             for i in 0..grid.len() {
                 let mut at: Vec<f64> = draws.iter().map(|d| d[i]).filter(|v| v.is_finite()).collect();
+                if at.is_empty() {
+                    lower.push(f64::NAN);
+                    upper.push(f64::NAN);
+                    continue;
+                }
                 let iv = crate::fit::percentile_interval(&mut at, level);
                 lower.push(iv.lower);
                 upper.push(iv.upper);
             }
-            chart.push(Mark::Band { x: grid.clone(), lower, upper, hue, label: None });
+            let band_label = (seen.len() == 1).then(|| format!("{:.0}% bootstrap band", level * 100.0));
+            chart.push(Mark::Band { x: grid.clone(), lower, upper, hue, label: band_label });
         }
         let y = law.predict(params, &inputs);
-        chart.push(Mark::Line { points: grid.iter().copied().zip(y).collect(), hue, label: Some(label), dashed: false });
+        let line: Vec<(f64, f64)> = grid.iter().copied().zip(y).collect();
+        let within = |p: &(f64, f64)| p.0 >= data_lo * (1.0 - 1e-12) && p.0 <= data_hi * (1.0 + 1e-12);
+        chart.push(Mark::Line { points: line.iter().copied().filter(within).collect(), hue, label: Some(label), dashed: false });
+        // Beyond the data, on either side: extrapolation, dashed.
+        let below: Vec<(f64, f64)> = line.iter().copied().filter(|p| p.0 <= data_lo).collect();
+        let above: Vec<(f64, f64)> = line.iter().copied().filter(|p| p.0 >= data_hi).collect();
+        for part in [below, above] {
+            if part.len() > 1 {
+                chart.push(Mark::Line { points: part, hue, label: None, dashed: true });
+            }
+        }
     }
     chart.push(Mark::Points { points: x.iter().copied().zip(report.observed.iter().copied()).collect(), hue: Hue::Black, label: Some("observed".into()), marker: Marker::Dot });
+    if let Some((_, values)) = predicted {
+        if !px.is_empty() {
+            chart.push(Mark::Points { points: px.iter().copied().zip(values.iter().copied()).collect(), hue: Hue::Category(3), label: Some("predicted (extrapolation)".into()), marker: Marker::Ring });
+        }
+    }
     Ok(chart)
 }
 
@@ -575,7 +616,7 @@ pub fn write_residual_svg(report: &FitReport, points: &Points, path: &Path) -> R
 
 /// Fitted-curve plot of a fit (see [`curve_chart`]), written as an SVG file.
 pub fn write_curve_svg(report: &FitReport, law: &dyn LawForm, params: &[f64], points: &Points, path: &Path) -> Result<()> {
-    let svg = curve_chart(report, law, params, points, &[], 0.95).map_err(|e| plot_err(path)(e.to_string()))?.to_svg().map_err(plot_err(path))?;
+    let svg = curve_chart(report, law, params, points, &[], 0.95, None).map_err(|e| plot_err(path)(e.to_string()))?.to_svg().map_err(plot_err(path))?;
     write_atomic(path, svg.as_bytes())
 }
 

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod plugin_new;
 pub mod plan;
 pub mod plugins;
+pub mod report;
 pub mod run;
 pub mod sample;
 pub mod score;
@@ -25,6 +26,7 @@ pub fn builtin() -> Vec<Command> {
     vec![
         run::cli(),
         plan::cli(),
+        report::cli(),
         export::cli(),
         data::cli(),
         sample::cli(),
@@ -45,6 +47,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
     match name {
         "run" => run::exec(args),
         "plan" => plan::exec(args),
+        "report" => report::exec(args),
         "export" => export::exec(args),
         "export-hf" => export_hf::exec(args),
         "cell" => cell::exec(args),

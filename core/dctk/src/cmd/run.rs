@@ -85,6 +85,11 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let record = plan_record(&study.session);
     let previous = PlanRecord::load(&record_dir.join(RUN_PLAN));
     record.save_merged(&record_dir.join(RUN_PLAN), previous.as_ref())?;
+    if previous.as_ref().is_none_or(|p| !crate::study::records::changed_ids(p, &record).is_empty()) {
+        // What changed since the run before (kept until the ids change again): the report's "what changed".
+        let changes = crate::report::changes_json(previous.as_ref(), &record);
+        crate::study::write_atomic(&record_dir.join(crate::report::collect::CHANGES), &serde_json::to_vec_pretty(&changes)?)?;
+    }
     let results = record_dir.join("results.csv");
     let cells = study.session.cells.lock().unwrap().len();
     if cells > 0 {
@@ -99,6 +104,14 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         eprint!("{report}");
     }
     let summary = outcome?;
+    // The final pass completed: its analyses are the study's, and the reports it asked for
+    // can be drawn.
+    let analyses = std::mem::take(&mut *study.session.analyses.lock().unwrap());
+    crate::study::write_atomic(&record_dir.join(crate::report::collect::ANALYSES), &serde_json::to_vec(&analyses)?)?;
+    for request in std::mem::take(&mut *study.session.reports.lock().unwrap()) {
+        let written = crate::report::write_report(&record_dir, &runs_root, &request.out, request.title.as_deref())?;
+        eprintln!("report: {} ({} cell(s), {} plot(s), {:.1} kB)", written.path.display(), written.cells, written.plots, written.bytes as f64 / 1e3);
+    }
     let finished = study.session.cells.lock().unwrap().values().filter(|e| e.state.is_finished()).count();
     let reused = finished.saturating_sub(summary.executed + summary.waited);
     eprintln!(

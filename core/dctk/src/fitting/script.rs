@@ -69,7 +69,14 @@ fn spec_of(request: Map) -> anyhow::Result<FitSpec> {
 /// script, for residual and curve SVGs), `predict`, `compute_optimal` and `effective_data`.
 /// Returns the fit report as a map (parameters with intervals, objective, metrics,
 /// warnings, optima); with `group_by`, an array of them, each with its `group`.
-pub fn fit_from_script(sandbox: &Sandbox, mut request: Map) -> anyhow::Result<Dynamic> {
+pub fn fit_from_script(sandbox: &Sandbox, request: Map) -> anyhow::Result<Dynamic> {
+    fit_from_script_recorded(sandbox, request, None)
+}
+
+/// [`fit_from_script`], also pushing each fit's report record (the fit report, its
+/// predictions and its charts, [`crate::report::figures::fit_charts`]) onto `records`
+/// with `at` (the call's `file:line`): what `dctk report` shows of the fit.
+pub fn fit_from_script_recorded(sandbox: &Sandbox, mut request: Map, mut records: Option<(&str, &mut Vec<serde_json::Value>)>) -> anyhow::Result<Dynamic> {
     let rows = take_data(sandbox, &mut request)?;
     let threads = take_threads(&mut request)?;
     let plots = request.remove("plots").map(|p| p.to_string());
@@ -90,12 +97,42 @@ pub fn fit_from_script(sandbox: &Sandbox, mut request: Map) -> anyhow::Result<Dy
         if let Some(g) = group {
             report.insert("group".into(), g.clone().into());
         }
+        if let Some((at, records)) = records.as_mut() {
+            records.push(fit_record(fit, at, group.as_deref(), &extras)?);
+        }
         reports.push(Dynamic::from_map(report));
     }
     Ok(match spec.group_by {
         Some(_) => Dynamic::from_array(reports),
         None => reports.remove(0),
     })
+}
+
+/// The report's record of one fit: where it was made, its report, its predictions and
+/// the chart data of its figures.
+fn fit_record(fit: &Fit, at: &str, group: Option<&str>, extras: &Extras) -> anyhow::Result<serde_json::Value> {
+    let mut predicted_points = None;
+    let mut predictions = Vec::new();
+    if let Some(points) = &extras.predict {
+        let rows = number_maps(points.clone(), "predict")?;
+        let at_points = prediction_points(&rows, &fit.report.inputs)?;
+        let p = fit.predict(&at_points)?;
+        for (row, pred) in rows.iter().zip(&p) {
+            let mut m: serde_json::Map<String, serde_json::Value> = row.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+            m.insert("loss".into(), serde_json::json!(pred.value));
+            if let Some(iv) = pred.interval {
+                m.insert("lower".into(), serde_json::json!(iv.lower));
+                m.insert("upper".into(), serde_json::json!(iv.upper));
+            }
+            predictions.push(serde_json::Value::Object(m));
+        }
+        predicted_points = Some((at_points, p.iter().map(|x| x.value).collect::<Vec<f64>>()));
+    }
+    let charts = crate::report::figures::fit_charts(fit, predicted_points.as_ref().map(|(a, v)| (a, v.as_slice())));
+    Ok(serde_json::json!({
+        "kind": "fit", "at": at, "group": group, "report": fit.report,
+        "predictions": predictions, "charts": charts,
+    }))
 }
 
 /// What a fit report may be asked for beyond the fit.

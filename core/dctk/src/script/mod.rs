@@ -43,7 +43,7 @@ pub mod sweep;
 
 pub use handle::{Run, RunState};
 
-use crate::fitting::script::{data_efficiency_from_script, evaluate_from_script, fit_from_script, hitchhiker_from_script, read_csv_from_script};
+use crate::fitting::script::{data_efficiency_from_script, evaluate_from_script, fit_from_script_recorded, hitchhiker_from_script, read_csv_from_script};
 use crate::study::execute::LocalExecutor;
 use crate::study::rounds::{self, RoundEnd, RunSummary, StudyError};
 use crate::study::session::{Mode, Session, SessionOptions};
@@ -111,6 +111,16 @@ fn from_eval(file: &Path, err: EvalAltResult) -> ScriptError {
 /// A script saved with a UTF-8 byte-order mark (some Windows editors do) is read without it.
 fn strip_bom(source: &str) -> &str {
     source.strip_prefix('\u{feff}').unwrap_or(source)
+}
+
+/// Records an analysis's result map for the report (see [`Session::record_analysis`]).
+fn record(s: &Session, ctx: &NativeCallContext, kind: &str, out: &Map) {
+    if s.opts.mode != Mode::Run {
+        return;
+    }
+    if let Ok(value) = rhai::serde::from_dynamic::<serde_json::Value>(&Dynamic::from_map(out.clone())) {
+        s.record_analysis(kind, s.call_site(ctx.call_source(), ctx.call_position().line().unwrap_or(0)), value);
+    }
 }
 
 fn runtime_error(ctx: &NativeCallContext, message: String) -> Box<EvalAltResult> {
@@ -206,7 +216,12 @@ impl Study {
                 // `dctk plan` writes nothing into the study: no plot files.
                 request.remove("plots");
             }
-            fit_from_script(&ss.opts.sandbox, request).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))
+            let at = ss.call_site(ctx.call_source(), ctx.call_position().line().unwrap_or(0));
+            let mut records = Vec::new();
+            let record = (ss.opts.mode == Mode::Run).then_some((at.as_str(), &mut records));
+            let out = fit_from_script_recorded(&ss.opts.sandbox, request, record).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))?;
+            ss.analyses.lock().unwrap().extend(records);
+            Ok(out)
         });
         let ss = s.clone();
         engine.register_fn("mixing_rows", move |ctx: NativeCallContext, runs: Array| -> Result<Array, Box<EvalAltResult>> {
@@ -219,10 +234,35 @@ impl Study {
                 Some(r) => Some(runs_as_maps(&ss, &ctx, r, "predict_mixture")?),
                 None => None,
             };
-            crate::fitting::mixing::predict_from_script(request, runs).map_err(|e| runtime_error(&ctx, format!("predict_mixture: {e:#}")))
+            let out = crate::fitting::mixing::predict_from_script(request, runs).map_err(|e| runtime_error(&ctx, format!("predict_mixture: {e:#}")))?;
+            record(&ss, &ctx, "mixture_prediction", &out);
+            Ok(out)
         });
+        let ss = s.clone();
         engine.register_fn("optimize_mixture", move |ctx: NativeCallContext, request: Map| -> Result<Map, Box<EvalAltResult>> {
-            crate::fitting::mixing::optimize_from_script(request).map_err(|e| runtime_error(&ctx, format!("optimize_mixture: {e:#}")))
+            let out = crate::fitting::mixing::optimize_from_script(request).map_err(|e| runtime_error(&ctx, format!("optimize_mixture: {e:#}")))?;
+            record(&ss, &ctx, "mixture_optimum", &out);
+            Ok(out)
+        });
+        let ss = s.clone();
+        engine.register_fn("report", move |ctx: NativeCallContext, request: Map| -> Result<(), Box<EvalAltResult>> {
+            let mut out = None;
+            let mut title = None;
+            for (k, v) in request {
+                match k.as_str() {
+                    "out" => out = Some(v.into_string().map_err(|t| runtime_error(&ctx, format!("report: key \"out\" must be a string (a directory or an .html path in the study), not {t}")))?),
+                    "title" => title = Some(v.to_string()),
+                    other => return Err(runtime_error(&ctx, format!("report: unknown key \"{other}\" (keys: out, title)"))),
+                }
+            }
+            let out = out.unwrap_or_else(|| "report".into());
+            // Written after the final pass: check now that the study may write there.
+            let path = ss.opts.sandbox.resolve(&out, "key \"out\"").map_err(|e| runtime_error(&ctx, format!("report: {e}")))?;
+            ss.reports.lock().unwrap().push(crate::study::session::ReportRequest { out: path, title });
+            Ok(())
+        });
+        engine.register_fn("report", move |ctx: NativeCallContext| -> Result<(), Box<EvalAltResult>> {
+            Err(runtime_error(&ctx, "report: give a map, e.g. report(#{ out: \"report\", title: \"my study\" })".into()))
         });
         let ss = s.clone();
         engine.register_fn("evaluate", move |ctx: NativeCallContext, mut request: Map| -> Result<Dynamic, Box<EvalAltResult>> {
@@ -241,7 +281,9 @@ impl Study {
                     request.insert(key.into(), rows_as_maps(&ss, &ctx, runs.cast::<Array>())?.into());
                 }
             }
-            data_efficiency_from_script(request).map_err(|e| runtime_error(&ctx, format!("data_efficiency: {e:#}")))
+            let out = data_efficiency_from_script(request).map_err(|e| runtime_error(&ctx, format!("data_efficiency: {e:#}")))?;
+            record(&ss, &ctx, "data_efficiency", &out);
+            Ok(out)
         });
         let ss = s.clone();
         engine.register_fn("hitchhiker", move |ctx: NativeCallContext, mut request: Map| -> Result<Map, Box<EvalAltResult>> {

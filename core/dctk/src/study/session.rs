@@ -29,6 +29,13 @@ use super::sandbox::Sandbox;
 use crate::corpus::DataCache;
 use crate::train::TrainSpec;
 
+/// A report the script asked for: where (resolved in the sandbox) and its title.
+#[derive(Clone, Debug)]
+pub struct ReportRequest {
+    pub out: PathBuf,
+    pub title: Option<String>,
+}
+
 /// The study record's copy of the script's `print` output (of its last pass).
 pub const OUTPUT_RECORD: &str = "output.txt";
 
@@ -92,6 +99,13 @@ pub struct Session {
     pub barrier: Mutex<Option<(usize, usize)>>,
     /// The script's `print` output of this round.
     pub output: Mutex<Vec<String>>,
+    /// The analyses of this pass (fits, data-efficiency multipliers, mixture optima and
+    /// predictions) with their chart data: the final pass's go to the study record's
+    /// `analyses.json`, which reports draw from.
+    pub analyses: Mutex<Vec<serde_json::Value>>,
+    /// The reports this pass asked for (`report(#{...})`), written once the final pass
+    /// completes.
+    pub reports: Mutex<Vec<ReportRequest>>,
     /// What `dctk run` has already shown on stdout: the lines of earlier passes, in pass
     /// order (see [`Session::print`]).
     shown: Mutex<PrintStream>,
@@ -123,6 +137,8 @@ impl Session {
             failed_here: Mutex::new(HashMap::new()),
             barrier: Mutex::new(None),
             output: Mutex::new(Vec::new()),
+            analyses: Mutex::new(Vec::new()),
+            reports: Mutex::new(Vec::new()),
             shown: Mutex::new(PrintStream::default()),
             imports: Mutex::new(Vec::new()),
             corpus_paths: Mutex::new(HashMap::new()),
@@ -138,6 +154,8 @@ impl Session {
         self.label_counts.lock().unwrap().clear();
         *self.barrier.lock().unwrap() = None;
         self.output.lock().unwrap().clear();
+        self.analyses.lock().unwrap().clear();
+        self.reports.lock().unwrap().clear();
         self.shown.lock().unwrap().diverged_at = None;
         for e in self.cells.lock().unwrap().values_mut() {
             e.pending = false;
@@ -192,6 +210,29 @@ impl Session {
             }
         }
         self.save_output(&out);
+    }
+
+    /// `file:line` of a call in the script (for the report's records).
+    pub fn call_site(&self, source: Option<&str>, line: usize) -> String {
+        let file = source
+            .and_then(|s| Path::new(s).file_name())
+            .or_else(|| self.script.file_name())
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        format!("{file}:{line}")
+    }
+
+    /// Records an analysis of this pass (see [`Session::analyses`]); `dctk plan` records none.
+    pub fn record_analysis(&self, kind: &str, at: String, value: serde_json::Value) {
+        if self.opts.mode != Mode::Run {
+            return;
+        }
+        let mut v = value;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("kind".into(), kind.into());
+            m.insert("at".into(), at.into());
+        }
+        self.analyses.lock().unwrap().push(v);
     }
 
     /// Keeps a pass's `print` output in the study record (`output.txt` of the study's
