@@ -308,9 +308,9 @@ impl Fit {
         crate::plot::write_residual_svg(&self.report, &self.points, path.as_ref())
     }
 
-    /// Fitted-curve plot (see [`crate::plot::write_curve_svg`]).
+    /// Fitted-curve plot with the bootstrap band when there is one (see [`crate::plot::write_curve_svg`]).
     pub fn write_curve_svg(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        crate::plot::write_curve_svg(&self.report, self.law.as_ref(), &self.params(), &self.points, path.as_ref())
+        crate::plot::write_curve_svg(&self.report, self.law.as_ref(), &self.params(), &self.points, &self.bootstrap_samples, path.as_ref())
     }
 }
 

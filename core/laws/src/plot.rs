@@ -614,9 +614,11 @@ pub fn write_residual_svg(report: &FitReport, points: &Points, path: &Path) -> R
     write_atomic(path, svg.as_bytes())
 }
 
-/// Fitted-curve plot of a fit (see [`curve_chart`]), written as an SVG file.
-pub fn write_curve_svg(report: &FitReport, law: &dyn LawForm, params: &[f64], points: &Points, path: &Path) -> Result<()> {
-    let svg = curve_chart(report, law, params, points, &[], 0.95, None).map_err(|e| plot_err(path)(e.to_string()))?.to_svg().map_err(plot_err(path))?;
+/// Fitted-curve plot of a fit (see [`curve_chart`]; with `bootstrap` draws, their band),
+/// written as an SVG file.
+pub fn write_curve_svg(report: &FitReport, law: &dyn LawForm, params: &[f64], points: &Points, bootstrap: &[Vec<f64>], path: &Path) -> Result<()> {
+    let level = report.bootstrap.as_ref().map_or(0.95, |b| b.level);
+    let svg = curve_chart(report, law, params, points, bootstrap, level, None).map_err(|e| plot_err(path)(e.to_string()))?.to_svg().map_err(plot_err(path))?;
     write_atomic(path, svg.as_bytes())
 }
 

@@ -4,8 +4,10 @@
 //!
 //! Random ids are fine for throughput: the cost of a step does not depend on the values.
 //! [`generate_tokens_per_s`] is the decoding side of `dctk bench generate`; [`augment`] is
-//! `dctk bench augment` (augmenter cells against raw generation and through `dctk serve`).
+//! `dctk bench augment` (augmenter cells against raw generation and through `dctk serve`);
+//! [`report`] is the synthetic study of `dctk bench report`.
 pub mod augment;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -252,7 +252,7 @@ fn curves(page: &mut Page, study: &StudyView) {
         return;
     }
     page.section("curves", "Training curves");
-    // One chart per setting that takes two values or more among these cells (four at most).
+    // One chart per setting that takes two values or more among these cells (six at most).
     let mut dims: Vec<Option<&str>> = study
         .varying
         .iter()
@@ -262,7 +262,7 @@ fn curves(page: &mut Page, study: &StudyView) {
             seen.dedup();
             seen.len() > 1
         })
-        .take(4)
+        .take(6)
         .map(|v| Some(v.as_str()))
         .collect();
     if dims.is_empty() {
