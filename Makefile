@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-#   make quickstart   install libtorch (PyPI), build dctk, run scripts/quickstart.rhai
+#   make quickstart   install libtorch (PyPI), build dctk, run scripts/quickstart.rhai, write its report
 #   make test         install libtorch (PyPI), build, run every test (the Hugging Face export
 #                     test installs the transformers venv itself when it is missing)
 #   make hf-env       the transformers venv (.dctk/hf-venv) the Hugging Face export test and
@@ -25,6 +25,7 @@ build: libtorch
 
 quickstart: build
 	./target/release/dctk run scripts/quickstart.rhai --data-root data
+	./target/release/dctk report scripts/quickstart.rhai --out runs/quickstart-report.html
 
 test: build
 	$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast

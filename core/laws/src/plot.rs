@@ -131,6 +131,21 @@ pub struct BarChart {
     pub categories: Vec<String>,
     pub series: Vec<(String, Vec<f64>)>,
     pub size: (u32, u32),
+    /// One bar per category, the series stacked along it (a mixture's proportions),
+    /// instead of one bar per series side by side.
+    #[serde(default)]
+    pub stacked: bool,
+}
+
+/// A category name cut to `max` characters from the left (`…unique_tokens=20000`): the end
+/// of a sweep label is where cells differ.
+fn fit_label(name: &str, max: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= max {
+        name.to_string()
+    } else {
+        format!("…{}", chars[chars.len() - (max - 1)..].iter().collect::<String>())
+    }
 }
 
 /// A tick label a person reads: `20k`, `1.5M`, `3e-4`, `0.25`.
@@ -300,6 +315,9 @@ impl Chart {
             .y_desc(&self.y.label)
             .x_label_formatter(&|v| tick_label(*v))
             .y_label_formatter(&|v| tick_label(*v))
+            // Fixed sizes: plotters' defaults scale with the chart's height.
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 13))
             .light_line_style(RGBColor(238, 238, 238))
             .draw()
             .map_err(e)?;
@@ -404,48 +422,82 @@ impl BarChart {
     pub fn to_svg(&self) -> std::result::Result<String, String> {
         let n = self.categories.len().max(1);
         let k = self.series.len().max(1);
-        let height = self.size.1.max(80 + 26 * n as u32);
-        let max = self.series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-12) * 1.1;
+        let height = self.size.1.max(110 + 26 * n as u32).max(if self.stacked { 110 + 18 * k as u32 } else { 0 });
+        let max = if self.stacked {
+            (0..n).map(|i| self.series.iter().map(|(_, v)| v.get(i).copied().filter(|x| x.is_finite()).unwrap_or(0.0)).sum::<f64>()).fold(0.0f64, f64::max)
+        } else {
+            self.series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite()).fold(0.0f64, f64::max)
+        }
+        .max(1e-12)
+            * if self.stacked { 1.02 } else { 1.1 };
+        let cats: Vec<String> = self.categories.iter().map(|c| fit_label(c, 44)).collect();
+        let label_width = (cats.iter().map(|c| c.chars().count()).max().unwrap_or(4) as u32 * 7 + 16).clamp(60, 330);
+        // Room at the right for the legend of a stacked chart.
+        let right = if self.stacked && k > 1 { 120 } else { 12 };
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (self.size.0, height)).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, (self.size.0 + label_width.saturating_sub(110), height)).into_drawing_area();
             root.fill(&WHITE).map_err(e)?;
-            let cats = self.categories.clone();
             let mut chart = ChartBuilder::on(&root)
                 .caption(&self.title, ("sans-serif", 18))
                 .margin(12)
+                .margin_right(right)
                 .x_label_area_size(40)
-                .y_label_area_size(110)
+                .y_label_area_size(label_width)
                 .build_cartesian_2d(0.0..max, 0.0..n as f64)
                 .map_err(e)?;
             chart
                 .configure_mesh()
                 .x_desc(&self.value_label)
                 .x_label_formatter(&|v| tick_label(*v))
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
                 .y_labels(0)
                 .disable_y_mesh()
                 .draw()
                 .map_err(e)?;
             // Category names at the bars' centres (the mesh's own ticks sit at round values).
-            let font = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+            let font = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
             for (i, name) in cats.iter().enumerate() {
                 let (px, py) = chart.backend_coord(&(0.0, (n - 1 - i) as f64 + 0.5));
                 root.draw(&Text::new(name.clone(), (px - 8, py), font.clone())).map_err(e)?;
             }
             let band = 0.8 / k as f64;
+            let mut offsets = vec![0.0f64; n];
             for (s, (name, values)) in self.series.iter().enumerate() {
                 let color = Hue::Category(s).rgb();
-                let series = chart
-                    .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, v)| {
-                        let top = (n - 1 - i) as f64 + 0.9 - s as f64 * band;
-                        Rectangle::new([(0.0, top - band), (*v, top)], color.filled())
-                    }))
-                    .map_err(e)?;
-                if k > 1 {
+                let rects: Vec<Rectangle<(f64, f64)>> = values
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, v)| v.is_finite() && *i < n)
+                    .map(|(i, v)| {
+                        if self.stacked {
+                            let (lo, bottom) = (offsets[i], (n - 1 - i) as f64 + 0.15);
+                            offsets[i] += v;
+                            Rectangle::new([(lo, bottom), (lo + v, bottom + 0.7)], color.filled())
+                        } else {
+                            let top = (n - 1 - i) as f64 + 0.9 - s as f64 * band;
+                            Rectangle::new([(0.0, top - band), (*v, top)], color.filled())
+                        }
+                    })
+                    .collect();
+                let series = chart.draw_series(rects).map_err(e)?;
+                if k > 1 && !self.stacked {
                     series.label(name).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], color.filled()));
                 }
             }
-            if k > 1 {
+            if self.stacked && k > 1 {
+                // The legend right of the plot, drawn on the whole area (a chart's own legend
+                // is clipped to its plotting area).
+                let (x0, y0) = chart.backend_coord(&(max, n as f64));
+                let font = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+                for (s, (name, _)) in self.series.iter().enumerate() {
+                    let y = y0 + 8 + 18 * s as i32;
+                    root.draw(&Rectangle::new([(x0 + 12, y - 5), (x0 + 26, y + 5)], Hue::Category(s).rgb().filled())).map_err(e)?;
+                    root.draw(&Text::new(fit_label(name, 14), (x0 + 31, y), font.clone())).map_err(e)?;
+                }
+            }
+            if k > 1 && !self.stacked {
                 chart
                     .configure_series_labels()
                     .position(SeriesLabelPosition::LowerRight)
@@ -571,18 +623,7 @@ pub fn curve_chart(
         let inputs = crate::law::Inputs::new(names.clone(), cols);
         if bootstrap.len() >= 10 {
             let draws: Vec<Vec<f64>> = bootstrap.iter().map(|p| law.predict(p, &inputs)).collect();
-            let (mut lower, mut upper) = (Vec::with_capacity(grid.len()), Vec::with_capacity(grid.len()));
-            for i in 0..grid.len() {
-                let mut at: Vec<f64> = draws.iter().map(|d| d[i]).filter(|v| v.is_finite()).collect();
-                if at.is_empty() {
-                    lower.push(f64::NAN);
-                    upper.push(f64::NAN);
-                    continue;
-                }
-                let iv = crate::fit::percentile_interval(&mut at, level);
-                lower.push(iv.lower);
-                upper.push(iv.upper);
-            }
+            let (lower, upper) = percentile_band(&draws, level);
             let band_label = (seen.len() == 1).then(|| format!("{:.0}% bootstrap band", level * 100.0));
             chart.push(Mark::Band { x: grid.clone(), lower, upper, hue, label: band_label });
         }
@@ -606,6 +647,25 @@ pub fn curve_chart(
         }
     }
     Ok(chart)
+}
+
+/// The pointwise percentile band at `level` of bootstrap `draws` (each the law along the
+/// same grid): (lower, upper), NaN where no draw is finite.
+pub fn percentile_band(draws: &[Vec<f64>], level: f64) -> (Vec<f64>, Vec<f64>) {
+    let n = draws.first().map_or(0, Vec::len);
+    let (mut lower, mut upper) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let mut at: Vec<f64> = draws.iter().map(|d| d[i]).filter(|v| v.is_finite()).collect();
+        if at.is_empty() {
+            lower.push(f64::NAN);
+            upper.push(f64::NAN);
+        } else {
+            let iv = crate::fit::percentile_interval(&mut at, level);
+            lower.push(iv.lower);
+            upper.push(iv.upper);
+        }
+    }
+    (lower, upper)
 }
 
 /// Residual plot of a fit, written as an SVG file.
@@ -662,7 +722,7 @@ mod tests {
             .with(Mark::Contour { x: g.clone(), y: g, z, levels: vec![0.25, 0.27] });
         let svg = chart.to_svg().unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("tokens") && svg.contains("polygon"), "{}", &svg[..200]);
-        let bars = BarChart { title: "mix".into(), value_label: "proportion".into(), categories: vec!["code".into(), "math".into()], series: vec![("a".into(), vec![0.3, 0.7]), ("b".into(), vec![0.5, 0.5])], size: (600, 200) };
+        let bars = BarChart { title: "mix".into(), value_label: "proportion".into(), categories: vec!["code".into(), "math".into()], series: vec![("a".into(), vec![0.3, 0.7]), ("b".into(), vec![0.5, 0.5])], size: (600, 200), stacked: true };
         let svg = bars.to_svg().unwrap();
         assert!(svg.contains("code") && svg.contains("math"));
     }

@@ -7,7 +7,7 @@
 //! iso-loss contours over (N, D) with the compute-optimal frontier (C = 6ND); for laws of
 //! `N`, `D` and unique tokens `U` (Muennighoff et al. 2023, eq. 5), loss against epochs
 //! D/U at fixed U — the data-constrained view.
-use dctk_laws::plot::{curve_chart, residual_chart, tick_label, Axis, Chart, Hue, Mark, Marker};
+use dctk_laws::plot::{curve_chart, percentile_band, residual_chart, tick_label, Axis, Chart, Hue, Mark, Marker};
 use dctk_laws::{Fit, Inputs, Points};
 use serde_json::{json, Value};
 
@@ -187,18 +187,7 @@ fn epochs_view(fit: &Fit, params: &[f64], level: f64) -> Option<Chart> {
         };
         if fit.bootstrap_samples.len() >= 10 {
             let draws: Vec<Vec<f64>> = fit.bootstrap_samples.iter().map(|p| predict(fit, p, cols(&grid))).collect();
-            let (mut lower, mut upper) = (Vec::new(), Vec::new());
-            for i in 0..grid.len() {
-                let mut at: Vec<f64> = draws.iter().map(|d| d[i]).filter(|v| v.is_finite()).collect();
-                if at.is_empty() {
-                    lower.push(f64::NAN);
-                    upper.push(f64::NAN);
-                } else {
-                    let iv = dctk_laws::fit::percentile_interval(&mut at, level);
-                    lower.push(iv.lower);
-                    upper.push(iv.upper);
-                }
-            }
+            let (lower, upper) = percentile_band(&draws, level);
             chart.push(Mark::Band { x: grid.clone(), lower, upper, hue, label: None });
         }
         let y = predict(fit, params, cols(&grid));

@@ -233,6 +233,8 @@ fn colouring(cells: &[&CellView], setting: Option<&str>) -> Colouring {
             }
             shown.push(v);
             Some(match setting {
+                // A long value (a map of settings) reads better as the cell's own label.
+                Some(_) if v.len() > 40 => format!("{}{flag}", c.label),
                 Some(s) => format!("{s} = {}{flag}", v.trim_matches('"')),
                 None => format!("{v}{flag}"),
             })
@@ -269,6 +271,10 @@ fn curves(page: &mut Page, study: &StudyView) {
         dims.push(None);
     }
     let val_log = with_evals.iter().flat_map(|c| c.evals.iter().map(|e| e.val_loss)).filter(|v| v.is_finite()).collect::<Vec<_>>();
+    // Tokens on a log axis when they span decades (step 0, at 0 tokens, is left off it).
+    let tokens: Vec<f64> = with_evals.iter().flat_map(|c| c.evals.iter().map(|e| e.tokens)).filter(|t| *t > 0.0).collect();
+    let tokens_log = dctk_laws::plot::spans_decades(&tokens);
+    let x_axis = || if tokens_log { Axis::log("training tokens") } else { Axis::linear("training tokens") };
     let y_axis = || if dctk_laws::plot::spans_decades(&val_log) { Axis::log("validation loss (nats/token)") } else { Axis::linear("validation loss (nats/token)") };
     page.plots_open();
     for dim in &dims {
@@ -278,7 +284,7 @@ fn curves(page: &mut Page, study: &StudyView) {
                 Some(d) => format!("validation loss vs tokens, by {d}"),
                 None => "validation loss vs tokens".into(),
             },
-            Axis::log("training tokens"),
+            x_axis(),
             y_axis(),
         );
         for (k, c) in with_evals.iter().enumerate() {
@@ -306,7 +312,7 @@ fn curves(page: &mut Page, study: &StudyView) {
         page.plots_open();
         let col = colouring(&with_evals, dims[0]);
         for d in &domains {
-            let mut chart = Chart::new(format!("{d}: validation loss vs tokens"), Axis::log("training tokens"), Axis::linear("validation loss (nats/token)"));
+            let mut chart = Chart::new(format!("{d}: validation loss vs tokens"), x_axis(), Axis::linear("validation loss (nats/token)"));
             chart.size = (480, 320);
             for (k, c) in with_evals.iter().enumerate() {
                 let pts: Vec<(f64, f64)> = c.evals.iter().filter_map(|e| e.by_domain.get(d).map(|v| (e.tokens, *v))).collect();
@@ -662,7 +668,20 @@ fn mixtures(page: &mut Page, study: &StudyView) {
         let total: f64 = s.iter().map(|x| x.1).sum();
         s.into_iter().map(|(n, t, _)| (n, if total > 0.0 { t / total } else { 0.0 })).collect()
     };
-    let varies = mixed.windows(2).any(|w| proportions(w[0]) != proportions(w[1]));
+    // A mixture study: some domain's share differs by two points or more between cells
+    // (documents' boundaries alone move shares by less).
+    let varies = {
+        let all: Vec<Vec<(String, f64)>> = mixed.iter().map(|c| proportions(c)).collect();
+        let mut spread = 0.0f64;
+        if let Some(first) = all.first() {
+            for (d, _) in first {
+                let shares: Vec<f64> = all.iter().map(|p| p.iter().find(|x| &x.0 == d).map_or(0.0, |x| x.1)).collect();
+                let (lo, hi) = shares.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+                spread = spread.max(hi - lo);
+            }
+        }
+        spread >= 0.02
+    };
     let synthetic = finished.iter().any(|c| c.num("synthetic_tokens_seen").is_some_and(|v| v > 0.0));
     if optima.is_empty() && predictions.is_empty() && !varies && !synthetic {
         return;
@@ -686,6 +705,7 @@ fn mixtures(page: &mut Page, study: &StudyView) {
             categories: mixed.iter().map(|c| c.label.clone()).collect(),
             series,
             size: (760, 0),
+            stacked: true,
         };
         page.figure("proportions", bars.to_svg(), "The share of each domain in the tokens each cell trained on (its data accounting).");
         let with_losses: Vec<&CellView> = mixed.iter().copied().filter(|c| c.result["final_val_loss_by_domain"].is_object()).collect();
@@ -694,7 +714,7 @@ fn mixtures(page: &mut Page, study: &StudyView) {
                 .iter()
                 .map(|c| (c.label.clone(), domains.iter().map(|d| c.result["final_val_loss_by_domain"][d].as_f64().unwrap_or(f64::NAN)).collect()))
                 .collect();
-            let bars = BarChart { title: "final validation loss by domain".into(), value_label: "validation loss (nats/token)".into(), categories: domains.clone(), series, size: (760, 0) };
+            let bars = BarChart { title: "final validation loss by domain".into(), value_label: "validation loss (nats/token)".into(), categories: domains.clone(), series, size: (760, 0), stacked: false };
             page.figure("domain_losses", bars.to_svg(), "Per-domain held-out loss at the end of training, one bar per cell.");
         }
     }
@@ -709,6 +729,7 @@ fn mixtures(page: &mut Page, study: &StudyView) {
                 ("synthetic".into(), cells.iter().map(|c| c.num("synthetic_tokens_seen").unwrap_or(0.0)).collect()),
             ],
             size: (760, 0),
+            stacked: true,
         };
         page.figure("real_vs_synthetic", bars.to_svg(), "Tokens served from real and from synthetic domains, per cell.");
     }
@@ -728,6 +749,7 @@ fn mixtures(page: &mut Page, study: &StudyView) {
             categories: p.keys().cloned().collect(),
             series,
             size: (760, 0),
+            stacked: false,
         };
         page.figure(&format!("mixture_optimum_{}", k + 1), bars.to_svg(), &format!("optimize_mixture at {}: proportions (and epochs of each domain, scaled) of the predicted optimum.", o["at"].as_str().unwrap_or("?")));
     }
