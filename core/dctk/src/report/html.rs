@@ -47,7 +47,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}tr.st-failed td{backgr
 .tablewrap{max-height:520px;overflow:auto;display:inline-block;max-width:100%}
 div.tbl{margin:6px 0 14px}button.csv{display:block;font-size:11px;margin:2px 0 0;cursor:pointer}.warn{background:#fff4e0;border-left:4px solid #b36b00;padding:4px 10px;margin:4px 0;font-size:13px}
 .note{color:#555;font-size:13px}pre{background:#fff;border:1px solid #ddd;padding:8px;overflow:auto;max-height:420px;font-size:12px}
-code{background:#eef1f5;padding:0 3px}
+code{background:#eef1f5;padding:0 3px}header code{background:rgba(255,255,255,.18);color:#fff}
 "#;
 
 /// Table sorting and CSV downloads: our own, small, and inline (no CDN, no network).
@@ -382,7 +382,9 @@ fn summary(page: &mut Page, study: &StudyView) {
     // What changed since the run before.
     if let Some(ch) = &study.changes {
         let list = ch.get("changed").and_then(Value::as_array).cloned().unwrap_or_default();
-        if list.is_empty() {
+        if ch.get("previous_run") == Some(&Value::Bool(false)) {
+            page.p("The first run of this study: nothing earlier to compare with.");
+        } else if list.is_empty() {
             page.p("No cell id changed since the run before the last one.");
         } else {
             page.h3("What changed since the run before");
