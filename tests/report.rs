@@ -1,9 +1,9 @@
 //! Reports: the report of a small real study (a grid of cells, a diverged cell, a failed
 //! cell, a Muennighoff fit with a bootstrap and a prediction) has the expected sections and
 //! one SVG per expected plot, marks the failed and diverged cells, references nothing on
-//! the network, and renders in headless Chromium (Debian's `chromium`, installed by
-//! `tools/chromium.sh`) with no console message from a copy in another directory; bad
-//! `report` requests are clear errors.
+//! the network, travels in the study's exported bundle, and renders in headless Chromium
+//! (Debian's `chromium`, installed by `tools/chromium.sh`) with no console message from the
+//! bundle copied to another directory; bad `report` requests are clear errors.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -94,14 +94,26 @@ fn a_real_study_with_a_failed_and_a_diverged_cell_reports_and_renders_in_headles
         assert!(!html.contains(needle), "the page references {needle}");
     }
 
-    // `dctk report` writes the same kind of page elsewhere; copied alone to another
-    // directory it renders: no console message (errors, failed loads), the script ran to
-    // its end, a screenshot is taken.
+    // `dctk report` writes the same page anywhere.
     let out = dctk(s.path(), &["report", &script, "--out", "elsewhere/r.html"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(s.path().join("elsewhere/r.html")).unwrap().matches("<svg").count(), figures);
+    // An exported bundle carries the report; the bundle copied to another directory opens
+    // in the browser: no console message (errors, failed loads), the page's script ran to
+    // its end, a screenshot is taken.
+    let out = dctk(s.path(), &["export", &script, "--out", "bundle"]);
+    assert!(out.status.success(), "{}", text(&out));
     let other = Scratch::new("report-copy");
-    let copy = other.path().join("copied.html");
-    std::fs::copy(s.path().join("elsewhere/r.html"), &copy).unwrap();
+    let copied = other.path().join("their-lab");
+    std::fs::create_dir_all(&copied).unwrap();
+    for entry in std::fs::read_dir(s.path().join("bundle")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copied.join(entry.file_name())).unwrap();
+        }
+    }
+    let copy = copied.join("report.html");
+    assert!(std::fs::read_to_string(copied.join("README.md")).unwrap().contains("report.html"));
     let profile = other.path().join("profile");
     let (log, dom) = headless(&browser, &profile, &copy, &["--dump-dom"]);
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();

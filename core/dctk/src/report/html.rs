@@ -833,3 +833,86 @@ pub fn render(study: &StudyView, title: &str) -> String {
         body = page.body,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::collect::{Eval, TrainPoint};
+    use indexmap::IndexMap;
+    use serde_json::json;
+
+    fn cell(label: &str, shares: [f64; 2], synthetic: f64, status: &str) -> CellView {
+        let domains = json!([
+            {"name": "code", "kind": "Real", "tokens_served": 1000.0 * shares[0]},
+            {"name": "math", "kind": "Real", "tokens_served": 1000.0 * shares[1]},
+        ]);
+        CellView {
+            label: label.into(),
+            id: format!("{label}-id"),
+            status: status.into(),
+            settings: IndexMap::from([("mix".to_string(), format!("\"{label}\""))]),
+            manifest: json!({"versions": {"dctk": "0.1.0"}}),
+            result: json!({"final_val_loss": 6.0, "final_val_loss_by_domain": {"code": 5.0, "math": 7.0}, "accounting": {"domains": domains},
+                           "synthetic_tokens_seen": synthetic, "real_tokens_seen": 1000.0, "params": 1e6, "train_tokens": 1000.0, "flops_per_token": 6e6}),
+            error: (status == "failed").then(|| "it broke\nsecond line".to_string()),
+            evals: vec![
+                Eval { step: 1, tokens: 100.0, epoch: 0.5, val_loss: 8.0, by_domain: IndexMap::from([("code".into(), 7.5), ("math".into(), 8.5)]) },
+                Eval { step: 2, tokens: 200.0, epoch: 1.0, val_loss: 7.0, by_domain: IndexMap::from([("code".into(), 6.5), ("math".into(), 7.5)]) },
+            ],
+            train: vec![TrainPoint { step: 1, loss: 9.0, lr: 1e-3 }, TrainPoint { step: 2, loss: 8.0, lr: 5e-4 }],
+        }
+    }
+
+    #[test]
+    fn every_section_of_a_study_with_mixtures_synthetic_data_and_analyses_is_drawn() {
+        let study = StudyView {
+            name: "s".into(),
+            script: "s.rhai".into(),
+            record_dir: "runs/studies/s".into(),
+            cells: vec![cell("a", [0.5, 0.5], 0.0, "done"), cell("b", [0.8, 0.2], 500.0, "done"), cell("c", [0.3, 0.7], 0.0, "failed")],
+            varying: vec!["mix".into()],
+            results_csv: Some("label,id,final_val_loss\na,a-id,6.0\n".into()),
+            analyses: vec![
+                json!({"kind": "data_efficiency", "at": "s.rhai:9", "multiplier": 1.4, "interval": [1.1, 1.9], "d_equivalent": 1400.0, "d_method": 1000.0, "loss_method": 6.0}),
+                json!({"kind": "mixture_optimum", "at": "s.rhai:12", "proportions": {"code": 0.6, "math": 0.4}, "losses": {"code": 5.0, "math": 7.0},
+                       "epochs": {"code": 3.0, "math": 8.0}, "predicted_loss": 6.1, "interval": {"lower": 6.0, "upper": 6.3}}),
+                json!({"kind": "mixture_prediction", "at": "s.rhai:14", "runs": [{"run": "a", "measured": 6.0, "predicted": 6.1}, {"run": "b", "measured": 6.2, "predicted": 6.15}]}),
+            ],
+            changes: Some(json!({"previous_run": true, "changed": [{"label": "b", "before": "1", "after": "2", "changes": ["spec.lr: 0.001 → 0.002"]}]})),
+            output: Some("hello <world>\n".into()),
+            notes: vec![],
+        };
+        let html = render(&study, "t & <t>");
+        assert!(html.contains("<title>t &amp; &lt;t&gt;</title>") && html.contains("hello &lt;world&gt;"));
+        for plot in ["val_loss_by_mix", "domain_code", "domain_math", "train_loss", "learning_rate", "data_efficiency", "proportions", "domain_losses", "real_vs_synthetic", "mixture_optimum_1", "mixture_prediction_1"] {
+            assert!(html.contains(&format!("data-plot=\"{plot}\"")), "plot {plot} missing");
+        }
+        assert_eq!(html.matches("<figure class=\"plot\"").count(), html.matches("<svg").count());
+        for section in ["study", "curves", "data-constrained", "mixtures", "results", "output"] {
+            assert!(html.contains(&format!("data-section=\"{section}\"")), "section {section} missing");
+        }
+        assert!(html.contains("spec.lr: 0.001 → 0.002"), "what changed");
+        assert!(html.contains("<tr class=\"st-failed\">") && html.contains("it broke") && !html.contains("second line"));
+        // Every table has its CSV button naming the table.
+        assert_eq!(html.matches("<table class=\"sortable\"").count(), html.matches("<button class=\"csv\"").count());
+    }
+
+    #[test]
+    fn an_empty_study_is_a_page_not_an_error() {
+        let study = StudyView {
+            name: "e".into(),
+            script: "e.rhai".into(),
+            record_dir: "x".into(),
+            cells: vec![],
+            varying: vec![],
+            results_csv: None,
+            analyses: vec![],
+            changes: None,
+            output: None,
+            notes: vec!["x/analyses.json: unreadable".into()],
+        };
+        let html = render(&study, "e");
+        assert!(html.contains("data-section=\"study\"") && html.contains("0 cell(s)") && html.contains("unreadable"));
+        assert!(!html.contains("data-section=\"curves\""));
+    }
+}

@@ -5,7 +5,8 @@
 //! `bundle.ron` (each cell's label, id and named inputs; each plugin's name, version and
 //! library hash; each corpus's data manifest: tokenizer, domains, subset hashes), the
 //! results table, the plugins' sources when they are found in the workspace that built
-//! them, and a README saying what data to provide. Data itself is not copied: the other
+//! them, the study's report (`report.html`, when the study has run), and a README saying what
+//! data to provide. Data itself is not copied: the other
 //! lab provides it and points `--data-root` at it. `dctk run` on the bundle compares each
 //! cell with `bundle.ron` and says exactly which inputs differ (data, plugin, version,
 //! setting) before anything runs ([`report_bundle_differences`]).
@@ -121,6 +122,14 @@ pub fn export(s: &Session, script: &Path, end: &RoundEnd, out: &Path) -> Result<
     for n in &plugin_notes {
         readme.push_str(n);
         readme.push('\n');
+    }
+    // The results as a page anyone opens without dctk: the study's report as its cells are now.
+    let record_dir = super::records::study_dir(&s.opts.runs_root, script);
+    if record_dir.join(super::records::RUN_PLAN).is_file() {
+        match crate::report::write_report(&record_dir, &s.opts.runs_root, &tmp.join("report.html"), None) {
+            Ok(_) => readme.push_str("\n## Results\n\n`report.html`: the study's report (cells, curves, fits) as exported; open it in any browser.\n"),
+            Err(e) => eprintln!("warning: the bundle has no report.html: {e:#}"),
+        }
     }
     fs::write(tmp.join("README.md"), readme)?;
     fs::rename(&tmp, &out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;

@@ -318,6 +318,8 @@ mod tests {
     fn the_eta_counts_only_the_steps_trained_here() {
         let mut s = CellState {
             label: "a".into(),
+            id: "0".into(),
+            launched: Instant::now() - Duration::from_secs(11),
             started: Instant::now() - Duration::from_secs(10),
             step: 60,
             total_steps: 100,
