@@ -15,8 +15,9 @@ if ! [ -x /usr/bin/chromium ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
-  # Retry once after refreshing the package lists (a stale list names deleted versions).
-  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 \
-    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
+  # Retry once after refreshing the package lists (a stale list names deleted versions); wait for
+  # dpkg's lock, which tools/slurm.sh may hold (.ci/run starts both at once).
+  apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 \
+    || { apt-get update -o DPkg::Lock::Timeout=600 -qq && apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; }
 fi
 echo /usr/bin/chromium

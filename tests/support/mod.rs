@@ -77,12 +77,12 @@ pub fn metrics(run_dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The cell directories under a runs root (`runs/<id>/`; not `runs/studies/`).
+/// The cell directories under a runs root (`runs/<id>/`; not `runs/studies/` or `runs/.slurm/`).
 pub fn cells(runs: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && p.file_name().unwrap() != "studies")
+        .filter(|p| p.is_dir() && p.file_name().unwrap() != "studies" && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     dirs.sort();
     dirs

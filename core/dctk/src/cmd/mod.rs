@@ -18,6 +18,7 @@ pub mod run;
 pub mod sample;
 pub mod score;
 pub mod serve;
+pub mod status;
 
 use clap::Command;
 
@@ -27,6 +28,7 @@ pub fn builtin() -> Vec<Command> {
         run::cli(),
         plan::cli(),
         report::cli(),
+        status::cli(),
         export::cli(),
         data::cli(),
         sample::cli(),
@@ -48,6 +50,7 @@ pub fn exec(name: &str, args: &clap::ArgMatches) -> anyhow::Result<()> {
         "run" => run::exec(args),
         "plan" => plan::exec(args),
         "report" => report::exec(args),
+        "status" => status::exec(args),
         "export" => export::exec(args),
         "export-hf" => export_hf::exec(args),
         "cell" => cell::exec(args),

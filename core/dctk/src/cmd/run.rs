@@ -11,7 +11,7 @@ use crate::script::Study;
 use crate::study::bundle::{compare_with_bundle, report_bundle_differences};
 use crate::study::cache::how_to_retry;
 use crate::study::Status;
-use crate::study::execute::{ExecutorOptions, ProgressMode};
+use crate::study::execute::{ExecutorKind, ExecutorOptions, ProgressMode, SlurmOptions};
 use crate::study::records::{study_dir, PlanRecord, RUN_PLAN};
 use crate::study::session::{plan_record, results_table};
 use crate::study::session::{Mode, Session};
@@ -24,7 +24,7 @@ pub fn cli() -> Command {
                 .short('j')
                 .value_parser(value_parser!(usize))
                 .default_value("1")
-                .help("Cells run at once (CPU threads are split evenly between them)"),
+                .help("Cells run at once (CPU threads are split evenly between them); with CUDA GPUs, one GPU per cell and the default is the number of GPUs"),
         )
         .arg(
             Arg::new("threads")
@@ -55,6 +55,27 @@ pub fn cli() -> Command {
                 .help("When a cell fails, stop: running cells checkpoint and stop"),
         )
         .arg(
+            Arg::new("executor")
+                .long("executor")
+                .value_parser(["local", "slurm"])
+                .help("Where cells run: this machine (default; also DCTK_EXECUTOR) or a Slurm cluster, one job array per round"),
+        )
+        .arg(Arg::new("partition").long("partition").help("slurm: the partition of each task"))
+        .arg(Arg::new("account").long("account").help("slurm: the account of each task"))
+        .arg(Arg::new("cpus-per-cell").long("cpus-per-cell").value_parser(value_parser!(u32)).help("slurm: CPUs of each task, also the cell's threads (default: --threads / --jobs)"))
+        .arg(Arg::new("gpus-per-cell").long("gpus-per-cell").value_parser(value_parser!(u32)).help("slurm: GPUs of each task (--gres=gpu:N)"))
+        .arg(Arg::new("mem").long("mem").help("slurm: memory of each task (8G)"))
+        .arg(Arg::new("time").long("time").help("slurm: time limit of each task (2:00:00); the task checkpoints and requeues itself before it"))
+        .arg(Arg::new("array-throttle").long("array-throttle").value_parser(value_parser!(usize)).help("slurm: at most K tasks of an array at once (--array=...%K)"))
+        .arg(
+            Arg::new("signal-before")
+                .long("signal-before")
+                .value_parser(value_parser!(u32))
+                .default_value("120")
+                .help("slurm: seconds before the time limit at which a task checkpoints and requeues itself (--signal=B:USR1@S)"),
+        )
+        .arg(Arg::new("sbatch").long("sbatch").action(ArgAction::Append).help("slurm: an extra #SBATCH line, e.g. --sbatch=--qos=high (repeatable)"))
+        .arg(
             Arg::new("stop-after-steps")
                 .long("stop-after-steps")
                 .value_parser(value_parser!(u64))
@@ -73,6 +94,36 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         args.get_flag("fail-fast"),
     );
     executor.stop_after_steps = args.get_one::<u64>("stop-after-steps").copied();
+    // One cell per GPU on a machine with CUDA; -j defaults to the number of GPUs.
+    executor.gpus = crate::study::execute::visible_gpus();
+    if !executor.gpus.is_empty() && args.value_source("jobs") == Some(clap::parser::ValueSource::DefaultValue) {
+        executor.jobs = executor.gpus.len();
+        executor.threads_per_cell = (executor.threads_per_cell / executor.jobs as i32).max(1);
+    }
+    let kind = args.get_one::<String>("executor").cloned().or_else(|| std::env::var("DCTK_EXECUTOR").ok()).unwrap_or_else(|| "local".into());
+    executor.kind = match kind.as_str() {
+        "local" => ExecutorKind::Local,
+        "slurm" => {
+            let mut o = SlurmOptions::new();
+            o.partition = args.get_one::<String>("partition").cloned();
+            o.account = args.get_one::<String>("account").cloned();
+            o.cpus_per_cell = args.get_one::<u32>("cpus-per-cell").copied();
+            o.gpus_per_cell = args.get_one::<u32>("gpus-per-cell").copied();
+            o.mem = args.get_one::<String>("mem").cloned();
+            o.time = args.get_one::<String>("time").cloned();
+            o.throttle = args.get_one::<usize>("array-throttle").copied();
+            o.signal_before_s = *args.get_one::<u32>("signal-before").unwrap();
+            o.extra = args.get_many::<String>("sbatch").map(|v| v.cloned().collect()).unwrap_or_default();
+            if let Some(c) = o.cpus_per_cell {
+                if c == 0 {
+                    bail!("--cpus-per-cell must be at least 1");
+                }
+                executor.threads_per_cell = c as i32;
+            }
+            ExecutorKind::Slurm(o)
+        }
+        other => bail!("DCTK_EXECUTOR={other}: the executors are local and slurm"),
+    };
     let opts = session_options(args, Mode::Run, executor, cancel)?;
     let runs_root = opts.runs_root.clone();
     let record_dir = study_dir(&runs_root, &script);

@@ -44,7 +44,6 @@ pub mod sweep;
 pub use handle::{Run, RunState};
 
 use crate::fitting::script::{data_efficiency_from_script, evaluate_from_script, fit_from_script_recorded, hitchhiker_from_script, read_csv_from_script};
-use crate::study::execute::LocalExecutor;
 use crate::study::rounds::{self, RoundEnd, RunSummary, StudyError};
 use crate::study::session::{Mode, Session, SessionOptions};
 use crate::train::{model::PRESETS, ModelConfig, TrainSpec};
@@ -367,7 +366,8 @@ impl Study {
         let engine = self.engine();
         let ast = self.compile(&engine).map_err(|e| StudyError::Script(Box::new(e)))?;
         let mut pass = || self.round(&engine, &ast).map_err(|e| Box::new(e) as rounds::PassError);
-        rounds::run(&self.session, &LocalExecutor, &mut pass, after_first_round)
+        let executor = self.session.opts.executor.kind.executor();
+        rounds::run(&self.session, executor.as_ref(), &mut pass, after_first_round)
     }
 }
 

@@ -8,7 +8,9 @@
 //! same bits whether it runs alone or beside others, isolates a crashing plugin to its
 //! cell, and is the same unit a Slurm job array runs (`dctk cell exec runs/<id>`).
 //!
-//! On the CPU, `threads` are split evenly across `jobs`; the split is fixed for the whole
+//! On a machine with CUDA GPUs, each cell process gets one GPU of its own
+//! (`CUDA_VISIBLE_DEVICES`, so it sees it as `cuda:0`), and `-j` defaults to the number of
+//! GPUs. On the CPU, `threads` are split evenly across `jobs`; the split is fixed for the whole
 //! study (not re-balanced when fewer cells remain), because the thread count changes
 //! reduction order and hence the bits. Cell processes die with their parent
 //! (`PR_SET_PDEATHSIG`), so a killed `dctk run` leaves no orphan training behind, and a
@@ -45,6 +47,8 @@ struct Running {
     finished_elsewhere: Arc<AtomicBool>,
     /// The error the cell process reported on its pipe (it reaches us on a full disk).
     error: Arc<Mutex<Option<String>>>,
+    /// The GPU this cell process was given (its `CUDA_VISIBLE_DEVICES`), back to the pool when it ends.
+    gpu: Option<String>,
 }
 
 /// Runs `jobs` to completion (or until `cancel` is set), returning each job's outcome.
@@ -55,6 +59,8 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
     let mut running: Vec<Running> = Vec::new();
     let mut outcomes = Vec::new();
     let mut stopping = false;
+    // One GPU per cell process: each gets one of these as its CUDA_VISIBLE_DEVICES.
+    let mut free_gpus: VecDeque<String> = opts.gpus.iter().cloned().collect();
 
     loop {
         if cancel.load(Ordering::Relaxed) && !stopping {
@@ -77,9 +83,21 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
                 deferred.push_back((job, not_before));
                 continue;
             }
-            match launch(&exe, &job, opts, &display) {
+            let gpu = if opts.gpus.is_empty() {
+                None
+            } else {
+                match free_gpus.pop_front() {
+                    Some(g) => Some(g),
+                    None => {
+                        deferred.push_back((job, not_before));
+                        break;
+                    }
+                }
+            };
+            match launch(&exe, &job, opts, &display, gpu.clone()) {
                 Ok(r) => running.push(r),
                 Err(e) => {
+                    free_gpus.extend(gpu);
                     outcomes.push((job, Outcome::Failed(format!("cannot start a cell process: {e}"))));
                 }
             }
@@ -108,6 +126,7 @@ pub fn run(jobs: Vec<Job>, opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> 
             if let Some(h) = r.reader.take() {
                 let _ = h.join();
             }
+            free_gpus.extend(r.gpu.take());
             let outcome = match status.code() {
                 Some(0) if r.finished_elsewhere.load(Ordering::Relaxed) => Outcome::FinishedElsewhere,
                 Some(0) => Outcome::Finished,
@@ -203,7 +222,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, display: &RoundProgress) -> std::io::Result<Running> {
+fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, display: &RoundProgress, gpu: Option<String>) -> std::io::Result<Running> {
     std::fs::create_dir_all(&job.dir)?;
     let log = OpenOptions::new().create(true).append(true).open(job.dir.join("log.txt"))?;
     let mut cmd = Command::new(exe);
@@ -212,6 +231,10 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, display: &RoundProgr
         cmd.arg("--stop-after-steps").arg(n.to_string());
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+    if let Some(g) = &gpu {
+        // The cell sees one GPU, as cuda:0.
+        cmd.env("CUDA_VISIBLE_DEVICES", g);
+    }
     let parent = std::process::id() as i32;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -264,5 +287,5 @@ fn launch(exe: &PathBuf, job: &Job, opts: &ExecutorOptions, display: &RoundProgr
             }
         }
     });
-    Ok(Running { job: job.clone(), child, progress, reader: Some(reader), finished_elsewhere, error })
+    Ok(Running { job: job.clone(), child, progress, reader: Some(reader), finished_elsewhere, error, gpu })
 }
