@@ -3,7 +3,8 @@
 //! written here): a 4-cell CPU study through `--executor slurm` gives the local executor's
 //! results table byte for byte; `scancel` of the array mid-run, then `dctk run` again,
 //! resumes from the checkpoints and recomputes no finished cell; two drivers started
-//! together submit one array. If the daemons cannot start, the test fails saying why.
+//! together submit one array; a cell longer than its time limit checkpoints on USR1, is
+//! requeued and resumes to the end. If the daemons cannot start, the test fails saying why.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,7 +153,7 @@ fn array_id(runs: &Path) -> Option<String> {
 }
 
 #[test]
-fn a_study_on_a_real_slurm_cluster_equals_the_local_run_resumes_after_scancel_and_is_submitted_once() {
+fn a_study_on_a_real_slurm_cluster_equals_the_local_run_resumes_after_scancel_and_a_time_limit_and_is_submitted_once() {
     let s = Scratch::new("slurm");
     let cluster = Cluster::start(&s.path().join("cluster"));
     let script = s.write("s.rhai", STUDY).to_str().unwrap().to_string();
@@ -195,6 +196,10 @@ fn a_study_on_a_real_slurm_cluster_equals_the_local_run_resumes_after_scancel_an
     assert!(!out.status.success() && t.contains("stopped"), "{t}");
     let before = finished(&runs2);
     assert!(before.len() < 4, "every cell had finished before scancel: {t}");
+    // `dctk status` tells the same from the files: done cells, and the stopped ones resumable.
+    let status = text(&cluster.dctk(s.path()).args(["status", &script, "--runs", "slurm2"]).output().unwrap());
+    assert!(status.contains(" done ") && (status.contains("interrupted") || status.contains("pending")), "{status}");
+    assert!(status.contains(&format!("{} done", before.len())), "{status}");
     let out = cluster.dctk(s.path()).args(slurm_args(&script, "slurm2")).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let after = finished(&runs2);
@@ -212,5 +217,20 @@ fn a_study_on_a_real_slurm_cluster_equals_the_local_run_resumes_after_scancel_an
     let submitted = [&ta, &tb].iter().filter(|t| t.contains("slurm: submitted job array")).count();
     assert_eq!(submitted, 1, "exactly one driver submits:\n{ta}\n---\n{tb}");
     assert_eq!(results(&s.path().join("slurm3")), reference);
+
+    // 4. A time limit shorter than the cell: USR1 before the limit, the cell checkpoints,
+    //    the task requeues itself, the driver releases it, it resumes and finishes.
+    let long = s
+        .write("long.rhai", "let r = train(#{ name: \"long\", model: \"micro\", corpus: \"data:corpora/quotes.jsonl\", unique_tokens: 20_000, epochs: 4, val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 8 });\nprint(`steps ${r.steps}`);\n")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let out = cluster.dctk(s.path()).args(["run", &long, "--runs", "slurm4", "--executor", "slurm", "--cpus-per-cell", "1", "-q", "--time", "1", "--signal-before", "50"]).output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("steps "), "{t}");
+    let cell = cells(&s.path().join("slurm4")).remove(0);
+    let log = std::fs::read_to_string(cell.join("log.txt")).unwrap();
+    assert!(log.contains("checkpointed; rerun to resume"), "the cell was never stopped by the time limit:\n{log}");
+    assert_eq!(std::fs::read_to_string(cell.join("status")).unwrap().trim(), "done");
     drop(cluster);
 }

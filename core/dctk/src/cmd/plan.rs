@@ -19,6 +19,12 @@ use crate::study::session::Session;
 pub fn cli() -> Command {
     study_args(Command::new("plan").about("Show a study's cells, their status, cost and what changed; runs nothing"))
         .arg(Arg::new("all").long("all").action(ArgAction::SetTrue).help("List every cell (default: the first 50 and every pending one)"))
+        .arg(
+            Arg::new("write-manifests")
+                .long("write-manifests")
+                .action(ArgAction::SetTrue)
+                .help("Write the pending cells' manifests (runs/<id>/manifest.ron), runnable by `dctk cell exec runs/<id>` on any scheduler; lists them"),
+        )
 }
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
@@ -43,6 +49,16 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         print!("{report}");
     }
     record.save_merged(&record_dir.join(LAST_PLAN), last_plan.as_ref())?;
+    if args.get_flag("write-manifests") {
+        // What `dctk run` writes before a round executes: the cells of this round, ready
+        // for any executor (a hand-written job array, another scheduler).
+        let pending = study.session.pending();
+        for cell in &pending {
+            cell.materialize()?;
+            println!("dctk cell exec {}", cell.dir_buf().display());
+        }
+        eprintln!("wrote the manifests of {} pending cell(s) of this round", pending.len());
+    }
     // A 10,000-cell plan holds a lot of small allocations: let the OS take them back.
     std::mem::forget(study);
     Ok(())

@@ -13,7 +13,7 @@ use clap::{value_parser, Arg, ArgMatches, Command};
 use super::args::runs_arg;
 use crate::study::cache::CellState;
 use crate::study::execute::progress::human_duration;
-use crate::study::records::{study_dir, PlanRecord, RUN_PLAN};
+use crate::study::records::{study_dir, PlanRecord, LAST_PLAN, RUN_PLAN};
 
 pub fn cli() -> Command {
     Command::new("status")
@@ -121,8 +121,12 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         bail!("{}: no such study script", script.display());
     }
     let runs = args.get_one::<PathBuf>("runs").unwrap();
-    let path = study_dir(runs, script).join(RUN_PLAN);
-    let record = PlanRecord::load(&path).with_context(|| format!("{}: no study record here; run the study first (`dctk run`)", path.display()))?;
+    let dir = study_dir(runs, script);
+    let path = dir.join(RUN_PLAN);
+    // The last plan that was run; before any run, the last `dctk plan`.
+    let record = PlanRecord::load(&path)
+        .or_else(|| PlanRecord::load(&dir.join(LAST_PLAN)))
+        .with_context(|| format!("{}: no study record here; plan or run the study first (`dctk plan`, `dctk run`)", path.display()))?;
     let watch = args.get_one::<f64>("watch").copied().filter(|w| *w > 0.0);
     loop {
         let (text, ended) = table(&record, runs);

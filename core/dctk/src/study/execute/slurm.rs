@@ -151,18 +151,32 @@ exit $rc
     s
 }
 
-/// The array tasks of `job_id` still in the queue (pending, running, requeued), by index.
-fn live_tasks(job_id: &str) -> Result<BTreeSet<usize>> {
-    let out = Command::new("squeue").args(["-h", "-r", "-j", job_id, "-o", "%K"]).output().context("running squeue (is Slurm's client installed?)")?;
+/// The array tasks of `job_id` still in the queue (pending, running, requeued), by index,
+/// with the tasks that wait only for Slurm's requeue delay (pending, reason `BeginTime`).
+fn queue(job_id: &str) -> Result<(BTreeSet<usize>, Vec<usize>)> {
+    let out = Command::new("squeue").args(["-h", "-r", "-j", job_id, "-o", "%K %t %r"]).output().context("running squeue (is Slurm's client installed?)")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         // A job that left the queue is "Invalid job id" to squeue: nothing is live.
         if err.contains("Invalid job id") {
-            return Ok(BTreeSet::new());
+            return Ok((BTreeSet::new(), vec![]));
         }
         bail!("squeue -j {job_id}: {}", err.trim());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect())
+    let (mut live, mut delayed) = (BTreeSet::new(), Vec::new());
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(k) = f.first().and_then(|k| k.parse::<usize>().ok()) else { continue };
+        live.insert(k);
+        if f.get(1) == Some(&"PD") && f.get(2) == Some(&"BeginTime") {
+            delayed.push(k);
+        }
+    }
+    Ok((live, delayed))
+}
+
+fn live_tasks(job_id: &str) -> Result<BTreeSet<usize>> {
+    Ok(queue(job_id)?.0)
 }
 
 /// The last progress record of a cell's task (`slurm.out`), read from the file's end.
@@ -289,7 +303,14 @@ fn watch(job_id: &str, array_dir: &Path, jobs: &[Job], dirs: &[PathBuf], opts: &
         }
         if last_queue.elapsed() >= Duration::from_secs(3) || cancelled {
             last_queue = Instant::now();
-            let live = live_tasks(job_id)?;
+            let (live, delayed) = queue(job_id)?;
+            // A task that requeued itself after checkpointing (time limit, preemption) waits
+            // out Slurm's requeue delay (two minutes): while a driver watches, release it now.
+            if !cancelled {
+                for k in delayed {
+                    let _ = Command::new("scontrol").args(["update", &format!("JobId={job_id}_{k}"), "StartTime=now"]).output();
+                }
+            }
             let mut now_gone = BTreeSet::new();
             for i in 0..jobs.len() {
                 if outcomes.contains_key(&i) || live.contains(&i) {
