@@ -11,6 +11,7 @@ use crate::script::Study;
 use crate::study::bundle::{compare_with_bundle, report_bundle_differences};
 use crate::study::cache::how_to_retry;
 use crate::study::Status;
+use crate::study::execute::slurm::RunConfig;
 use crate::study::execute::{ExecutorKind, ExecutorOptions, ProgressMode, SlurmOptions};
 use crate::study::records::{study_dir, PlanRecord, RUN_PLAN};
 use crate::study::session::{plan_record, results_table};
@@ -100,20 +101,38 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         executor.jobs = executor.gpus.len();
         executor.threads_per_cell = (executor.threads_per_cell / executor.jobs as i32).max(1);
     }
-    let kind = args.get_one::<String>("executor").cloned().or_else(|| std::env::var("DCTK_EXECUTOR").ok()).unwrap_or_else(|| "local".into());
-    executor.kind = match kind.as_str() {
+    // Flags, then DCTK_EXECUTOR, then the study's dctk.ron (this machine's settings, kept
+    // out of the shareable script), then local.
+    let script_dir = script.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let (config, config_path) = RunConfig::load(script_dir)?;
+    let from = |what: &str| match &config_path {
+        Some(p) => format!("{what} in {}", p.display()),
+        None => what.to_string(),
+    };
+    let kind = args
+        .get_one::<String>("executor")
+        .cloned()
+        .map(|k| (k, "--executor".to_string()))
+        .or_else(|| std::env::var("DCTK_EXECUTOR").ok().map(|k| (k, "DCTK_EXECUTOR".to_string())))
+        .or_else(|| config.executor.clone().map(|k| (k, from("executor"))))
+        .unwrap_or_else(|| ("local".into(), String::new()));
+    let c = &config.slurm;
+    executor.kind = match kind.0.as_str() {
         "local" => ExecutorKind::Local,
         "slurm" => {
             let mut o = SlurmOptions::new();
-            o.partition = args.get_one::<String>("partition").cloned();
-            o.account = args.get_one::<String>("account").cloned();
-            o.cpus_per_cell = args.get_one::<u32>("cpus-per-cell").copied();
-            o.gpus_per_cell = args.get_one::<u32>("gpus-per-cell").copied();
-            o.mem = args.get_one::<String>("mem").cloned();
-            o.time = args.get_one::<String>("time").cloned();
-            o.throttle = args.get_one::<usize>("array-throttle").copied();
-            o.signal_before_s = *args.get_one::<u32>("signal-before").unwrap();
-            o.extra = args.get_many::<String>("sbatch").map(|v| v.cloned().collect()).unwrap_or_default();
+            o.partition = args.get_one::<String>("partition").cloned().or_else(|| c.partition.clone());
+            o.account = args.get_one::<String>("account").cloned().or_else(|| c.account.clone());
+            o.cpus_per_cell = args.get_one::<u32>("cpus-per-cell").copied().or(c.cpus_per_cell);
+            o.gpus_per_cell = args.get_one::<u32>("gpus-per-cell").copied().or(c.gpus_per_cell);
+            o.mem = args.get_one::<String>("mem").cloned().or_else(|| c.mem.clone());
+            o.time = args.get_one::<String>("time").cloned().or_else(|| c.time.clone());
+            o.throttle = args.get_one::<usize>("array-throttle").copied().or(c.array_throttle);
+            o.signal_before_s = match (args.value_source("signal-before"), c.signal_before) {
+                (Some(clap::parser::ValueSource::DefaultValue), Some(s)) => s,
+                _ => *args.get_one::<u32>("signal-before").unwrap(),
+            };
+            o.extra = args.get_many::<String>("sbatch").map(|v| v.cloned().collect()).unwrap_or_else(|| c.sbatch.clone());
             if let Some(c) = o.cpus_per_cell {
                 if c == 0 {
                     bail!("--cpus-per-cell must be at least 1");
@@ -122,7 +141,7 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
             }
             ExecutorKind::Slurm(o)
         }
-        other => bail!("DCTK_EXECUTOR={other}: the executors are local and slurm"),
+        other => bail!("{}: executor \"{other}\": the executors are local and slurm", kind.1),
     };
     let opts = session_options(args, Mode::Run, executor, cancel)?;
     let runs_root = opts.runs_root.clone();

@@ -60,6 +60,57 @@ impl SlurmOptions {
     }
 }
 
+/// `dctk.ron` beside a study (or the file `DCTK_CONFIG` names): where this machine runs
+/// studies, kept out of the shareable script. Flags of `dctk run` override it.
+///
+/// ```text
+/// (executor: "slurm", slurm: (partition: "gpu", gpus_per_cell: 1, cpus_per_cell: 8, time: "4:00:00", sbatch: ["--qos=high"]))
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub executor: Option<String>,
+    #[serde(default)]
+    pub slurm: SlurmConfig,
+}
+
+/// The `slurm` part of [`RunConfig`] (each key as the `dctk run` flag of the same name).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub cpus_per_cell: Option<u32>,
+    pub gpus_per_cell: Option<u32>,
+    pub mem: Option<String>,
+    pub time: Option<String>,
+    pub array_throttle: Option<usize>,
+    pub signal_before: Option<u32>,
+    #[serde(default)]
+    pub sbatch: Vec<String>,
+}
+
+impl RunConfig {
+    /// The config of a study in `study_dir`: `DCTK_CONFIG`, else `study_dir/dctk.ron`, else none.
+    pub fn load(study_dir: &Path) -> Result<(RunConfig, Option<PathBuf>)> {
+        let path = match std::env::var_os("DCTK_CONFIG") {
+            Some(p) => PathBuf::from(p),
+            None => study_dir.join("dctk.ron"),
+        };
+        if !path.is_file() {
+            if std::env::var_os("DCTK_CONFIG").is_some() {
+                bail!("DCTK_CONFIG={}: no such file", path.display());
+            }
+            return Ok((RunConfig::default(), None));
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        // Optional fields written plainly (`time: "4:00:00"`, not `Some("4:00:00")`).
+        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let config: RunConfig = options.from_str(&text).map_err(|e| anyhow::anyhow!("{}:{}: {}", path.display(), e.span.start, e.code))?;
+        Ok((config, Some(path)))
+    }
+}
+
 /// Submits and watches job arrays.
 pub struct SlurmExecutor(pub SlurmOptions);
 
@@ -360,6 +411,22 @@ fn watch(job_id: &str, array_dir: &Path, jobs: &[Job], dirs: &[PathBuf], opts: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_study_config_sets_the_executor_and_a_misspelt_key_names_itself() {
+        let dir = std::env::temp_dir().join(format!("dctk-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(RunConfig::load(&dir).unwrap().1.is_none());
+        std::fs::write(dir.join("dctk.ron"), "(executor: \"slurm\", slurm: (partition: \"gpu\", cpus_per_cell: 8, sbatch: [\"--qos=high\"]))").unwrap();
+        let (c, path) = RunConfig::load(&dir).unwrap();
+        assert_eq!(path.unwrap(), dir.join("dctk.ron"));
+        assert_eq!((c.executor.as_deref(), c.slurm.partition.as_deref(), c.slurm.cpus_per_cell), (Some("slurm"), Some("gpu"), Some(8)));
+        assert_eq!(c.slurm.sbatch, ["--qos=high"]);
+        std::fs::write(dir.join("dctk.ron"), "(slurm: (partitio: \"gpu\"))").unwrap();
+        let err = RunConfig::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("dctk.ron:1:") && err.contains("partitio"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_batch_script_asks_for_what_was_set_and_requeues_on_usr1() {
