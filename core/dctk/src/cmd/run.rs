@@ -12,7 +12,7 @@ use crate::study::bundle::{compare_with_bundle, report_bundle_differences};
 use crate::study::cache::how_to_retry;
 use crate::study::Status;
 use crate::study::execute::slurm::RunConfig;
-use crate::study::execute::{ExecutorKind, ExecutorOptions, ProgressMode, SlurmOptions};
+use crate::study::execute::{ExecutorKind, ExecutorOptions, ProgressMode};
 use crate::study::records::{study_dir, PlanRecord, RUN_PLAN};
 use crate::study::session::{plan_record, results_table};
 use crate::study::session::{Mode, Session};
@@ -116,23 +116,29 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
         .or_else(|| std::env::var("DCTK_EXECUTOR").ok().map(|k| (k, "DCTK_EXECUTOR".to_string())))
         .or_else(|| config.executor.clone().map(|k| (k, from("executor"))))
         .unwrap_or_else(|| ("local".into(), String::new()));
-    let c = &config.slurm;
     executor.kind = match kind.0.as_str() {
         "local" => ExecutorKind::Local,
         "slurm" => {
-            let mut o = SlurmOptions::new();
-            o.partition = args.get_one::<String>("partition").cloned().or_else(|| c.partition.clone());
-            o.account = args.get_one::<String>("account").cloned().or_else(|| c.account.clone());
-            o.cpus_per_cell = args.get_one::<u32>("cpus-per-cell").copied().or(c.cpus_per_cell);
-            o.gpus_per_cell = args.get_one::<u32>("gpus-per-cell").copied().or(c.gpus_per_cell);
-            o.mem = args.get_one::<String>("mem").cloned().or_else(|| c.mem.clone());
-            o.time = args.get_one::<String>("time").cloned().or_else(|| c.time.clone());
-            o.throttle = args.get_one::<usize>("array-throttle").copied().or(c.array_throttle);
-            o.signal_before_s = match (args.value_source("signal-before"), c.signal_before) {
-                (Some(clap::parser::ValueSource::DefaultValue), Some(s)) => s,
-                _ => *args.get_one::<u32>("signal-before").unwrap(),
+            // dctk.ron's settings, each overridden by its flag.
+            let mut o = config.slurm.clone();
+            let text = |name: &str, v: &mut Option<String>| {
+                if let Some(x) = args.get_one::<String>(name) {
+                    *v = Some(x.clone());
+                }
             };
-            o.extra = args.get_many::<String>("sbatch").map(|v| v.cloned().collect()).unwrap_or_else(|| c.sbatch.clone());
+            text("partition", &mut o.partition);
+            text("account", &mut o.account);
+            text("mem", &mut o.mem);
+            text("time", &mut o.time);
+            o.cpus_per_cell = args.get_one::<u32>("cpus-per-cell").copied().or(o.cpus_per_cell);
+            o.gpus_per_cell = args.get_one::<u32>("gpus-per-cell").copied().or(o.gpus_per_cell);
+            o.throttle = args.get_one::<usize>("array-throttle").copied().or(o.throttle);
+            if args.value_source("signal-before") != Some(clap::parser::ValueSource::DefaultValue) || config_path.is_none() {
+                o.signal_before_s = *args.get_one::<u32>("signal-before").unwrap();
+            }
+            if let Some(lines) = args.get_many::<String>("sbatch") {
+                o.extra = lines.cloned().collect();
+            }
             if let Some(c) = o.cpus_per_cell {
                 if c == 0 {
                     bail!("--cpus-per-cell must be at least 1");

@@ -4,7 +4,6 @@
 //! logged steps), interrupted (resumable, at its checkpoint's step), pending (and the Slurm
 //! array it was submitted in, if any).
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -23,14 +22,9 @@ pub fn cli() -> Command {
         .arg(Arg::new("watch").long("watch").value_parser(value_parser!(f64)).help("Print the table again every SECS seconds until every cell has ended"))
 }
 
-/// The last `kind: train` record of a cell's metrics (read from the file's end).
+/// The last `kind: train` record of a cell's metrics.
 fn last_step(dir: &Path) -> Option<serde_json::Value> {
-    let mut f = std::fs::File::open(dir.join("metrics.jsonl")).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
-    let mut tail = String::new();
-    f.read_to_string(&mut tail).ok()?;
-    tail.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["kind"] == "train"))
+    crate::study::last_json_line(&dir.join("metrics.jsonl"), |v| v["kind"] == "train")
 }
 
 /// Cell directory → Slurm job id, from the arrays submitted under `runs`.

@@ -51,6 +51,18 @@ pub mod rounds;
 pub mod sandbox;
 pub mod session;
 
+/// The last line of a JSON-lines file that parses and satisfies `keep`, read from the
+/// file's last 4 kB (a progress or metrics file of a running cell: its end is what is new).
+pub fn last_json_line(path: &Path, keep: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = String::new();
+    f.read_to_string(&mut tail).ok()?;
+    tail.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| keep(v)))
+}
+
 /// Writes `bytes` to `path` atomically and durably (the one implementation: [`dctk_fs::write_atomic`]).
 /// Creates the parent directory first (study records live in directories made on demand).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

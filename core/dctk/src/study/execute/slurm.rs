@@ -19,7 +19,6 @@
 //! requeued task resumes from the checkpoint. `scancel` (or Ctrl-C on the driver, which runs
 //! it) sends SIGTERM to the cell, which checkpoints and stops; the next `dctk run` resumes it.
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +32,10 @@ use super::progress::{CellProgress, RoundProgress};
 use super::{Executor, ExecutorOptions, Job, Outcome, EXIT_STOPPED};
 use crate::study::Status;
 
-/// What each task asks Slurm for, and how the driver behaves.
-#[derive(Clone, Debug, Default)]
+/// What each task asks Slurm for, and how the driver behaves; also the `slurm` part of a
+/// study's `dctk.ron` ([`RunConfig`]), each key as the `dctk run` flag of the same name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SlurmOptions {
     pub partition: Option<String>,
     pub account: Option<String>,
@@ -47,16 +48,35 @@ pub struct SlurmOptions {
     /// `--time` of each task (`2:00:00`).
     pub time: Option<String>,
     /// At most this many tasks of the array at once (`%K`).
+    #[serde(rename = "array_throttle")]
     pub throttle: Option<usize>,
     /// Seconds before the time limit at which a task checkpoints and requeues itself.
+    #[serde(rename = "signal_before")]
     pub signal_before_s: u32,
     /// Further `#SBATCH` lines, as given (`--qos=high`).
+    #[serde(rename = "sbatch")]
     pub extra: Vec<String>,
+}
+
+impl Default for SlurmOptions {
+    fn default() -> SlurmOptions {
+        SlurmOptions {
+            partition: None,
+            account: None,
+            cpus_per_cell: None,
+            gpus_per_cell: None,
+            mem: None,
+            time: None,
+            throttle: None,
+            signal_before_s: 120,
+            extra: vec![],
+        }
+    }
 }
 
 impl SlurmOptions {
     pub fn new() -> SlurmOptions {
-        SlurmOptions { signal_before_s: 120, ..Default::default() }
+        SlurmOptions::default()
     }
 }
 
@@ -71,23 +91,7 @@ impl SlurmOptions {
 pub struct RunConfig {
     pub executor: Option<String>,
     #[serde(default)]
-    pub slurm: SlurmConfig,
-}
-
-/// The `slurm` part of [`RunConfig`] (each key as the `dctk run` flag of the same name).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlurmConfig {
-    pub partition: Option<String>,
-    pub account: Option<String>,
-    pub cpus_per_cell: Option<u32>,
-    pub gpus_per_cell: Option<u32>,
-    pub mem: Option<String>,
-    pub time: Option<String>,
-    pub array_throttle: Option<usize>,
-    pub signal_before: Option<u32>,
-    #[serde(default)]
-    pub sbatch: Vec<String>,
+    pub slurm: SlurmOptions,
 }
 
 impl RunConfig {
@@ -232,12 +236,7 @@ fn live_tasks(job_id: &str) -> Result<BTreeSet<usize>> {
 
 /// The last progress record of a cell's task (`slurm.out`), read from the file's end.
 fn last_progress(dir: &Path) -> Option<serde_json::Value> {
-    let mut f = std::fs::File::open(dir.join("slurm.out")).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(2048))).ok()?;
-    let mut tail = String::new();
-    f.read_to_string(&mut tail).ok()?;
-    tail.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["event"] == "step"))
+    crate::study::last_json_line(&dir.join("slurm.out"), |v| v["event"] == "step")
 }
 
 fn log_tail(dir: &Path) -> String {
@@ -421,7 +420,7 @@ mod tests {
         let (c, path) = RunConfig::load(&dir).unwrap();
         assert_eq!(path.unwrap(), dir.join("dctk.ron"));
         assert_eq!((c.executor.as_deref(), c.slurm.partition.as_deref(), c.slurm.cpus_per_cell), (Some("slurm"), Some("gpu"), Some(8)));
-        assert_eq!(c.slurm.sbatch, ["--qos=high"]);
+        assert_eq!((c.slurm.extra.as_slice(), c.slurm.signal_before_s), (["--qos=high".to_string()].as_slice(), 120));
         std::fs::write(dir.join("dctk.ron"), "(slurm: (partitio: \"gpu\"))").unwrap();
         let err = RunConfig::load(&dir).unwrap_err().to_string();
         assert!(err.contains("dctk.ron:1:") && err.contains("partitio"), "{err}");
