@@ -58,7 +58,7 @@ impl Cluster {
             &conf,
             format!(
                 "ClusterName=dctktest\nSlurmctldHost={host}(127.0.0.1)\nSlurmUser=root\nSlurmdUser=root\n\
-                 AuthType=auth/munge\nAuthInfo=socket={d}/munge.socket\nCredType=cred/munge\n\
+                 AuthType=auth/munge\nAuthInfo=socket={d}/munge.socket,cred_expire=10\nCredType=cred/munge\n\
                  ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nSelectType=select/cons_tres\nSelectTypeParameters=CR_Core\n\
                  ReturnToService=2\nStateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
                  SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\nSlurmctldPort={}\nSlurmdPort={}\n\
@@ -219,7 +219,8 @@ fn a_study_on_a_real_slurm_cluster_equals_the_local_run_resumes_after_scancel_an
     assert_eq!(results(&s.path().join("slurm3")), reference);
 
     // 4. A time limit shorter than the cell: USR1 before the limit, the cell checkpoints,
-    //    the task requeues itself, the driver releases it, it resumes and finishes.
+    //    the task requeues itself and, after the requeue delay (this cluster's 10 s
+    //    credential lifetime), resumes and finishes.
     let long = s
         .write("long.rhai", "let r = train(#{ name: \"long\", model: \"micro\", corpus: \"data:corpora/quotes.jsonl\", unique_tokens: 20_000, epochs: 4, val_tokens: 256, seq_len: 32, batch_size: 8, evals_per_epoch: 8 });\nprint(`steps ${r.steps}`);\n")
         .to_str()

@@ -16,7 +16,8 @@
 //!
 //! Time limits and preemption: the script asks for `--signal=B:USR1@S`; on USR1 the task
 //! tells its cell to checkpoint and stop, then requeues itself (`scontrol requeue`), and the
-//! requeued task resumes from the checkpoint. `scancel` (or Ctrl-C on the driver, which runs
+//! requeued task resumes from the checkpoint once Slurm's requeue delay (its credential
+//! lifetime, `cred_expire`) has passed. `scancel` (or Ctrl-C on the driver, which runs
 //! it) sends SIGTERM to the cell, which checkpoints and stops; the next `dctk run` resumes it.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -206,32 +207,28 @@ exit $rc
     s
 }
 
-/// The array tasks of `job_id` still in the queue (pending, running, requeued), by index,
-/// with the tasks that wait only for Slurm's requeue delay (pending, reason `BeginTime`).
-fn queue(job_id: &str) -> Result<(BTreeSet<usize>, Vec<usize>)> {
-    let out = Command::new("squeue").args(["-h", "-r", "-j", job_id, "-o", "%K %t %r"]).output().context("running squeue (is Slurm's client installed?)")?;
+/// The array tasks of `job_id` still in the queue (pending, running, requeued), by index.
+/// Every state is asked for, so a task between its end and its requeue (`REQUEUED`,
+/// `COMPLETING`) counts as live; only ended states (and a job Slurm has forgotten) do not.
+fn live_tasks(job_id: &str) -> Result<BTreeSet<usize>> {
+    let out = Command::new("squeue").args(["-h", "-r", "-j", job_id, "--states=all", "-o", "%K %t"]).output().context("running squeue (is Slurm's client installed?)")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         // A job that left the queue is "Invalid job id" to squeue: nothing is live.
         if err.contains("Invalid job id") {
-            return Ok((BTreeSet::new(), vec![]));
+            return Ok(BTreeSet::new());
         }
         bail!("squeue -j {job_id}: {}", err.trim());
     }
-    let (mut live, mut delayed) = (BTreeSet::new(), Vec::new());
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let Some(k) = f.first().and_then(|k| k.parse::<usize>().ok()) else { continue };
-        live.insert(k);
-        if f.get(1) == Some(&"PD") && f.get(2) == Some(&"BeginTime") {
-            delayed.push(k);
-        }
-    }
-    Ok((live, delayed))
-}
-
-fn live_tasks(job_id: &str) -> Result<BTreeSet<usize>> {
-    Ok(queue(job_id)?.0)
+    const ENDED: [&str; 10] = ["CD", "F", "CA", "TO", "NF", "PR", "OOM", "DL", "BF", "RV"];
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let k = f.next()?.parse::<usize>().ok()?;
+            (!ENDED.contains(&f.next().unwrap_or(""))).then_some(k)
+        })
+        .collect())
 }
 
 /// The last progress record of a cell's task (`slurm.out`), read from the file's end.
@@ -353,14 +350,11 @@ fn watch(job_id: &str, array_dir: &Path, jobs: &[Job], dirs: &[PathBuf], opts: &
         }
         if last_queue.elapsed() >= Duration::from_secs(3) || cancelled {
             last_queue = Instant::now();
-            let (live, delayed) = queue(job_id)?;
-            // A task that requeued itself after checkpointing (time limit, preemption) waits
-            // out Slurm's requeue delay (two minutes): while a driver watches, release it now.
-            if !cancelled {
-                for k in delayed {
-                    let _ = Command::new("scontrol").args(["update", &format!("JobId={job_id}_{k}"), "StartTime=now"]).output();
-                }
-            }
+            // A task that requeued itself after checkpointing (time limit, preemption) is
+            // pending again: it waits out Slurm's requeue delay (the credential lifetime,
+            // `cred_expire`, 120 s by default) and is not to be hurried: a task restarted on
+            // the same node before its old credential expires is killed ("Job credential revoked").
+            let live = live_tasks(job_id)?;
             let mut now_gone = BTreeSet::new();
             for i in 0..jobs.len() {
                 if outcomes.contains_key(&i) || live.contains(&i) {
