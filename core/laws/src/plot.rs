@@ -246,12 +246,12 @@ pub fn contour_segments(x: &[f64], y: &[f64], z: &[Vec<f64>], level: f64) -> Vec
 
 /// At most `max` points of a polyline, evenly spaced in index, ends kept (a 10,000-step
 /// training curve drawn as 10,000 SVG points would only make the file large).
-pub fn thin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
+pub fn thin<T: Clone>(points: &[T], max: usize) -> Vec<T> {
     if points.len() <= max || max < 2 {
         return points.to_vec();
     }
     let step = (points.len() - 1) as f64 / (max - 1) as f64;
-    (0..max).map(|k| points[((k as f64 * step).round() as usize).min(points.len() - 1)]).collect()
+    (0..max).map(|k| points[((k as f64 * step).round() as usize).min(points.len() - 1)].clone()).collect()
 }
 
 type Err = String;

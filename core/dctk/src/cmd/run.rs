@@ -161,9 +161,9 @@ pub fn exec(args: &ArgMatches) -> Result<()> {
     let record = plan_record(&study.session);
     let previous = PlanRecord::load(&record_dir.join(RUN_PLAN));
     record.save_merged(&record_dir.join(RUN_PLAN), previous.as_ref())?;
-    if previous.as_ref().is_none_or(|p| !crate::study::records::changed_ids(p, &record).is_empty()) {
-        // What changed since the run before (kept until the ids change again): the report's "what changed".
-        let changes = crate::report::changes_json(previous.as_ref(), &record);
+    // What changed since the run before (kept until the ids change again): the report's "what changed".
+    let changes = crate::report::changes_json(previous.as_ref(), &record);
+    if previous.is_none() || changes["changed"].as_array().is_some_and(|c| !c.is_empty()) {
         crate::study::write_atomic(&record_dir.join(crate::report::collect::CHANGES), &serde_json::to_vec_pretty(&changes)?)?;
     }
     let results = record_dir.join("results.csv");

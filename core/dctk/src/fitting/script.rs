@@ -74,9 +74,9 @@ pub fn fit_from_script(sandbox: &Sandbox, request: Map) -> anyhow::Result<Dynami
 }
 
 /// [`fit_from_script`], also pushing each fit's report record (the fit report, its
-/// predictions and its charts, [`crate::report::figures::fit_charts`]) onto `records`
-/// with `at` (the call's `file:line`): what `dctk report` shows of the fit.
-pub fn fit_from_script_recorded(sandbox: &Sandbox, mut request: Map, mut records: Option<(&str, &mut Vec<serde_json::Value>)>) -> anyhow::Result<Dynamic> {
+/// predictions and its charts, [`crate::report::figures::fit_charts`]) onto `records`:
+/// what `dctk report` shows of the fit.
+pub fn fit_from_script_recorded(sandbox: &Sandbox, mut request: Map, mut records: Option<&mut Vec<serde_json::Value>>) -> anyhow::Result<Dynamic> {
     let rows = take_data(sandbox, &mut request)?;
     let threads = take_threads(&mut request)?;
     let plots = request.remove("plots").map(|p| p.to_string());
@@ -93,12 +93,14 @@ pub fn fit_from_script_recorded(sandbox: &Sandbox, mut request: Map, mut records
             };
             write_plots(fit, &dir, &stem)?;
         }
-        let mut report = extras.report(fit).with_context(|| group.as_ref().map(|g| format!("group {g:?}")).unwrap_or_default())?;
+        let in_group = || group.as_ref().map(|g| format!("group {g:?}")).unwrap_or_default();
+        let predicted = extras.predicted(fit).with_context(in_group)?;
+        let mut report = extras.report(fit, predicted.as_ref()).with_context(in_group)?;
         if let Some(g) = group {
             report.insert("group".into(), g.clone().into());
         }
-        if let Some((at, records)) = records.as_mut() {
-            records.push(fit_record(fit, at, group.as_deref(), &extras)?);
+        if let Some(records) = records.as_mut() {
+            records.push(fit_record(fit, group.as_deref(), predicted.as_ref()));
         }
         reports.push(Dynamic::from_map(report));
     }
@@ -108,31 +110,37 @@ pub fn fit_from_script_recorded(sandbox: &Sandbox, mut request: Map, mut records
     })
 }
 
-/// The report's record of one fit: where it was made, its report, its predictions and
-/// the chart data of its figures.
-fn fit_record(fit: &Fit, at: &str, group: Option<&str>, extras: &Extras) -> anyhow::Result<serde_json::Value> {
-    let mut predicted_points = None;
-    let mut predictions = Vec::new();
-    if let Some(points) = &extras.predict {
-        let rows = number_maps(points.clone(), "predict")?;
-        let at_points = prediction_points(&rows, &fit.report.inputs)?;
-        let p = fit.predict(&at_points)?;
-        for (row, pred) in rows.iter().zip(&p) {
-            let mut m: serde_json::Map<String, serde_json::Value> = row.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
-            m.insert("loss".into(), serde_json::json!(pred.value));
-            if let Some(iv) = pred.interval {
-                m.insert("lower".into(), serde_json::json!(iv.lower));
-                m.insert("upper".into(), serde_json::json!(iv.upper));
-            }
-            predictions.push(serde_json::Value::Object(m));
-        }
-        predicted_points = Some((at_points, p.iter().map(|x| x.value).collect::<Vec<f64>>()));
-    }
-    let charts = crate::report::figures::fit_charts(fit, predicted_points.as_ref().map(|(a, v)| (a, v.as_slice())));
-    Ok(serde_json::json!({
-        "kind": "fit", "at": at, "group": group, "report": fit.report,
-        "predictions": predictions, "charts": charts,
-    }))
+/// The report's record of one fit: its report, its predictions and the chart data of its
+/// figures (where it was made is added by [`crate::study::session::Session::record_analysis`]).
+fn fit_record(fit: &Fit, group: Option<&str>, predicted: Option<&Predicted>) -> serde_json::Value {
+    let predictions: Vec<serde_json::Value> = predicted
+        .map(|p| {
+            p.rows
+                .iter()
+                .zip(&p.values)
+                .map(|(row, pred)| {
+                    let mut m: serde_json::Map<String, serde_json::Value> = row.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+                    m.insert("loss".into(), serde_json::json!(pred.value));
+                    if let Some(iv) = pred.interval {
+                        m.insert("lower".into(), serde_json::json!(iv.lower));
+                        m.insert("upper".into(), serde_json::json!(iv.upper));
+                    }
+                    serde_json::Value::Object(m)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let values: Vec<f64> = predicted.map(|p| p.values.iter().map(|x| x.value).collect()).unwrap_or_default();
+    let charts = crate::report::figures::fit_charts(fit, predicted.map(|p| (&p.at, values.as_slice())));
+    serde_json::json!({ "group": group, "report": fit.report, "predictions": predictions, "charts": charts })
+}
+
+/// The fit's predictions at the `predict` points: the rows as given, as points, and the
+/// predictions there (computed once for the returned report and the report's record).
+struct Predicted {
+    rows: Vec<Vec<(String, f64)>>,
+    at: dctk_laws::Points,
+    values: Vec<dctk_laws::Prediction>,
 }
 
 /// What a fit report may be asked for beyond the fit.
@@ -143,7 +151,15 @@ struct Extras {
 }
 
 impl Extras {
-    fn report(&self, fit: &Fit) -> anyhow::Result<Map> {
+    fn predicted(&self, fit: &Fit) -> anyhow::Result<Option<Predicted>> {
+        let Some(points) = &self.predict else { return Ok(None) };
+        let rows = number_maps(points.clone(), "predict")?;
+        let at = prediction_points(&rows, &fit.report.inputs)?;
+        let values = fit.predict(&at)?;
+        Ok(Some(Predicted { rows, at, values }))
+    }
+
+    fn report(&self, fit: &Fit, predicted: Option<&Predicted>) -> anyhow::Result<Map> {
         let mut report = to_dyn(&fit.report)?.try_cast::<Map>().ok_or_else(|| anyhow::anyhow!("fit report is not a map"))?;
         if !fit.bootstrap_samples.is_empty() {
             // The refits' parameter vectors (law order), for intervals on what is computed
@@ -151,13 +167,11 @@ impl Extras {
             let draws: Array = fit.bootstrap_samples.iter().map(|p| p.iter().map(|&x| Dynamic::from_float(x)).collect::<Array>().into()).collect();
             report.insert("bootstrap_params".into(), draws.into());
         }
-        if let Some(points) = &self.predict {
-            let rows = number_maps(points.clone(), "predict")?;
-            let at = prediction_points(&rows, &fit.report.inputs)?;
-            let predictions = fit.predict(&at)?;
-            let out: Array = rows
+        if let Some(p) = predicted {
+            let out: Array = p
+                .rows
                 .iter()
-                .zip(&predictions)
+                .zip(&p.values)
                 .map(|(row, p)| {
                     let mut m: Map = row.iter().map(|(k, v)| (k.as_str().into(), Dynamic::from_float(*v))).collect();
                     m.insert("loss".into(), Dynamic::from_float(p.value));

@@ -125,11 +125,7 @@ fn read_metrics(path: &Path) -> (Vec<Eval>, Vec<TrainPoint>) {
             _ => {}
         }
     }
-    if train.len() > TRAIN_POINTS {
-        let step = (train.len() - 1) as f64 / (TRAIN_POINTS - 1) as f64;
-        train = (0..TRAIN_POINTS).map(|k| train[((k as f64 * step).round() as usize).min(train.len() - 1)].clone()).collect();
-    }
-    (evals, train)
+    (evals, dctk_laws::plot::thin(&train, TRAIN_POINTS))
 }
 
 fn read_cell(runs_root: &Path, label: &str, id: &str, settings: IndexMap<String, String>) -> CellView {

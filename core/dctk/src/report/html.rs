@@ -664,26 +664,24 @@ fn mixtures(page: &mut Page, study: &StudyView) {
     let optima: Vec<&Value> = study.analyses.iter().filter(|a| a["kind"] == "mixture_optimum").collect();
     let predictions: Vec<&Value> = study.analyses.iter().filter(|a| a["kind"] == "mixture_prediction").collect();
     let finished: Vec<&CellView> = study.cells.iter().filter(|c| c.result.is_object()).collect();
-    let mixed: Vec<&CellView> = finished.iter().copied().filter(|c| served(c).len() > 1).collect();
-    let proportions = |c: &CellView| -> Vec<(String, f64)> {
-        let s = served(c);
-        let total: f64 = s.iter().map(|x| x.1).sum();
-        s.into_iter().map(|(n, t, _)| (n, if total > 0.0 { t / total } else { 0.0 })).collect()
-    };
+    // Each mixed cell's shares of its served tokens by domain, computed once.
+    let (mixed, shares): (Vec<&CellView>, Vec<Vec<(String, f64)>>) = finished
+        .iter()
+        .filter_map(|c| {
+            let s = served(c);
+            let total: f64 = s.iter().map(|x| x.1).sum();
+            (s.len() > 1).then(|| (*c, s.into_iter().map(|(n, t, _)| (n, if total > 0.0 { t / total } else { 0.0 })).collect()))
+        })
+        .unzip();
+    let share = |p: &[(String, f64)], d: &str| p.iter().find(|x| x.0 == d).map_or(0.0, |x| x.1);
     // A mixture study: some domain's share differs by two points or more between cells
     // (documents' boundaries alone move shares by less).
-    let varies = {
-        let all: Vec<Vec<(String, f64)>> = mixed.iter().map(|c| proportions(c)).collect();
-        let mut spread = 0.0f64;
-        if let Some(first) = all.first() {
-            for (d, _) in first {
-                let shares: Vec<f64> = all.iter().map(|p| p.iter().find(|x| &x.0 == d).map_or(0.0, |x| x.1)).collect();
-                let (lo, hi) = shares.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
-                spread = spread.max(hi - lo);
-            }
-        }
-        spread >= 0.02
-    };
+    let varies = shares.first().is_some_and(|first| {
+        first.iter().any(|(d, _)| {
+            let (lo, hi) = shares.iter().map(|p| share(p, d)).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+            hi - lo >= 0.02
+        })
+    });
     let synthetic = finished.iter().any(|c| c.num("synthetic_tokens_seen").is_some_and(|v| v > 0.0));
     if optima.is_empty() && predictions.is_empty() && !varies && !synthetic {
         return;
@@ -692,14 +690,12 @@ fn mixtures(page: &mut Page, study: &StudyView) {
     page.plots_open();
     if varies && mixed.len() <= 40 {
         let mut domains: Vec<String> = Vec::new();
-        for c in &mixed {
-            for (d, _) in proportions(c) {
-                if !domains.contains(&d) {
-                    domains.push(d);
-                }
+        for (d, _) in shares.iter().flatten() {
+            if !domains.contains(d) {
+                domains.push(d.clone());
             }
         }
-        let series: Vec<(String, Vec<f64>)> = domains.iter().map(|d| (d.clone(), mixed.iter().map(|c| proportions(c).iter().find(|x| &x.0 == d).map_or(0.0, |x| x.1)).collect())).collect();
+        let series: Vec<(String, Vec<f64>)> = domains.iter().map(|d| (d.clone(), shares.iter().map(|p| share(p, d)).collect())).collect();
         // One group per cell, one bar per domain.
         let bars = BarChart {
             title: "served proportions by cell".into(),

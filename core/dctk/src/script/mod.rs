@@ -215,11 +215,12 @@ impl Study {
                 // `dctk plan` writes nothing into the study: no plot files.
                 request.remove("plots");
             }
-            let at = ss.call_site(ctx.call_source(), ctx.call_position().line().unwrap_or(0));
             let mut records = Vec::new();
-            let record = (ss.opts.mode == Mode::Run).then_some((at.as_str(), &mut records));
+            let record = (ss.opts.mode == Mode::Run).then_some(&mut records);
             let out = fit_from_script_recorded(&ss.opts.sandbox, request, record).map_err(|e| runtime_error(&ctx, format!("fit: {e:#}")))?;
-            ss.analyses.lock().unwrap().extend(records);
+            for r in records {
+                ss.record_analysis("fit", ss.call_site(ctx.call_source(), ctx.call_position().line().unwrap_or(0)), r);
+            }
             Ok(out)
         });
         let ss = s.clone();

@@ -191,7 +191,7 @@ fn final_loss(dir: &std::path::Path) -> String {
 }
 
 /// The last `n` lines of a log file (empty when it is missing or empty).
-fn last_lines(path: &std::path::Path, n: usize) -> String {
+pub(super) fn last_lines(path: &std::path::Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")

@@ -75,12 +75,6 @@ impl Default for SlurmOptions {
     }
 }
 
-impl SlurmOptions {
-    pub fn new() -> SlurmOptions {
-        SlurmOptions::default()
-    }
-}
-
 /// `dctk.ron` beside a study (or the file `DCTK_CONFIG` names): where this machine runs
 /// studies, kept out of the shareable script. Flags of `dctk run` override it.
 ///
@@ -237,9 +231,7 @@ fn last_progress(dir: &Path) -> Option<serde_json::Value> {
 }
 
 fn log_tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("log.txt")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(5)..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    super::local::last_lines(&dir.join("log.txt"), 5)
 }
 
 fn run(o: &SlurmOptions, jobs: &[Job], opts: &ExecutorOptions, cancel: &Arc<AtomicBool>) -> Result<Vec<(Job, Outcome)>> {
@@ -322,8 +314,8 @@ fn watch(job_id: &str, array_dir: &Path, jobs: &[Job], dirs: &[PathBuf], opts: &
                 continue;
             }
             match Status::read(dir) {
-                Some(Status::Done) | Some(Status::Diverged) => {
-                    let what = if Status::read(dir) == Some(Status::Diverged) { "diverged" } else { "done" };
+                Some(status @ (Status::Done | Status::Diverged)) => {
+                    let what = status.as_str();
                     let cell = shown.remove(&i).unwrap_or_else(|| display.cell_started(&jobs[i].label, &jobs[i].id));
                     display.cell_ended(&cell, what, "", true);
                     outcomes.insert(i, Outcome::Finished);
@@ -423,7 +415,7 @@ mod tests {
 
     #[test]
     fn the_batch_script_asks_for_what_was_set_and_requeues_on_usr1() {
-        let mut o = SlurmOptions::new();
+        let mut o = SlurmOptions::default();
         o.partition = Some("gpu".into());
         o.gpus_per_cell = Some(1);
         o.cpus_per_cell = Some(8);
