@@ -727,3 +727,31 @@ let runs = train(sweep(base, zip(#{ lr: [1e6, 3e-3] })));
     // The lines came while it trained, not all at the exit.
     assert!(lines[done_b].0 > lines[start_b].0 + Duration::from_millis(200), "{all}");
 }
+
+#[test]
+fn plan_writes_manifests_that_cell_exec_runs_and_a_bad_dctk_ron_is_named() {
+    let s = Scratch::new("manifests");
+    let script = s
+        .write("m.rhai", "train(#{ name: \"m\", model: \"micro\", corpus: \"data:corpora/quotes.jsonl\", unique_tokens: 2_000, epochs: 1, val_tokens: 256, seq_len: 32, batch_size: 8 });\n")
+        .to_str()
+        .unwrap()
+        .to_string();
+    // `dctk plan --write-manifests`: the pending cell's manifest, and the command that runs it.
+    let out = dctk(s.path(), &["plan", &script, "--write-manifests"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let cell = only_run(&s.path().join("runs"));
+    assert!(cell.join("manifest.ron").is_file() && !cell.join("status").exists(), "{t}");
+    assert!(t.contains(&format!("dctk cell exec runs/{}", cell.file_name().unwrap().to_string_lossy())), "{t}");
+    let out = dctk(s.path(), &["cell", "exec", cell.to_str().unwrap(), "--threads", "1", "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(cell.join("status")).unwrap().trim(), "done");
+    // `dctk status` reads it back from the files.
+    let t = text(&dctk(s.path(), &["status", &script]));
+    assert!(t.contains("1 cell(s): 1 done"), "{t}");
+    // A misspelt key in dctk.ron beside the study stops `dctk run` before anything runs, naming it.
+    s.write("dctk.ron", "(executor: \"slurm\", slurm: (partitio: \"gpu\"))");
+    let out = dctk(s.path(), &["run", &script, "-q"]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("dctk.ron:1:") && t.contains("partitio"), "{t}");
+}
