@@ -112,15 +112,21 @@ pub fn gpu_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Keeps large freed blocks in the process heap instead of returning them to the OS.
+/// Keeps freed memory in the process heap instead of returning it to the OS, so a
+/// training step reuses the pages of the step before instead of faulting in fresh ones.
 ///
-/// Why: a training step allocates and frees the same few very large buffers (for
-/// `tiny`, the [16·128, 50304] logits and their gradients are ~400 MB each). glibc
-/// serves blocks above its mmap threshold (at most 32 MB) with `mmap` and unmaps them
-/// on free, so every step page-faults ~2 GB of fresh zeroed memory. Measured on the
-/// quickstart (2 cores): system time 118 s → 14 s, wall 179 s → 118 s, identical
-/// losses. The cost: the heap keeps what it grew to, and fragments, so peak RSS went
-/// from 2.0 GB to 4.1 GB there. Set `DCTK_MALLOC_TUNING=0` to keep glibc's defaults.
+/// Two settings, both needed. `M_MMAP_MAX = 0`: glibc serves blocks above its mmap
+/// threshold (at most 32 MB) with `mmap` and unmaps them on free, so every large buffer
+/// would be page-faulted in again each step. `M_TRIM_THRESHOLD = −1`: `mallopt` takes an
+/// `int` but glibc stores it as a `size_t`, so −1 is SIZE_MAX, trimming really off.
+/// (`i32::MAX`, used before, capped trimming at 2 GiB; at seq 256 a step then freed
+/// ~3.3 GB of logits-sized buffers, so glibc trimmed and re-faulted them every step:
+/// 6.94 M minor faults per 10 steps against 1.34 M with trimming off.) Since the LM head's
+/// loss is chunked ([`crate::train::head`]) a step frees far less, but the setting no
+/// longer depends on that. `dctk bench train` counts minor faults per step to check it.
+/// The cost: the heap keeps what it grew to. `DCTK_MALLOC_TUNING=0` keeps glibc's
+/// defaults. [`GLIBC_TUNABLES`] is the same setting for another process (the benchmark's
+/// allocator-tuned PyTorch reference).
 pub fn tune_allocator() {
     if std::env::var("DCTK_MALLOC_TUNING").is_ok_and(|v| v == "0") {
         return;
@@ -128,9 +134,13 @@ pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
     }
 }
+
+/// [`tune_allocator`]'s setting as glibc tunables, for processes dctk starts that are not
+/// dctk (trim threshold SIZE_MAX: trimming off).
+pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=18446744073709551615";
 
 /// A flag set by SIGINT or SIGTERM, for `dctk run` and `dctk cell exec`: the first signal
 /// sets it (running cells checkpoint and stop), a second one exits at once (status 130).

@@ -30,7 +30,7 @@ fn declared(stem: &str) -> String {
 #[test]
 fn refuses_a_different_abi_version_and_keeps_going() {
     let e = format!("{:#}", load(std::path::Path::new(&lib("dctk_fixture_bad_abi"))).unwrap_err());
-    assert!(e.contains("plugin ABI version 999") && e.contains("this dctk speaks ABI version 2") && e.contains("rebuild the plugin"), "{e}");
+    assert!(e.contains("plugin ABI version 999") && e.contains("this dctk speaks ABI version 3") && e.contains("rebuild the plugin"), "{e}");
     // The host is fine: a good plugin still loads.
     assert_eq!(load(std::path::Path::new(&lib("dctk_plugin_mir"))).unwrap().name, "mir");
 }
@@ -54,23 +54,23 @@ fn a_panic_inside_a_plugin_becomes_an_error() {
     let mut set = load_regularizers(&[RegularizerRequest::new(&path, serde_json::Value::Null)], 0).unwrap();
     let x = Tensor::zeros([2, 16], (Kind::Int64, Device::Cpu));
     for step in 0..2 {
-        let mb = MicroBatch { step, micro: 0, base_vocab: 60, inputs: &x, targets: &x, logits: None };
-        let e = format!("{:#}", set.aux_loss(&mb, &mut |ids| ids.to_kind(Kind::Float)).err().unwrap());
+        let mb = MicroBatch { step, micro: 0, base_vocab: 60, inputs: &x, targets: &x, hidden: None };
+        let e = format!("{:#}", set.aux_loss(&LogitsHead, &mb, &mut |ids| ids.to_kind(Kind::Float)).err().unwrap());
         assert!(e.contains("regularizer `panicky`") && e.contains("fixture panic in aux_loss"), "{e}");
     }
     // And other plugins still work afterwards.
     let mut mir = load_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::Value::Null)], 0).unwrap();
     let (_vs, model) = toy_model(64);
-    let mb = MicroBatch { step: 0, micro: 0, base_vocab: 60, inputs: &x, targets: &x, logits: None };
-    assert!(mir.aux_loss(&mb, &mut |ids| model.forward(ids)).unwrap().loss.is_some());
+    let mb = MicroBatch { step: 0, micro: 0, base_vocab: 60, inputs: &x, targets: &x, hidden: None };
+    assert!(mir.aux_loss(&LogitsHead, &mb, &mut |ids| model.forward(ids)).unwrap().loss.is_some());
 }
 
 #[test]
 fn host_forward_panics_are_errors_too() {
     let mut set = load_regularizers(&[RegularizerRequest::new(&declared("dctk_plugin_mir"), serde_json::Value::Null)], 0).unwrap();
     let x = Tensor::zeros([2, 16], (Kind::Int64, Device::Cpu));
-    let mb = MicroBatch { step: 0, micro: 0, base_vocab: 60, inputs: &x, targets: &x, logits: None };
-    let e = format!("{:#}", set.aux_loss(&mb, &mut |_| panic!("model exploded")).err().unwrap());
+    let mb = MicroBatch { step: 0, micro: 0, base_vocab: 60, inputs: &x, targets: &x, hidden: None };
+    let e = format!("{:#}", set.aux_loss(&LogitsHead, &mb, &mut |_| panic!("model exploded")).err().unwrap());
     assert!(e.contains("`mir`") && e.contains("model exploded"), "{e}");
 }
 
@@ -149,8 +149,8 @@ fn toy_model_trains_through_the_api_with_mir_and_zloss() {
         let (x, y) = batch(step, base);
         let logits = model.forward(&x);
         let main = logits.view([-1, 64]).cross_entropy_for_logits(&y.view([-1]));
-        let mb = MicroBatch { step, micro: 0, base_vocab: base, inputs: &x, targets: &y, logits: Some(&logits) };
-        let aux = set.aux_loss(&mb, &mut |ids| model.forward(ids)).unwrap();
+        let mb = MicroBatch { step, micro: 0, base_vocab: base, inputs: &x, targets: &y, hidden: Some(&logits) };
+        let aux = set.aux_loss(&LogitsHead, &mb, &mut |ids| model.forward(ids)).unwrap();
         let names: Vec<&str> = aux.metrics.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["mir/aux_loss", "mir/mask_rate", "zloss/z2"]);
         let rate = aux.metrics[1].1;
@@ -177,8 +177,8 @@ fn mir_masks_reproduce_from_seed_step_micro() {
     let (x, y) = batch(0, 60);
     let run = |seed: u64, step: u64, micro: u64| {
         let mut set = load_regularizers(&[RegularizerRequest::new(&mir, serde_json::Value::Null)], seed).unwrap();
-        let mb = MicroBatch { step, micro, base_vocab: 60, inputs: &x, targets: &y, logits: None };
-        let m = set.aux_loss(&mb, &mut |ids| model.forward(ids)).unwrap().metrics;
+        let mb = MicroBatch { step, micro, base_vocab: 60, inputs: &x, targets: &y, hidden: None };
+        let m = set.aux_loss(&LogitsHead, &mb, &mut |ids| model.forward(ids)).unwrap().metrics;
         (m[0].1, m[1].1)
     };
     assert_eq!(run(1, 5, 0), run(1, 5, 0));
@@ -234,18 +234,18 @@ fn dctk_gpt_trains_with_mir_and_logs_the_aux_loss() {
         // A cyclic pattern over ids 1000..1040: learnable from the previous token.
         let (x, y) = batch(step, 40);
         let (x, y) = (x + 1000, y + 1000);
-        let logits = model.forward(&x, true);
-        let main = Gpt::loss(&logits, &y);
+        let hidden = model.forward_hidden(&x, None, true);
+        let main = model.head_loss(&hidden, &y);
         let mut saw_mask = false;
         let mut forward = |ids: &Tensor| {
             let max = ids.max().int64_value(&[]);
             assert!(max <= GPT2_VOCAB, "id {max} beyond MASK");
             saw_mask |= max == GPT2_VOCAB;
             assert!(ids.narrow(1, 0, 8).max().int64_value(&[]) < GPT2_VOCAB, "a position < 8 was masked");
-            model.forward(ids, true)
+            model.forward_hidden(ids, None, true)
         };
-        let mb = MicroBatch { step, micro: 0, base_vocab: GPT2_VOCAB, inputs: &x, targets: &y, logits: Some(&logits) };
-        let aux = set.aux_loss(&mb, &mut forward).unwrap();
+        let mb = MicroBatch { step, micro: 0, base_vocab: GPT2_VOCAB, inputs: &x, targets: &y, hidden: Some(&hidden) };
+        let aux = set.aux_loss(&model, &mb, &mut forward).unwrap();
         assert!(saw_mask, "the masked pass never saw MASK = {GPT2_VOCAB}");
         aux_seen.push(aux.metrics.iter().find(|(k, _)| k == "mir/aux_loss").unwrap().1);
         let total = &main + aux.loss.unwrap();
@@ -281,7 +281,7 @@ fn mir_mask_is_the_first_id_after_the_tokenizers() {
     let y = x.shallow_clone();
     let mut masked_any = false;
     for step in 0..4u64 {
-        let mb = MicroBatch { step, micro: 0, base_vocab: layout.base, inputs: &x, targets: &y, logits: None };
+        let mb = MicroBatch { step, micro: 0, base_vocab: layout.base, inputs: &x, targets: &y, hidden: None };
         let mut forward = |ids: &Tensor| {
             let changed = ids.ne_tensor(&x);
             let mask_id = ids.eq(layout.extra[0].first_id);
@@ -290,7 +290,7 @@ fn mir_mask_is_the_first_id_after_the_tokenizers() {
             masked_any |= mask_id.any().int64_value(&[]) == 1;
             Tensor::zeros([ids.size()[0], ids.size()[1], layout.padded], (Kind::Float, Device::Cpu)).set_requires_grad(true)
         };
-        set.aux_loss(&mb, &mut forward).unwrap();
+        set.aux_loss(&LogitsHead, &mb, &mut forward).unwrap();
     }
     assert!(masked_any, "MIR never masked a position");
 }

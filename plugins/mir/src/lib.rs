@@ -137,9 +137,8 @@ impl Regularizer for Mir {
 
     fn aux_loss(&mut self, info: &StepInfo, model: &mut Model, batch: &Batch, metrics: &mut Metrics) -> Result<Option<Tensor>> {
         let (masked, rate) = self.mask_inputs(info, &batch.inputs)?;
-        let logits = model.forward(&masked)?;
-        let v = *logits.size().last().ok_or_else(|| PluginError::msg("mir: forward returned a scalar"))?;
-        let ce = logits.f_reshape([-1, v])?.to_kind(Kind::Float).cross_entropy_for_logits(&batch.targets.f_reshape([-1])?);
+        // The masked pass's cross-entropy through the host's fused head (no logits held).
+        let ce = model.loss(&masked, &batch.targets)?;
         metrics.log("aux_loss", ce.f_double_value(&[])?);
         metrics.log("mask_rate", rate);
         Ok(Some(ce * self.lambda))

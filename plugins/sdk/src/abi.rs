@@ -12,7 +12,10 @@ use std::ffi::c_void;
 /// Bumped on any change to a type in this module. Host and plugin must agree exactly.
 /// 2: augmenters plan requests and assemble documents ([`AugmenterVTable`]) instead of
 /// streaming documents through a host generator callback.
-pub const ABI_VERSION: u32 = 2;
+/// 3: the host's model gains a fused loss ([`ForwardFn::loss`]: the cross-entropy of a
+/// forward without materialising its logits) and lends the main pass's logits on request
+/// ([`ForwardFn::main_logits`]) instead of as an `aux_loss` argument.
+pub const ABI_VERSION: u32 = 3;
 
 /// The one symbol a plugin library exports, `extern "C" fn() -> *const PluginDescriptor`.
 pub const DESCRIPTOR_SYMBOL: &str = "dctk_plugin_descriptor";
@@ -191,13 +194,23 @@ pub struct StrSink {
 /// dropping `Tensor::from_ptr(handle)`. Both sides call the same libtorch.
 pub type TensorHandle = *mut c_void;
 
-/// The host's model forward: logits `[B, T, V]` for token ids `[B, T]`, with autograd.
+/// The host's model, lent to a regularizer for one `aux_loss` call. Every handle it
+/// returns is owned by the caller and carries autograd into the model.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ForwardFn {
     pub ctx: *mut c_void,
-    /// `input` is borrowed; on `STATUS_OK` `*out` holds an owned logits handle.
+    /// Logits `[B, T, V]` for token ids `input` `[B, T]` (borrowed); on `STATUS_OK`
+    /// `*out` holds an owned logits handle.
     pub call: unsafe extern "C" fn(ctx: *mut c_void, input: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32,
+    /// The mean next-token cross-entropy (fp32 scalar) of a forward on `input` `[B, T]`
+    /// against `targets` `[B, T]` (targets < 0 ignored), through the host's fused, chunked
+    /// head: the `[B·T, V]` logits are never held. Prefer it to `call` + cross-entropy.
+    pub loss: unsafe extern "C" fn(ctx: *mut c_void, input: TensorHandle, targets: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32,
+    /// The logits `[B, T, V]` of this micro-batch's main forward pass (graph attached),
+    /// computed on request from its hidden states (the main pass itself never makes
+    /// them). `STATUS_ERROR` if the host has no main pass at hand.
+    pub main_logits: unsafe extern "C" fn(ctx: *mut c_void, out: *mut TensorHandle, err: ErrorSink) -> i32,
 }
 
 /// Where a micro-batch sits in the run. Plugins derive randomness from
@@ -237,16 +250,15 @@ pub struct RegularizerVTable {
         out_targets: *mut TensorHandle,
         err: ErrorSink,
     ) -> i32,
-    /// The weighted auxiliary loss to add to the main loss before backward.
-    /// `logits` (the main forward's output, graph attached) may be null. On
-    /// `STATUS_OK` `*out_loss` is an owned scalar handle or null (no term).
+    /// The weighted auxiliary loss to add to the main loss before backward (the main
+    /// pass's logits, if needed, through `forward.main_logits`). On `STATUS_OK`
+    /// `*out_loss` is an owned scalar handle or null (no term).
     pub aux_loss: unsafe extern "C" fn(
         inst: *mut c_void,
         info: *const StepInfo,
         forward: ForwardFn,
         inputs: TensorHandle,
         targets: TensorHandle,
-        logits: TensorHandle,
         out_loss: *mut TensorHandle,
         metrics: MetricSink,
         err: ErrorSink,

@@ -112,26 +112,49 @@ pub trait LawForm: 'static {
 pub struct Batch {
     pub inputs: ManuallyDrop<Tensor>,
     pub targets: ManuallyDrop<Tensor>,
-    /// Logits of the main forward pass, when the host provides them.
-    pub logits: Option<ManuallyDrop<Tensor>>,
 }
 
-/// The host's model, callable from a regularizer.
+/// The host's model, callable from a regularizer. Everything it returns carries autograd
+/// into the model, so a loss built from it trains the model.
 pub struct Model {
     f: ForwardFn,
 }
 
 impl Model {
-    /// Logits `[B, T, V]` for ids `[B, T]`, with autograd into the model.
+    /// Logits `[B, T, V]` for ids `[B, T]`.
     pub fn forward(&mut self, input: &Tensor) -> Result<Tensor> {
         let mut msg = String::new();
         let mut out: TensorHandle = std::ptr::null_mut();
         let status = unsafe { (self.f.call)(self.f.ctx, input.as_ptr() as TensorHandle, &mut out, error_sink(&mut msg)) };
-        if status != STATUS_OK || out.is_null() {
-            return Err(PluginError::msg(format!("host forward failed: {msg}")));
-        }
-        Ok(unsafe { Tensor::from_ptr(out as *mut _) })
+        owned(status, out, "host forward", msg)
     }
+
+    /// Mean next-token cross-entropy (fp32 scalar) of a forward on `input` `[B, T]`
+    /// against `targets` `[B, T]`, through the host's fused, chunked head: the logits
+    /// are never materialised. Use this rather than `forward` + cross-entropy.
+    pub fn loss(&mut self, input: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let mut msg = String::new();
+        let mut out: TensorHandle = std::ptr::null_mut();
+        let status = unsafe { (self.f.loss)(self.f.ctx, input.as_ptr() as TensorHandle, targets.as_ptr() as TensorHandle, &mut out, error_sink(&mut msg)) };
+        owned(status, out, "host loss", msg)
+    }
+
+    /// Logits `[B, T, V]` of the step's main forward pass (on `batch.inputs`), with its
+    /// graph, made on request from the main pass's hidden states (one head GEMM, and the
+    /// memory of full logits, only for plugins that ask).
+    pub fn main_logits(&mut self) -> Result<Tensor> {
+        let mut msg = String::new();
+        let mut out: TensorHandle = std::ptr::null_mut();
+        let status = unsafe { (self.f.main_logits)(self.f.ctx, &mut out, error_sink(&mut msg)) };
+        owned(status, out, "host main_logits", msg)
+    }
+}
+
+fn owned(status: i32, out: TensorHandle, what: &str, msg: String) -> Result<Tensor> {
+    if status != STATUS_OK || out.is_null() {
+        return Err(PluginError::msg(format!("{what} failed: {msg}")));
+    }
+    Ok(unsafe { Tensor::from_ptr(out as *mut _) })
 }
 
 /// Metrics sink: names are logged as `<plugin>/<name>` by the host.
@@ -279,7 +302,6 @@ unsafe extern "C" fn reg_aux<R: Regularizer>(
     forward: ForwardFn,
     inputs: TensorHandle,
     targets: TensorHandle,
-    logits: TensorHandle,
     out_loss: *mut TensorHandle,
     metrics: MetricSink,
     err: ErrorSink,
@@ -287,7 +309,7 @@ unsafe extern "C" fn reg_aux<R: Regularizer>(
     *out_loss = std::ptr::null_mut();
     guard(err, || {
         let r = &mut *(inst as *mut R);
-        let batch = Batch { inputs: borrow(inputs), targets: borrow(targets), logits: (!logits.is_null()).then(|| borrow(logits)) };
+        let batch = Batch { inputs: borrow(inputs), targets: borrow(targets) };
         let mut model = Model { f: forward };
         let mut m = Metrics { sink: metrics };
         if let Some(loss) = r.aux_loss(&*info, &mut model, &batch, &mut m)? {

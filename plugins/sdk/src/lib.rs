@@ -19,8 +19,8 @@
 //! impl Regularizer for ZLoss {
 //!     fn settings() -> Vec<Setting> { vec![Setting::float("weight", 1e-4, "z-loss weight").range(0.0, 1.0)] }
 //!     fn new(s: &SettingValues) -> Result<Self> { Ok(ZLoss { weight: s.f64("weight")? }) }
-//!     fn aux_loss(&mut self, _: &StepInfo, _: &mut Model, b: &Batch, m: &mut Metrics) -> Result<Option<Tensor>> {
-//!         let Some(logits) = &b.logits else { return Ok(None) };
+//!     fn aux_loss(&mut self, _: &StepInfo, model: &mut Model, _: &Batch, m: &mut Metrics) -> Result<Option<Tensor>> {
+//!         let logits = model.main_logits()?;
 //!         let z = logits.to_kind(Kind::Float).logsumexp([-1], false).square().mean(Kind::Float);
 //!         m.log("z", z.double_value(&[]));
 //!         Ok(Some(z * self.weight))
@@ -72,7 +72,7 @@
 //!       call: the callee must not free it and must not keep it (shallow-clone it
 //!       with `Tensor::shallow_clone` if it needs to outlive the call);
 //!     - a handle written **to an out-pointer** (aux loss, transformed batch,
-//!       forward's logits) is *owned* by the receiver, which frees it by dropping
+//!       the model's logits and losses) is *owned* by the receiver, which frees it by dropping
 //!       `Tensor::from_ptr(handle)`. On an error status no out-handle is set.
 //! * **Augmenters** (ABI 2, [`abi::AugmenterVTable`]). A `generate` cell calls `plan` once
 //!   per source document ([`abi::DocIn`]: domain, index, content key, text), receiving its
@@ -85,9 +85,12 @@
 //!   The author implements [`Augmenter::plan`] and [`Augmenter::assemble`] over [`Doc`] and
 //!   [`Request`]; the host records the plugin file's blake3 and the settings in the cell id.
 //!   ABI 1's streaming `augment`/`finish` with a host generator callback is gone.
-//! * **Model access.** The host lends its forward pass as [`abi::ForwardFn`]
-//!   (`extern "C" fn(ctx, input, *mut out, err) -> status`); autograd flows
-//!   through it, so a regularizer's loss trains the model.
+//! * **Model access** (ABI 3). The host lends its model as [`abi::ForwardFn`]: `call`
+//!   (logits of a forward on given ids), `loss` (the cross-entropy of a forward on given
+//!   ids against given targets through the host's fused, chunked head, never materialising
+//!   the logits — what MIR's masked pass uses) and `main_logits` (the logits of the step's
+//!   main pass, made on request: the main pass itself runs through the fused head and has
+//!   none). Autograd flows through all three, so a regularizer's loss trains the model.
 //! * **Instances** (`create` → `*mut c_void`) belong to the host, which calls
 //!   `destroy` exactly once. Randomness must derive from [`abi::StepInfo`]'s
 //!   `(seed, step, micro)` so that runs reproduce and resume exactly.

@@ -32,8 +32,46 @@ pub struct TrainBench {
     pub regularizers: Vec<crate::plugin::regularizer::RegularizerRequest>,
 }
 
+/// What [`train_stats`] measures: tokens per second (median step time over the timed
+/// steps) and this process's minor page faults per timed step (`getrusage` ru_minflt
+/// around the timed part of each timed step; `None` where there is no getrusage).
+#[derive(Clone, Copy, Debug)]
+pub struct TrainStats {
+    pub tokens_per_s: f64,
+    pub minor_faults_per_step: Option<f64>,
+}
+
+/// Minor page faults of this process so far.
+pub fn minor_faults() -> Option<i64> {
+    #[cfg(unix)]
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            return Some(u.ru_minflt as i64);
+        }
+    }
+    None
+}
+
+/// Peak resident set of this process so far, KiB (`getrusage` ru_maxrss on Linux).
+pub fn peak_rss_kib() -> Option<i64> {
+    #[cfg(unix)]
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            return Some(u.ru_maxrss as i64);
+        }
+    }
+    None
+}
+
 /// Tokens per second of training steps ([`train_step`]), median over the timed steps.
 pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
+    Ok(train_stats(b)?.tokens_per_s)
+}
+
+/// [`train_tokens_per_s`] with the minor page faults per timed step.
+pub fn train_stats(b: &TrainBench) -> Result<TrainStats> {
     if b.steps == 0 {
         anyhow::bail!("a training benchmark needs at least one timed step (steps = 0)");
     }
@@ -49,21 +87,30 @@ pub fn train_tokens_per_s(b: &TrainBench) -> Result<f64> {
     let vocab = crate::train::model::GPT2_VOCAB;
     let settings = StepSettings { seed: 0, micro_batch: b.batch_size, accumulation_steps: 1, grad_clip: 1.0, base_vocab: vocab };
     let mut times = Vec::new();
+    let mut faults = Some(0i64);
     for i in 0..b.warmup_steps + b.steps {
         let x = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
         let y = Tensor::randint(vocab, [b.batch_size, b.seq_len], (Kind::Int64, b.device));
         let batch = BatchTensors::from_ids(x, y);
+        let f0 = minor_faults();
         let t0 = Instant::now();
         // The step reads its losses and the gradient norm back to the host, which
         // synchronises CUDA like the reference's .item().
         train_step(&model, &mut opt, &mut regs, &batch, i as u64, 1e-3, &settings)?;
         if i >= b.warmup_steps {
             times.push(t0.elapsed().as_secs_f64());
+            faults = match (faults, f0, minor_faults()) {
+                (Some(sum), Some(a), Some(z)) => Some(sum + z - a),
+                _ => None,
+            };
         }
     }
     times.sort_by(|a, c| a.partial_cmp(c).unwrap());
     let median = times[times.len() / 2];
-    Ok((b.batch_size * b.seq_len) as f64 / median)
+    Ok(TrainStats {
+        tokens_per_s: (b.batch_size * b.seq_len) as f64 / median,
+        minor_faults_per_step: faults.map(|f| f as f64 / b.steps as f64),
+    })
 }
 
 /// Decode throughput of a loaded model: `batch` prompts of `prompt_tokens` random ids (ids

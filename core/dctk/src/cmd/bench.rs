@@ -1,5 +1,8 @@
-//! `dctk bench train`: dctk's training throughput side by side with a PyTorch eager
-//! reference of the same model on the same device and threads; `dctk bench generate`:
+//! `dctk bench train`: dctk's training throughput, peak RSS and minor page faults side by
+//! side with PyTorch references of the same model on the same device and threads (eager,
+//! eager with dctk's allocator setting, eager with chunked cross-entropy, `torch.compile`),
+//! every side of every round a fresh process (dctk re-runs itself with a hidden
+//! `--one-side dctk`); `dctk bench generate`:
 //! decode throughput with and without the KV cache, beside Hugging Face `transformers`
 //! `generate` on the same model exported (`dctk export-hf`). Rounds alternate the
 //! sides (the machine may be shared); the ratio reported is the median of the
@@ -10,43 +13,52 @@ use std::process::Command as Process;
 use anyhow::{bail, Context, Result};
 use clap::{value_parser, Arg, ArgMatches, Command};
 
-use crate::bench::{train_tokens_per_s, TrainBench};
+use crate::bench::{train_stats, train_tokens_per_s, TrainBench};
 use crate::env;
 use crate::train::ModelConfig;
 
 pub fn cli() -> Command {
     Command::new("bench").about("Benchmarks (side by side with reference implementations)").subcommand_required(true).subcommand(
         Command::new("train")
-            .about("Training tokens/s: dctk vs PyTorch eager on the same model, device and threads")
+            .about("Training tokens/s, peak RSS and page faults: dctk vs PyTorch (eager, eager with dctk's allocator setting, eager with chunked cross-entropy, torch.compile) on the same model, device and threads, each side a fresh process per round")
             .arg(Arg::new("preset").long("preset").default_value("tiny"))
             .arg(Arg::new("seq-len").long("seq-len").value_parser(value_parser!(i64)).default_value("256"))
             .arg(Arg::new("batch").long("batch").value_parser(value_parser!(i64)).default_value("16"))
             .arg(Arg::new("steps").long("steps").value_parser(value_parser!(usize)).default_value("20"))
-            .arg(Arg::new("warmup").long("warmup").value_parser(value_parser!(usize)).default_value("3"))
+            .arg(Arg::new("warmup").long("warmup").value_parser(value_parser!(usize)).default_value("3").help("Untimed steps first (compile: at least 2, its compilation)"))
             .arg(Arg::new("rounds").long("rounds").value_parser(value_parser!(usize)).default_value("3"))
             .arg(Arg::new("threads").long("threads").value_parser(value_parser!(i32)))
             .arg(Arg::new("device").long("device").default_value("auto"))
             .arg(Arg::new("precision").long("precision").default_value("auto").help("fp32 or bf16 (auto: bf16 on CUDA)"))
             .arg(
+                Arg::new("sides")
+                    .long("sides")
+                    .help("Comma-separated sides, run in this order each round: dctk, eager (PyTorch eager), eager-alloc (eager with dctk's glibc allocator setting), eager-chunked (eager with chunked cross-entropy), compile (torch.compile) [default: all]"),
+            )
+            .arg(Arg::new("chunk").long("chunk").value_parser(value_parser!(i64)).default_value("1024").help("Rows per chunk of eager-chunked's cross-entropy"))
+            .arg(Arg::new("json").long("json").value_parser(value_parser!(PathBuf)).help("Also write every round, the summary and the machine as JSON here"))
+            .arg(
                 Arg::new("python")
                     .long("python")
                     .value_parser(value_parser!(PathBuf))
                     .default_value("bench/.venv/bin/python")
-                    .help("Python with torch installed (bash bench/setup.sh makes bench/.venv)"),
+                    .help("Python with torch installed (bash bench/setup.sh makes bench/.venv); a bare name is looked up in PATH"),
             )
             .arg(Arg::new("reference").long("reference").value_parser(value_parser!(PathBuf)).default_value("bench/train_ref.py"))
             .arg(
                 Arg::new("tuned-reference")
                     .long("tuned-reference")
                     .action(clap::ArgAction::SetTrue)
-                    .help("Give the PyTorch reference dctk's glibc allocator setting too (GLIBC_TUNABLES)"),
+                    .help("Include the eager-alloc side (PyTorch eager with dctk's glibc allocator setting, GLIBC_TUNABLES)"),
             )
             .arg(
                 Arg::new("peak-tflops")
                     .long("peak-tflops")
                     .value_parser(value_parser!(f64))
-                    .help("Peak dense TFLOP/s of the device for MFU (default: 989 for H100/H200 bf16)"),
-            ),
+                    .default_value("790")
+                    .help("Peak TFLOP/s of the device for MFU on CUDA (default 790: the H200's ~790 TFLOP/s bf16 dense that dctk's MFU is quoted against; its spec-sheet dense peak is 989)"),
+            )
+            .arg(Arg::new("one-side").long("one-side").value_parser(["dctk"]).hide(true).help("Internal: run one side once in this process and print key=value lines")),
     )
     .subcommand(
         Command::new("generate")
@@ -126,7 +138,7 @@ pub fn cli() -> Command {
 }
 
 /// The same allocator setting as `env::tune_allocator`, for a process we do not control.
-const TUNED_GLIBC: &str = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647";
+const TUNED_GLIBC: &str = env::GLIBC_TUNABLES;
 
 pub fn exec(args: &ArgMatches) -> Result<()> {
     if let Some((_, a)) = args.subcommand() {
@@ -295,6 +307,103 @@ fn exec_regularizer(args: &ArgMatches) -> Result<()> {
     Ok(())
 }
 
+/// The sides of `dctk bench train`, in the order each round runs them.
+const TRAIN_SIDES: [&str; 5] = ["dctk", "eager", "eager-alloc", "eager-chunked", "compile"];
+
+/// One side of one round of `dctk bench train`, as its process printed it.
+struct SideRun {
+    round: usize,
+    side: &'static str,
+    tokens_per_s: f64,
+    peak_rss_kib: Option<f64>,
+    minor_faults_per_step: Option<f64>,
+    peak_gpu_mib: Option<f64>,
+    warmup_steps: Option<f64>,
+}
+
+/// `key=value` lines of a side's stdout.
+fn key_values(stdout: &[u8]) -> std::collections::BTreeMap<String, f64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A program given as a bare name (`python3`) is looked up in PATH, as the shell would.
+fn find_program(p: &std::path::Path) -> Option<PathBuf> {
+    if p.components().count() > 1 || p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    if p.is_file() {
+        return Some(p.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|c| c.is_file())
+}
+
+/// The `--sides` list, validated, de-duplicated and put in [`TRAIN_SIDES`] order.
+fn train_sides(args: &ArgMatches) -> Result<Vec<&'static str>> {
+    let mut wanted: Vec<&'static str> = match args.get_one::<String>("sides") {
+        None => TRAIN_SIDES.to_vec(),
+        Some(list) => {
+            let mut v = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let Some(&side) = TRAIN_SIDES.iter().find(|&&s| s == name) else {
+                    bail!("--sides: unknown side \"{name}\"; the sides are {}", TRAIN_SIDES.join(", "));
+                };
+                v.push(side);
+            }
+            if v.is_empty() {
+                bail!("--sides: no side given; the sides are {}", TRAIN_SIDES.join(", "));
+            }
+            v
+        }
+    };
+    if args.get_flag("tuned-reference") {
+        wanted.push("eager-alloc");
+    }
+    Ok(TRAIN_SIDES.iter().copied().filter(|s| wanted.contains(s)).collect())
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+/// UTC date and time now, ISO 8601 (no calendar crate needed).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn loadavg_1min() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 fn exec_train(args: &ArgMatches) -> Result<()> {
     let preset = args.get_one::<String>("preset").unwrap();
     let seq_len = *args.get_one::<i64>("seq-len").unwrap();
@@ -307,65 +416,254 @@ fn exec_train(args: &ArgMatches) -> Result<()> {
     let device = env::resolve_device(args.get_one::<String>("device").unwrap()).map_err(anyhow::Error::msg)?;
     let kind = match (args.get_one::<String>("precision").unwrap().as_str(), device) {
         ("bf16", _) | ("auto", tch::Device::Cuda(_)) => tch::Kind::BFloat16,
-        _ => tch::Kind::Float,
+        ("fp32", _) | ("auto", _) => tch::Kind::Float,
+        (other, _) => bail!("--precision \"{other}\" is not one of auto, fp32, bf16"),
     };
     let precision = if kind == tch::Kind::BFloat16 { "bf16" } else { "fp32" };
-    let bench = TrainBench {
-        config: config.clone(),
-        batch_size: batch,
-        seq_len,
-        warmup_steps: *args.get_one::<usize>("warmup").unwrap(),
-        steps: *args.get_one::<usize>("steps").unwrap(),
-        device,
-        kind,
-        regularizers: vec![],
-    };
-    let python = args.get_one::<PathBuf>("python").unwrap();
-    let reference = args.get_one::<PathBuf>("reference").unwrap();
-    if !python.exists() {
-        bail!("{} not found: run `bash bench/setup.sh` to make a Python with torch for the reference", python.display());
-    }
-    println!(
-        "model {preset} ({:.2}M params), batch {batch} × seq {seq_len}, device {}, {precision}, {threads} threads",
-        config.total_params() as f64 / 1e6,
-        env::device_name(device)
-    );
-    println!("{:>5}  {:>14}  {:>14}  {:>7}", "round", "dctk tok/s", "pytorch tok/s", "ratio");
-    let mut ratios = Vec::new();
-    let mut dctk_all = Vec::new();
-    for round in 1..=*args.get_one::<usize>("rounds").unwrap() {
-        let ours = train_tokens_per_s(&bench)?;
-        let out = Process::new(python)
-            .arg(reference)
-            .args(["--n-layer", &config.n_layer.to_string(), "--d-model", &config.d_model.to_string()])
-            .args(["--n-head", &config.n_head.to_string(), "--d-ff", &config.d_ff.to_string()])
-            .args(["--vocab", &config.vocab_size.to_string(), "--seq-len", &seq_len.to_string()])
-            .args(["--batch", &batch.to_string(), "--steps", &bench.steps.to_string()])
-            .args(["--warmup", &bench.warmup_steps.to_string(), "--threads", &threads.to_string()])
-            .args(["--device", &env::device_name(device), "--precision", precision])
-            .envs(args.get_flag("tuned-reference").then_some(("GLIBC_TUNABLES", TUNED_GLIBC)))
-            .output()
-            .with_context(|| format!("running {} {}", python.display(), reference.display()))?;
-        if !out.status.success() {
-            bail!("the PyTorch reference failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let (steps, warmup) = (*args.get_one::<usize>("steps").unwrap(), *args.get_one::<usize>("warmup").unwrap());
+    if args.get_one::<String>("one-side").is_some() {
+        // A child of the parent below: dctk's side, once, in this fresh process.
+        let bench = TrainBench { config, batch_size: batch, seq_len, warmup_steps: warmup, steps, device, kind, regularizers: vec![] };
+        let stats = train_stats(&bench)?;
+        println!("tokens_per_s={}", stats.tokens_per_s);
+        if let Some(f) = stats.minor_faults_per_step {
+            println!("minor_faults_per_step={f}");
         }
-        let theirs: f64 = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("tokens_per_s=").and_then(|v| v.trim().parse().ok()))
-            .context("the PyTorch reference printed no tokens_per_s= line")?;
-        ratios.push(ours / theirs);
-        dctk_all.push(ours);
-        println!("{round:>5}  {ours:>14.0}  {theirs:>14.0}  {:>7.3}", ours / theirs);
+        println!("warmup_steps={warmup}");
+        if let Some(r) = crate::bench::peak_rss_kib() {
+            println!("peak_rss_kib={r}");
+        }
+        return Ok(());
     }
-    ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    dctk_all.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let median_ratio = ratios[ratios.len() / 2];
-    println!("median ratio dctk / pytorch: {median_ratio:.3}");
-    if let tch::Device::Cuda(_) = device {
-        let peak = args.get_one::<f64>("peak-tflops").copied().unwrap_or(989.0) * 1e12;
-        let tps = dctk_all[dctk_all.len() / 2];
-        let mfu = tps * config.flops_per_token(seq_len) / peak;
-        println!("dctk MFU: {:.1}% ({:.3e} FLOPs/token, peak {:.0} TFLOP/s)", 100.0 * mfu, config.flops_per_token(seq_len), peak / 1e12);
+    let sides = train_sides(args)?;
+    let chunk = *args.get_one::<i64>("chunk").unwrap();
+    if chunk < 1 {
+        bail!("--chunk must be at least 1");
+    }
+    let reference = args.get_one::<PathBuf>("reference").unwrap();
+    let python = if sides.iter().any(|&s| s != "dctk") {
+        let given = args.get_one::<PathBuf>("python").unwrap();
+        let Some(python) = find_program(given) else {
+            bail!(
+                "{}: no such Python; run `bash bench/setup.sh` to make bench/.venv with torch for the PyTorch sides (or pass --python, or --sides dctk)",
+                given.display()
+            );
+        };
+        if !reference.is_file() {
+            bail!("{}: no reference script here; run from the repository root or pass --reference bench/train_ref.py", reference.display());
+        }
+        Some(python)
+    } else {
+        None
+    };
+    let exe = std::env::current_exe()?;
+    let device_name = env::device_name(device);
+    let cuda = matches!(device, tch::Device::Cuda(_));
+    let load_start = loadavg_1min();
+    let started = utc_now();
+    let cpu = cpu_model();
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let gpus = if cuda { env::gpu_names() } else { vec![] };
+    println!(
+        "model {preset} ({:.2}M params), batch {batch} × seq {seq_len}, {steps} timed steps after {warmup} warm-up, device {device_name}{}, {precision}, {threads} threads",
+        config.total_params() as f64 / 1e6,
+        gpus.first().map(|g| format!(" ({g})")).unwrap_or_default()
+    );
+    println!(
+        "machine: {cpu}, {nproc} CPUs, load {} (1-min) at start; each side a fresh process per round, sides in turn: {}",
+        load_start.map_or("?".into(), |l| format!("{l:.2}")),
+        sides.join(", ")
+    );
+    let model_args: Vec<String> = vec![
+        "--seq-len".into(),
+        seq_len.to_string(),
+        "--batch".into(),
+        batch.to_string(),
+        "--steps".into(),
+        steps.to_string(),
+        "--warmup".into(),
+        warmup.to_string(),
+        "--threads".into(),
+        threads.to_string(),
+        "--device".into(),
+        device_name.clone(),
+        "--precision".into(),
+        precision.into(),
+    ];
+    let run_side = |side: &'static str| -> Result<std::collections::BTreeMap<String, f64>> {
+        let mut cmd = if side == "dctk" {
+            let mut c = Process::new(&exe);
+            c.args(["bench", "train", "--one-side", "dctk", "--preset", preset]).args(&model_args);
+            c
+        } else {
+            let mut c = Process::new(python.as_ref().unwrap());
+            c.arg(reference)
+                .args(["--n-layer", &config.n_layer.to_string(), "--d-model", &config.d_model.to_string()])
+                .args(["--n-head", &config.n_head.to_string(), "--d-ff", &config.d_ff.to_string()])
+                .args(["--vocab", &config.vocab_size.to_string()])
+                .args(&model_args);
+            match side {
+                "eager-alloc" => {
+                    c.env("GLIBC_TUNABLES", TUNED_GLIBC);
+                }
+                "eager-chunked" => {
+                    c.args(["--variant", "chunked", "--chunk", &chunk.to_string()]).env_remove("GLIBC_TUNABLES");
+                }
+                "compile" => {
+                    c.args(["--variant", "compile"]).env_remove("GLIBC_TUNABLES");
+                }
+                _ => {
+                    c.env_remove("GLIBC_TUNABLES");
+                }
+            }
+            c
+        };
+        let out = cmd.output().with_context(|| format!("starting the {side} side: {cmd:?}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!("the {side} side failed ({}):\n{}", out.status, tail.join("\n"));
+        }
+        let kv = key_values(&out.stdout);
+        if !kv.contains_key("tokens_per_s") {
+            bail!("the {side} side printed no tokens_per_s= line:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(kv)
+    };
+    let gib = |kib: Option<f64>| kib.map_or("n/a".to_string(), |k| format!("{:.3}", k / 1_048_576.0));
+    let opt = |v: Option<f64>, prec: usize| v.map_or("n/a".to_string(), |x| format!("{x:.prec$}"));
+    if cuda {
+        println!("{:>5}  {:<13}  {:>12}  {:>12}  {:>12}  {:>13}", "round", "side", "tok/s", "peak RSS GiB", "faults/step", "peak GPU MiB");
+    } else {
+        println!("{:>5}  {:<13}  {:>12}  {:>12}  {:>12}", "round", "side", "tok/s", "peak RSS GiB", "faults/step");
+    }
+    let rounds = *args.get_one::<usize>("rounds").unwrap();
+    let mut runs: Vec<SideRun> = Vec::new();
+    for round in 1..=rounds {
+        for &side in &sides {
+            let kv = run_side(side)?;
+            let r = SideRun {
+                round,
+                side,
+                tokens_per_s: kv["tokens_per_s"],
+                peak_rss_kib: kv.get("peak_rss_kib").copied(),
+                minor_faults_per_step: kv.get("minor_faults_per_step").copied(),
+                peak_gpu_mib: kv.get("peak_gpu_mib").copied(),
+                warmup_steps: kv.get("warmup_steps").copied(),
+            };
+            if cuda {
+                println!(
+                    "{round:>5}  {side:<13}  {:>12.0}  {:>12}  {:>12}  {:>13}",
+                    r.tokens_per_s,
+                    gib(r.peak_rss_kib),
+                    opt(r.minor_faults_per_step, 1),
+                    opt(r.peak_gpu_mib, 0)
+                );
+            } else {
+                println!("{round:>5}  {side:<13}  {:>12.0}  {:>12}  {:>12}", r.tokens_per_s, gib(r.peak_rss_kib), opt(r.minor_faults_per_step, 1));
+            }
+            runs.push(r);
+        }
+    }
+    let load_end = loadavg_1min();
+    // Per side: medians, and dctk / side as the median of the per-round ratios.
+    let of = |side: &str| -> Vec<&SideRun> { runs.iter().filter(|r| r.side == side).collect() };
+    let dctk_runs = of("dctk");
+    let peak = args.get_one::<f64>("peak-tflops").copied().unwrap() * 1e12;
+    let flops = config.flops_per_token(seq_len);
+    let mut summary = Vec::new();
+    println!();
+    println!(
+        "median of {rounds} round(s){}:",
+        if sides.contains(&"dctk") { "; dctk/side: median of the per-round ratios (tok/s above 1: dctk faster; RSS below 1: dctk smaller)" } else { "" }
+    );
+    print!("{:<13}  {:>12}  {:>12}  {:>12}  {:>15}  {:>15}", "side", "tok/s", "peak RSS GiB", "faults/step", "dctk/side tok/s", "dctk/side RSS");
+    if cuda {
+        print!("  {:>13}  {:>6}", "peak GPU MiB", "MFU");
+    }
+    println!();
+    for &side in &sides {
+        let rs = of(side);
+        let tps = median(&rs.iter().map(|r| r.tokens_per_s).collect::<Vec<_>>()).unwrap_or(f64::NAN);
+        let rss = median(&rs.iter().filter_map(|r| r.peak_rss_kib).collect::<Vec<_>>());
+        let faults = median(&rs.iter().filter_map(|r| r.minor_faults_per_step).collect::<Vec<_>>());
+        let gpu = median(&rs.iter().filter_map(|r| r.peak_gpu_mib).collect::<Vec<_>>());
+        let (tps_ratio, rss_ratio) = if dctk_runs.is_empty() {
+            (None, None)
+        } else {
+            let t: Vec<f64> = dctk_runs.iter().zip(&rs).map(|(d, s)| d.tokens_per_s / s.tokens_per_s).collect();
+            let m: Vec<f64> = dctk_runs.iter().zip(&rs).filter_map(|(d, s)| Some(d.peak_rss_kib? / s.peak_rss_kib?)).collect();
+            (median(&t), median(&m))
+        };
+        let mfu = cuda.then(|| tps * flops / peak);
+        print!("{side:<13}  {tps:>12.0}  {:>12}  {:>12}  {:>15}  {:>15}", gib(rss), opt(faults, 1), opt(tps_ratio, 3), opt(rss_ratio, 3));
+        if cuda {
+            print!("  {:>13}  {:>5.1}%", opt(gpu, 0), 100.0 * mfu.unwrap());
+        }
+        println!();
+        summary.push(serde_json::json!({
+            "side": side,
+            "tokens_per_s": tps,
+            "peak_rss_kib": rss,
+            "minor_faults_per_step": faults,
+            "peak_gpu_mib": gpu,
+            "dctk_over_side_tokens_per_s": tps_ratio,
+            "dctk_over_side_peak_rss": rss_ratio,
+            "mfu": mfu,
+            "warmup_steps": median(&rs.iter().filter_map(|r| r.warmup_steps).collect::<Vec<_>>()),
+        }));
+    }
+    if cuda {
+        println!("MFU: tok/s × {flops:.3e} FLOPs/token / {:.0} TFLOP/s peak (--peak-tflops); dctk's peak GPU memory is not measured (n/a)", peak / 1e12);
+    }
+    if sides.contains(&"compile") && warmup < 2 {
+        println!("note: compile ran {} warm-up steps (its compilation), the others {warmup}", 2);
+    }
+    println!("load (1-min) at start {}, at end {}", opt(load_start, 2), opt(load_end, 2));
+    if let Some(path) = args.get_one::<PathBuf>("json") {
+        let doc = serde_json::json!({
+            "benchmark": "dctk bench train",
+            "date": started,
+            "machine": {
+                "cpu": cpu,
+                "nproc": nproc,
+                "loadavg_1min_start": load_start,
+                "loadavg_1min_end": load_end,
+                "gpus": gpus,
+            },
+            "dctk_version": env!("CARGO_PKG_VERSION"),
+            "preset": preset,
+            "params": config.total_params(),
+            "flops_per_token": flops,
+            "seq_len": seq_len,
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "rounds": rounds,
+            "threads": threads,
+            "device": device_name,
+            "precision": precision,
+            "chunk": chunk,
+            "peak_tflops": peak / 1e12,
+            "sides": sides,
+            "python": python.as_ref().map(|p| p.display().to_string()),
+            "runs": runs.iter().map(|r| serde_json::json!({
+                "round": r.round,
+                "side": r.side,
+                "tokens_per_s": r.tokens_per_s,
+                "peak_rss_kib": r.peak_rss_kib,
+                "minor_faults_per_step": r.minor_faults_per_step,
+                "peak_gpu_mib": r.peak_gpu_mib,
+                "warmup_steps": r.warmup_steps,
+            })).collect::<Vec<_>>(),
+            "summary": summary,
+        });
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -262,12 +262,11 @@ impl Regularizer for {{Type}} {
         Ok({{Type}} { weight: s.f64("weight")? })
     }
 
-    fn aux_loss(&mut self, _info: &StepInfo, model: &mut Model, batch: &Batch, metrics: &mut Metrics) -> Result<Option<Tensor>> {
-        // Reuse the main pass's logits when the host lends them; else run the model.
-        let p = match &batch.logits {
-            Some(l) => Self::penalty(l),
-            None => Self::penalty(&model.forward(&batch.inputs)?),
-        };
+    fn aux_loss(&mut self, _info: &StepInfo, model: &mut Model, _batch: &Batch, metrics: &mut Metrics) -> Result<Option<Tensor>> {
+        // The main pass's logits, made by the host on request. (A second pass of your own:
+        // `model.forward(&ids)` for logits, `model.loss(&ids, &batch.targets)` for its
+        // cross-entropy without logits.)
+        let p = Self::penalty(&model.main_logits()?);
         metrics.log("penalty", p.double_value(&[]));
         Ok(Some(p * self.weight))
     }
@@ -296,7 +295,7 @@ mod tests {
 }
 "#;
 
-const AUGMENTER: &str = r#"//! dctk augmenter plugin `{{name}}` (plugin ABI 2): asks `n` paraphrases of each
+const AUGMENTER: &str = r#"//! dctk augmenter plugin `{{name}}` (plugin ABI 3): asks `n` paraphrases of each
 //! document (`prompt`, with `{document}`) and emits each answer as a document, plus the
 //! original with `keep_original = true`. The host answers the requests (request cache,
 //! batching, local or OpenAI-compatible generator); this crate only plans and assembles.

@@ -173,8 +173,8 @@ fn check_one(p: &Arc<Plugin>) -> Result<String> {
         let mut forward = |ids: &tch::Tensor| w.index_select(0, &ids.view([-1])).view([ids.size()[0], ids.size()[1], vocab]);
         let (x, y) = set.transform_batch(0, 0, base, &x, &y)?;
         let logits = forward(&x);
-        let mb = MicroBatch { step: 0, micro: 0, base_vocab: base, inputs: &x, targets: &y, logits: Some(&logits) };
-        let aux = set.aux_loss(&mb, &mut forward)?;
+        let mb = MicroBatch { step: 0, micro: 0, base_vocab: base, inputs: &x, targets: &y, hidden: Some(&logits) };
+        let aux = set.aux_loss(&crate::plugin::LogitsHead, &mb, &mut forward)?;
         if let Some(l) = &aux.loss {
             l.backward();
         }

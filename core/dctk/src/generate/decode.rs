@@ -410,7 +410,9 @@ pub fn score(ctx: &DecodeContext, items: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<
             flat.extend(std::iter::repeat_n(0i64, width as usize - s.len()));
         }
         let idx = Tensor::from_slice(&flat).view([b, width]).to(ctx.device);
-        let lp = tch::no_grad(|| ctx.model.forward(&idx, false).to_kind(Kind::Float).log_softmax(-1, Kind::Float));
+        // Hidden states only; the head runs chunked over the scored positions alone, so no
+        // [rows, width, vocab] log-softmax is ever held.
+        let hidden = tch::no_grad(|| ctx.model.forward_hidden(&idx, None, false));
         for (row, (s, prompt_len)) in chunk.iter().enumerate() {
             let n = s.len() - prompt_len;
             if n == 0 {
@@ -419,8 +421,8 @@ pub fn score(ctx: &DecodeContext, items: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<
             }
             // The logits at position p predict token p + 1.
             let targets = Tensor::from_slice(&s[*prompt_len..].iter().map(|&t| i64::from(t)).collect::<Vec<_>>()).to(ctx.device);
-            let rows = lp.get(row as i64).narrow(0, *prompt_len as i64 - 1, n as i64);
-            let picked = rows.gather(1, &targets.unsqueeze(1), false).squeeze_dim(1).to(Device::Cpu);
+            let rows = hidden.get(row as i64).narrow(0, *prompt_len as i64 - 1, n as i64);
+            let picked = ctx.model.target_log_probs(&rows, &targets).to(Device::Cpu);
             let mut v = vec![0f32; n];
             picked.copy_data(&mut v, n);
             out.push(v);

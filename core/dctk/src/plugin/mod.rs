@@ -11,9 +11,9 @@
 //! let mut regs = dctk::plugin::load_regularizers(&spec.regularizers, spec.seed)?; // before any step
 //! regs.check_vocab(50_257, 50_304)?;
 //! manifest.plugins = regs.manifest();                                             // name, version, file, blake3
-//! // inside the micro-batch loop, after the main forward:
-//! let aux = regs.aux_loss(&MicroBatch { step, micro, base_vocab: 50_257, inputs: &x, targets: &y, logits: Some(&logits) },
-//!                         &mut |ids| model.forward_masked(ids, mask.as_ref(), true))?;
+//! // inside the micro-batch loop, after the main forward (hidden states, fused loss):
+//! let aux = regs.aux_loss(&model, &MicroBatch { step, micro, base_vocab: 50_257, inputs: &x, targets: &y, hidden: Some(&hidden) },
+//!                         &mut |ids| model.forward_hidden(ids, mask.as_ref(), true))?;
 //! let loss = match &aux.loss { Some(a) => &main_loss + a, None => main_loss.shallow_clone() };
 //! // log aux.metrics (e.g. "mir/aux_loss") into metrics.jsonl
 //! ```
@@ -26,7 +26,7 @@ pub mod source;
 pub use augmenter::{load_augmenter, AugmenterInstance, PluginAugmenter};
 pub use law::{load_law, PluginLaw};
 pub use loader::{check_name, declare, discover, find, load, search_path, Discovery, Plugin};
-pub use regularizer::{load_regularizers, validate_regularizers, AuxLoss, MicroBatch, RegularizerRequest, RegularizerSet};
+pub use regularizer::{load_regularizers, validate_regularizers, AuxLoss, LogitsHead, MicroBatch, ModelHead, RegularizerRequest, RegularizerSet};
 
 use serde::{Deserialize, Serialize};
 

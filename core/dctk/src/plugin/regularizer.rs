@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// One entry of a script's `regularizers`: a plugin name and its settings
 /// (a JSON object; `null` or missing = all defaults). Deserializes from either
@@ -81,9 +81,35 @@ pub struct MicroBatch<'a> {
     pub inputs: &'a Tensor,
     /// Next-token targets [B, T] (int64).
     pub targets: &'a Tensor,
-    /// Logits of the main forward pass [B, T, V] with their graph, if available
-    /// (z-loss uses them; MIR does not need them).
-    pub logits: Option<&'a Tensor>,
+    /// Final hidden states of the main forward pass [B, T, d] with their graph, if
+    /// available: a plugin asking for the main pass's logits (z-loss) gets
+    /// `Gpt::logits` of them; the main loss itself never makes logits.
+    pub hidden: Option<&'a Tensor>,
+}
+
+/// How the host turns a forward's final hidden states into logits and a loss, for the
+/// plugins' model callbacks. `dctk`'s model ([`crate::train::Gpt`]) uses its head and the
+/// fused, chunked loss; [`LogitsHead`] is for forwards that return logits themselves.
+pub trait ModelHead {
+    /// Logits [.., V] of hidden states [.., d].
+    fn logits(&self, hidden: &Tensor) -> Tensor;
+    /// Mean next-token cross-entropy of hidden states [B, T, d] against targets [B, T].
+    fn loss(&self, hidden: &Tensor, targets: &Tensor) -> Tensor;
+}
+
+/// The head of a forward that already returns logits (toy models, `dctk plugins check`):
+/// "hidden states" are the logits; the loss is the plain cross-entropy over them.
+pub struct LogitsHead;
+
+impl ModelHead for LogitsHead {
+    fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.shallow_clone()
+    }
+
+    fn loss(&self, hidden: &Tensor, targets: &Tensor) -> Tensor {
+        let v = *hidden.size().last().unwrap_or(&1);
+        hidden.reshape([-1, v]).to_kind(Kind::Float).cross_entropy_for_logits(&targets.reshape([-1]))
+    }
 }
 
 /// What the regularizers add for one micro-batch.
@@ -256,18 +282,24 @@ impl RegularizerSet {
         Ok((x, y))
     }
 
-    /// The regularizers' loss terms for one micro-batch. `forward` is the model in
-    /// training mode (same dropout/attention mask as the main pass); it is called
-    /// by plugins that need extra passes (MIR: one, on the masked input).
-    pub fn aux_loss(&mut self, mb: &MicroBatch, forward: &mut dyn FnMut(&Tensor) -> Tensor) -> Result<AuxLoss> {
+    /// The regularizers' loss terms for one micro-batch. `hidden_of` is the model in
+    /// training mode up to its final hidden states (same dropout/attention mask as the main
+    /// pass); plugins reach it through the ABI's forward (logits: `model`'s head on it) and
+    /// fused loss (`model`'s chunked head on it), e.g. MIR's pass on the masked input.
+    pub fn aux_loss(&mut self, model: &dyn ModelHead, mb: &MicroBatch, hidden_of: &mut dyn FnMut(&Tensor) -> Tensor) -> Result<AuxLoss> {
         let mut total: Option<Tensor> = None;
         let mut metrics = Vec::new();
         for item in &self.items {
             let info = self.info(item, mb.step, mb.micro, mb.base_vocab);
             let mut msg = String::new();
             let mut out: TensorHandle = std::ptr::null_mut();
-            let mut fctx = ForwardCtx { f: &mut *forward };
-            let fwd = ForwardFn { ctx: &mut fctx as *mut ForwardCtx as *mut c_void, call: forward_trampoline };
+            let mut fctx = ForwardCtx { model, hidden_of: &mut *hidden_of, main_hidden: mb.hidden };
+            let fwd = ForwardFn {
+                ctx: &mut fctx as *mut ForwardCtx as *mut c_void,
+                call: forward_trampoline,
+                loss: loss_trampoline,
+                main_logits: main_logits_trampoline,
+            };
             let mut sink = MetricCtx { prefix: &item.plugin.name, out: &mut metrics };
             let msink = MetricSink { ctx: &mut sink as *mut MetricCtx as *mut c_void, emit: emit_metric };
             let status = unsafe {
@@ -277,7 +309,6 @@ impl RegularizerSet {
                     fwd,
                     mb.inputs.as_ptr() as TensorHandle,
                     mb.targets.as_ptr() as TensorHandle,
-                    mb.logits.map_or(std::ptr::null_mut(), |l| l.as_ptr() as TensorHandle),
                     &mut out,
                     msink,
                     error_sink(&mut msg),
@@ -301,25 +332,58 @@ impl RegularizerSet {
     }
 }
 
+/// What the ABI's model callbacks reach: the model (its head), its forward up to the
+/// final hidden states, and the main pass's hidden states.
 struct ForwardCtx<'a> {
-    f: &'a mut dyn FnMut(&Tensor) -> Tensor,
+    model: &'a dyn ModelHead,
+    hidden_of: &'a mut dyn FnMut(&Tensor) -> Tensor,
+    main_hidden: Option<&'a Tensor>,
 }
 
-unsafe extern "C" fn forward_trampoline(ctx: *mut c_void, input: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32 {
+/// Runs a host callback under `catch_unwind`, writing its tensor to `out` or its panic
+/// (or error) to `err`.
+unsafe fn host_call(out: *mut TensorHandle, err: ErrorSink, what: &str, f: impl FnOnce() -> Result<Tensor, String>) -> i32 {
     *out = std::ptr::null_mut();
-    let c = &mut *(ctx as *mut ForwardCtx);
-    let x = borrow(input);
-    match catch_unwind(AssertUnwindSafe(|| (c.f)(&x))) {
-        Ok(t) => {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(t)) => {
             *out = into_handle(t);
             abi::STATUS_OK
         }
+        Ok(Err(m)) => {
+            (err.set)(err.ctx, Str::new(&m));
+            abi::STATUS_ERROR
+        }
         Err(p) => {
-            let m = format!("the model's forward panicked: {}", panic_message(&*p));
+            let m = format!("the model's {what} panicked: {}", panic_message(&*p));
             (err.set)(err.ctx, Str::new(&m));
             abi::STATUS_PANIC
         }
     }
+}
+
+unsafe extern "C" fn forward_trampoline(ctx: *mut c_void, input: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32 {
+    let c = &mut *(ctx as *mut ForwardCtx);
+    let x = borrow(input);
+    host_call(out, err, "forward", || Ok(c.model.logits(&(c.hidden_of)(&x))))
+}
+
+unsafe extern "C" fn loss_trampoline(ctx: *mut c_void, input: TensorHandle, targets: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32 {
+    let c = &mut *(ctx as *mut ForwardCtx);
+    let (x, y) = (borrow(input), borrow(targets));
+    host_call(out, err, "loss", || {
+        if x.size() != y.size() {
+            return Err(format!("loss: inputs {:?} and targets {:?} differ in shape", x.size(), y.size()));
+        }
+        Ok(c.model.loss(&(c.hidden_of)(&x), &y))
+    })
+}
+
+unsafe extern "C" fn main_logits_trampoline(ctx: *mut c_void, out: *mut TensorHandle, err: ErrorSink) -> i32 {
+    let c = &mut *(ctx as *mut ForwardCtx);
+    host_call(out, err, "main_logits", || match c.main_hidden {
+        Some(h) => Ok(c.model.logits(h)),
+        None => Err("main_logits: this call has no main forward pass to take logits from".into()),
+    })
 }
 
 struct MetricCtx<'a> {

@@ -1,6 +1,8 @@
 //! Validation: the loss of a model on each domain's fixed held-out windows.
 use std::collections::BTreeMap;
 
+use tch::Tensor;
+
 use super::model::Gpt;
 use super::step::BatchTensors;
 
@@ -11,15 +13,22 @@ pub fn evaluate(model: &Gpt, val: &[(String, Vec<BatchTensors>)]) -> (f64, BTree
     let mut by_domain = BTreeMap::new();
     tch::no_grad(|| {
         for (name, batches) in val {
-            let (mut dt, mut dc) = (0.0, 0i64);
+            // Row-weighted losses summed on the device; one read per domain.
+            let mut sum: Option<Tensor> = None;
+            let mut rows = 0i64;
             for b in batches {
-                let loss = Gpt::loss(&model.forward_masked(&b.x, b.mask.as_ref(), false), &b.y).double_value(&[]);
-                dt += loss * b.rows as f64;
-                dc += b.rows;
+                // Through the fused, chunked head: no [rows·T, vocab] logits.
+                let loss = model.forward_loss(&b.x, &b.y, b.mask.as_ref(), false).to_kind(tch::Kind::Double) * b.rows as f64;
+                sum = Some(match sum {
+                    None => loss,
+                    Some(s) => s + loss,
+                });
+                rows += b.rows;
             }
-            by_domain.insert(name.clone(), dt / dc as f64);
+            let dt = sum.map_or(0.0, |s| s.double_value(&[]));
+            by_domain.insert(name.clone(), dt / rows as f64);
             total += dt;
-            count += dc;
+            count += rows;
         }
     });
     (total / count as f64, by_domain)

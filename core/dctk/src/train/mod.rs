@@ -2,12 +2,13 @@
 //! evaluation, results and checkpoints.
 //!
 //! Read in this order: `spec` (what a run is), `plan` (how it is laid out in steps), `model`
-//! (the network), `optim` and `schedule` (how it learns), `step` (one optimizer update),
+//! (the network), `head` (its fused, chunked loss), `optim` and `schedule` (how it learns), `step` (one optimizer update),
 //! `eval` (validation), `trainer` (the loop), `results` (what a run produces), `checkpoint`
 //! (how it resumes), `accounting` (real versus synthetic tokens).
 pub mod accounting;
 pub mod checkpoint;
 pub mod eval;
+pub mod head;
 pub mod model;
 pub mod optim;
 pub mod plan;

@@ -455,11 +455,40 @@ impl Gpt {
     /// attend), e.g. [`Gpt::document_mask`]; with a mask the kernel is not told `is_causal`,
     /// so the mask must itself be causal.
     pub fn forward_masked(&self, idx: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        self.logits(&self.forward_hidden(idx, mask, train))
+    }
+
+    /// The final hidden states [B, T, d] (after the final norm, before the head) of
+    /// [`Gpt::forward_masked`]: what [`Gpt::head_loss`] and [`Gpt::logits`] take.
+    pub fn forward_hidden(&self, idx: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let mut x = self.wte.embedding_lookup(idx).dropout(self.dropout, train);
         for block in &self.blocks {
             x = block.forward(&x, &self.rope, mask, self.dropout, train);
         }
-        self.final_norm.forward(&x).matmul(&self.lm_head.tr())
+        self.final_norm.forward(&x)
+    }
+
+    /// The head: logits [.., vocab] of final hidden states [.., d].
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.matmul(&self.lm_head.tr())
+    }
+
+    /// Mean next-token cross-entropy of final hidden states [B, T, d] against `targets`
+    /// [B, T] through the head, fused and chunked ([`super::head`]): equal to
+    /// `Gpt::loss(&self.logits(hidden), targets)` to fp32 rounding, without the logits.
+    pub fn head_loss(&self, hidden: &Tensor, targets: &Tensor) -> Tensor {
+        super::head::cross_entropy(hidden, &self.lm_head, targets)
+    }
+
+    /// Mean cross-entropy of the model on `idx` against `targets` ([`Gpt::forward_hidden`]
+    /// then [`Gpt::head_loss`]).
+    pub fn forward_loss(&self, idx: &Tensor, targets: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        self.head_loss(&self.forward_hidden(idx, mask, train), targets)
+    }
+
+    /// Log-probabilities [N] of `targets` under final hidden states (chunked, no autograd).
+    pub fn target_log_probs(&self, hidden: &Tensor, targets: &Tensor) -> Tensor {
+        super::head::target_log_probs(hidden, &self.lm_head, targets)
     }
 
     /// Inference forward for decoding (dropout off): tokens `idx` [B, T] at `positions`
@@ -505,6 +534,16 @@ impl Gpt {
             .view([-1, v])
             .to_kind(Kind::Float)
             .cross_entropy_for_logits(&targets.view([-1]))
+    }
+}
+
+impl crate::plugin::regularizer::ModelHead for Gpt {
+    fn logits(&self, hidden: &Tensor) -> Tensor {
+        Gpt::logits(self, hidden)
+    }
+
+    fn loss(&self, hidden: &Tensor, targets: &Tensor) -> Tensor {
+        self.head_loss(hidden, targets)
     }
 }
 

@@ -78,18 +78,26 @@ impl AdamW {
         }
     }
 
-    /// Scales all gradients so their global L2 norm is at most `max_norm` (when
-    /// `max_norm > 0`) and returns the norm before clipping. Scaling is applied on the
-    /// device without a host round-trip; the returned value costs one sync.
+    /// Global-norm clipping (threshold `max_norm`, 0 = off): returns the norm before
+    /// clipping. Reads it back to the host; the step uses [`AdamW::clip_grad_norm_on_device`].
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        self.clip_grad_norm_on_device(max_norm).double_value(&[])
+    }
+
+    /// Global-norm clipping without a host round trip: the coefficient
+    /// min(1, max_norm / (‖g‖ + 1e-6)) is a device scalar every gradient is multiplied by
+    /// (1 when the norm is below the threshold), so nothing waits on the device. Returns
+    /// ‖g‖ before clipping, as a device scalar (fp32).
+    pub fn clip_grad_norm_on_device(&mut self, max_norm: f64) -> Tensor {
         tch::no_grad(|| {
             let grads: Vec<Tensor> = self
                 .params
                 .iter()
                 .filter_map(|p| p.param.grad().defined().then(|| p.param.grad()))
                 .collect();
+            let device = self.params.first().map_or(tch::Device::Cpu, |p| p.param.device());
             if grads.is_empty() {
-                return 0.0;
+                return Tensor::zeros([], (Kind::Float, device));
             }
             let sq: Vec<Tensor> = grads.iter().map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float)).collect();
             let total = Tensor::stack(&sq, 0).sum(Kind::Float).sqrt();
@@ -100,7 +108,7 @@ impl AdamW {
                     let _ = g.g_mul_(&coef.to_kind(g.kind()));
                 }
             }
-            total.double_value(&[])
+            total
         })
     }
 

@@ -6,12 +6,13 @@
 //! (seed, step, micro), let the regularizers rewrite the batch (`transform_batch`), forward
 //! (with the document mask when documents must not see each other), the cross-entropy, the
 //! regularizers' auxiliary loss, backward of (loss + aux) / accumulation steps; then clip the
-//! global gradient norm and take one AdamW step.
+//! global gradient norm and take one AdamW step. The cross-entropy goes through the fused,
+//! chunked head ([`super::head`]); nothing is read back to the host before the step ends.
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use dctk_data::Batch;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::model::Gpt;
 use super::optim::AdamW;
@@ -101,6 +102,11 @@ pub fn step_seed(seed: u64, step: u64, micro: i64) -> i64 {
 }
 
 /// One optimizer step at learning rate `lr` on `batch` (step `step` of the run; 0-based).
+///
+/// The step reads nothing back from the device until it is over (nanoGPT's rule: the
+/// host syncs only to log): the losses accumulate in device scalars, clipping scales the
+/// gradients by a device-side coefficient, and the one read is [`PendingStep::read`] of
+/// what the log records. (A regularizer plugin that logs metrics reads its own.)
 pub fn train_step(
     model: &Gpt,
     opt: &mut AdamW,
@@ -110,10 +116,46 @@ pub fn train_step(
     lr: f64,
     s: &StepSettings,
 ) -> Result<StepOutcome> {
+    Ok(train_step_pending(model, opt, regs, batch, step, lr, s)?.read())
+}
+
+/// What a step leaves on the device until it is read: the summed main and auxiliary
+/// losses over the micro-batches, and the gradient norm before clipping.
+pub struct PendingStep {
+    loss_sum: Tensor,
+    aux_sum: Option<Tensor>,
+    grad_norm: Tensor,
+    accumulation: i64,
+    metrics: BTreeMap<String, f64>,
+}
+
+impl PendingStep {
+    /// The step's numbers on the host: one device-to-host copy of three scalars.
+    pub fn read(self) -> StepOutcome {
+        let has_aux = self.aux_sum.is_some();
+        let device = self.loss_sum.device();
+        let aux = self.aux_sum.unwrap_or_else(|| Tensor::zeros([], (Kind::Float, device)));
+        let packed = Tensor::stack(&[self.loss_sum.to_kind(Kind::Double), aux.to_kind(Kind::Double), self.grad_norm.to_kind(Kind::Double)], 0);
+        let v: Vec<f64> = Vec::<f64>::try_from(packed.to_device(Device::Cpu)).unwrap_or_else(|_| vec![f64::NAN; 3]);
+        let n = self.accumulation as f64;
+        StepOutcome { train_loss: v[0] / n, aux_loss: has_aux.then(|| v[1] / n), grad_norm: v[2], metrics: self.metrics }
+    }
+}
+
+/// [`train_step`] without its read: the whole step is queued on the device.
+pub fn train_step_pending(
+    model: &Gpt,
+    opt: &mut AdamW,
+    regs: &mut RegularizerSet,
+    batch: &BatchTensors,
+    step: u64,
+    lr: f64,
+    s: &StepSettings,
+) -> Result<PendingStep> {
     let accumulation = s.accumulation_steps;
     opt.zero_grad();
-    let mut loss_sum = 0.0;
-    let mut aux_sum: Option<f64> = None;
+    let mut loss_sum: Option<Tensor> = None;
+    let mut aux_sum: Option<Tensor> = None;
     let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
     for m in 0..accumulation {
         let mb = batch.rows(m * s.micro_batch, s.micro_batch);
@@ -123,22 +165,23 @@ pub fn train_step(
         } else {
             regs.transform_batch(step, m as u64, s.base_vocab, &mb.x, &mb.y)?
         };
-        let logits = model.forward_masked(&x, mb.mask.as_ref(), true);
-        let loss = Gpt::loss(&logits, &y);
-        loss_sum += loss.double_value(&[]);
+        // The head's loss fused and chunked: the [rows·T, vocab] logits are never held.
+        let hidden = model.forward_hidden(&x, mb.mask.as_ref(), true);
+        let loss = model.head_loss(&hidden, &y);
+        accumulate(&mut loss_sum, &loss);
         // The regularizers' terms (MIR: λ·CE of a second forward on masked inputs
         // against the same targets) join the loss before backward.
         let total = if regs.is_empty() {
             loss
         } else {
-            let view = MicroBatch { step, micro: m as u64, base_vocab: s.base_vocab, inputs: &x, targets: &y, logits: Some(&logits) };
-            let aux = regs.aux_loss(&view, &mut |ids| model.forward_masked(ids, mb.mask.as_ref(), true))?;
+            let view = MicroBatch { step, micro: m as u64, base_vocab: s.base_vocab, inputs: &x, targets: &y, hidden: Some(&hidden) };
+            let aux = regs.aux_loss(model, &view, &mut |ids| model.forward_hidden(ids, mb.mask.as_ref(), true))?;
             for (k, v) in aux.metrics {
                 *metrics.entry(k).or_default() += v / accumulation as f64;
             }
             match aux.loss {
                 Some(a) => {
-                    *aux_sum.get_or_insert(0.0) += a.double_value(&[]);
+                    accumulate(&mut aux_sum, &a);
                     loss + a
                 }
                 None => loss,
@@ -146,19 +189,63 @@ pub fn train_step(
         };
         (&total / accumulation as f64).backward();
     }
-    let grad_norm = opt.clip_grad_norm(s.grad_clip);
+    let grad_norm = opt.clip_grad_norm_on_device(s.grad_clip);
     opt.step(lr);
-    Ok(StepOutcome {
-        train_loss: loss_sum / accumulation as f64,
-        aux_loss: aux_sum.map(|a| a / accumulation as f64),
+    let device = batch.x.device();
+    Ok(PendingStep {
+        loss_sum: loss_sum.unwrap_or_else(|| Tensor::zeros([], (Kind::Float, device))),
+        aux_sum,
         grad_norm,
+        accumulation,
         metrics,
     })
+}
+
+/// `sum += value` for a detached device scalar, starting from nothing.
+fn accumulate(sum: &mut Option<Tensor>, value: &Tensor) {
+    let v = value.detach().to_kind(Kind::Float);
+    *sum = Some(match sum.take() {
+        None => v,
+        Some(s) => s + v,
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body of `fn name` in `src`, up to the next item at the same indentation.
+    fn body<'a>(src: &'a str, signature: &str) -> &'a str {
+        let start = src.find(signature).unwrap_or_else(|| panic!("{signature} not found"));
+        let indent = src[..start].rsplit('\n').next().unwrap_or("");
+        let end = src[start..].find(&format!("\n{indent}}}\n")).map_or(src.len(), |e| start + e);
+        &src[start..end]
+    }
+
+    /// nanoGPT's rule, by construction: nothing in the step, the head's loss, clipping or
+    /// the optimizer update reads a tensor back to the host; the step's only read is
+    /// `PendingStep::read`, of what the log records.
+    #[test]
+    fn the_step_reads_nothing_back_before_it_ends() {
+        let step = include_str!("step.rs");
+        let optim = include_str!("optim.rs");
+        let head = include_str!("head.rs");
+        let bodies = [
+            ("train_step_pending", body(step, "pub fn train_step_pending(")),
+            ("accumulate", body(step, "fn accumulate(")),
+            ("clip_grad_norm_on_device", body(optim, "pub fn clip_grad_norm_on_device(")),
+            ("AdamW::step", body(optim, "pub fn step(&mut self, lr: f64)")),
+            ("head::cross_entropy_chunked", body(head, "pub fn cross_entropy_chunked(")),
+        ];
+        let reads = ["double_value", "int64_value", "try_from", "copy_data", ".item(", "to_device(Device::Cpu)", ".to(Device::Cpu)", "clip_grad_norm(", "print"];
+        for (name, text) in bodies {
+            assert!(text.len() > 150, "{name}: body not found whole ({} bytes)", text.len());
+            for read in reads {
+                assert!(!text.contains(read), "{name} reads back to the host: `{read}`");
+            }
+        }
+        assert!(body(step, "pub fn read(self)").contains("try_from"), "the one read moved");
+    }
 
     #[test]
     fn step_seeds_differ() {
