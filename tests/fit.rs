@@ -40,6 +40,41 @@ fn cli_reproduces_epoch_chinchilla_fit() {
     assert!(s.path().join("plots/chinchilla.curve.svg").exists());
 }
 
+/// `dctk fit` runs in the front binary, which is not linked to libtorch: the Epoch fit
+/// completes without libtorch ever mapped into the process (its `/proc/self/maps`, read at
+/// the end of the command), the binary has no libtorch among its needed libraries, and the
+/// commands that need tensors still work through `dctk-torch`.
+#[test]
+fn fit_runs_without_libtorch_and_torch_commands_hand_over() {
+    let s = Scratch::new("fitlite");
+    let csv = epoch_csv(&s);
+    let out = dctk_cmd(s.path())
+        .env("DCTK_REPORT_LIBTORCH", "1")
+        .args(["fit", "--law", "chinchilla", "--data", csv.to_str().unwrap(), "--columns", "N=Model Size,C=Training FLOP,D=C/(6*N),loss=loss", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((report["objective_value"].as_f64().unwrap() / 1.01827e-3 - 1.0).abs() < 1e-4);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("libtorch mapped: no"), "{err}");
+    let elf = std::fs::read(dctk_bin()).unwrap();
+    assert!(!elf.windows(b"libtorch_cpu.so".len()).any(|w| w == b"libtorch_cpu.so"), "the dctk front names libtorch_cpu.so");
+    // `doctor` needs tensors: handed to dctk-torch, which loads libtorch and runs a tensor op.
+    let out = dctk(s.path(), &["doctor"]);
+    assert!(out.status.success() && text(&out).contains("check       a tensor op on the CPU works"), "{}", text(&out));
+    // A lite command forced through the full build gives the same answer.
+    let lite = dctk(s.path(), &["fit", "--law", "chinchilla", "--data", csv.to_str().unwrap(), "--columns", "N=Model Size,C=Training FLOP,D=C/(6*N),loss=loss", "--json"]);
+    let full = dctk_cmd(s.path())
+        .env("DCTK_FRONT", "torch")
+        .args(["fit", "--law", "chinchilla", "--data", csv.to_str().unwrap(), "--columns", "N=Model Size,C=Training FLOP,D=C/(6*N),loss=loss", "--json"])
+        .output()
+        .unwrap();
+    let (a, b): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&lite.stdout).unwrap(), serde_json::from_slice(&full.stdout).unwrap());
+    assert_eq!(a["params"], b["params"]);
+    assert_eq!(a["objective_value"], b["objective_value"]);
+}
+
 #[test]
 fn cli_fit_errors_are_clear() {
     let s = Scratch::new("fiterr");

@@ -57,9 +57,11 @@ fn main() {
     println!("cargo:rustc-env=DCTK_BUILD_ID={id}");
 
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        // Only the full binary and the tests: the `dctk` front must not link libtorch at all.
+        for flag in ["-Wl,--no-as-needed", "-ltorch_cuda", "-Wl,--as-needed"] {
+            println!("cargo:rustc-link-arg-bin=dctk-torch={flag}");
+            println!("cargo:rustc-link-arg-tests={flag}");
+        }
     }
 }
 

@@ -112,6 +112,38 @@ pub fn gpu_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The `dctk` a user runs: the front binary beside this one (`dctk-torch` is started by it),
+/// or this binary if there is none. Benchmarks of whole commands time this one.
+pub fn user_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let front = exe.with_file_name("dctk");
+    Ok(if front.exists() { front } else { exe })
+}
+
+/// The error of a path in the libtorch-free build (dctk-lite) that needs libtorch after all:
+/// a tensor to compute. The `dctk` front sees it before anything was written and runs the
+/// whole command again in `dctk-torch`.
+#[derive(Debug)]
+pub struct NeedsTorch(pub String);
+
+impl std::fmt::Display for NeedsTorch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} needs libtorch (the libtorch-free build cannot do it; `dctk-torch` can)", self.0)
+    }
+}
+
+impl std::error::Error for NeedsTorch {}
+
+/// [`NeedsTorch`] as an error.
+pub fn needs_torch(what: &str) -> anyhow::Error {
+    anyhow::Error::new(NeedsTorch(what.to_string()))
+}
+
+/// True when `e` or an error in its chain is [`NeedsTorch`].
+pub fn is_needs_torch(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<NeedsTorch>())
+}
+
 /// Keeps freed memory in the process heap instead of returning it to the OS, so a
 /// training step reuses the pages of the step before instead of faulting in fresh ones.
 ///

@@ -9,12 +9,15 @@ use crate::abi::{self, *};
 use crate::settings::{Setting, SettingValues};
 use crate::PluginError;
 use std::ffi::c_void;
+#[cfg(feature = "tch")]
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+#[cfg(feature = "tch")]
 use tch::Tensor;
 
 pub type Result<T> = std::result::Result<T, PluginError>;
 
+#[cfg(feature = "tch")]
 /// A regularizer: may rewrite the batch the main loss sees and may add a loss term
 /// computed with extra forward passes of the model.
 pub trait Regularizer: Sized + 'static {
@@ -108,18 +111,21 @@ pub trait LawForm: 'static {
     fn predict(params: &[f64], inputs: &[&[f64]], out: &mut [f64]) -> Result<()>;
 }
 
+#[cfg(feature = "tch")]
 /// A batch as lent to a regularizer (borrowed handles; do not keep them past the call).
 pub struct Batch {
     pub inputs: ManuallyDrop<Tensor>,
     pub targets: ManuallyDrop<Tensor>,
 }
 
+#[cfg(feature = "tch")]
 /// The host's model, callable from a regularizer. Everything it returns carries autograd
 /// into the model, so a loss built from it trains the model.
 pub struct Model {
     f: ForwardFn,
 }
 
+#[cfg(feature = "tch")]
 impl Model {
     /// Logits `[B, T, V]` for ids `[B, T]`.
     pub fn forward(&mut self, input: &Tensor) -> Result<Tensor> {
@@ -150,6 +156,7 @@ impl Model {
     }
 }
 
+#[cfg(feature = "tch")]
 fn owned(status: i32, out: TensorHandle, what: &str, msg: String) -> Result<Tensor> {
     if status != STATUS_OK || out.is_null() {
         return Err(PluginError::msg(format!("{what} failed: {msg}")));
@@ -228,12 +235,14 @@ pub fn guard(err: ErrorSink, f: impl FnOnce() -> Result<()>) -> i32 {
     }
 }
 
+#[cfg(feature = "tch")]
 /// Give up ownership of `t` as a handle (for an out-pointer: the receiver frees it).
 pub fn into_handle(t: Tensor) -> TensorHandle {
     let t = ManuallyDrop::new(t);
     t.as_ptr() as TensorHandle
 }
 
+#[cfg(feature = "tch")]
 /// View a borrowed handle as a tensor without taking ownership.
 ///
 /// # Safety
@@ -254,6 +263,7 @@ unsafe fn parse_settings(json: Str) -> Result<SettingValues> {
 // ---------------------------------------------------------------------------
 // Regularizer glue.
 
+#[cfg(feature = "tch")]
 unsafe extern "C" fn reg_create<R: Regularizer>(settings: Str, err: ErrorSink) -> *mut c_void {
     let mut inst: *mut c_void = std::ptr::null_mut();
     guard(err, || {
@@ -264,16 +274,19 @@ unsafe extern "C" fn reg_create<R: Regularizer>(settings: Str, err: ErrorSink) -
     inst
 }
 
+#[cfg(feature = "tch")]
 unsafe extern "C" fn reg_destroy<R: Regularizer>(inst: *mut c_void) {
     if !inst.is_null() {
         let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(inst as *mut R))));
     }
 }
 
+#[cfg(feature = "tch")]
 unsafe extern "C" fn reg_extra<R: Regularizer>(inst: *mut c_void) -> i64 {
     catch_unwind(AssertUnwindSafe(|| (*(inst as *mut R)).extra_vocab_tokens())).unwrap_or(-1)
 }
 
+#[cfg(feature = "tch")]
 unsafe extern "C" fn reg_transform<R: Regularizer>(
     inst: *mut c_void,
     info: *const StepInfo,
@@ -295,6 +308,7 @@ unsafe extern "C" fn reg_transform<R: Regularizer>(
     })
 }
 
+#[cfg(feature = "tch")]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn reg_aux<R: Regularizer>(
     inst: *mut c_void,
@@ -319,6 +333,7 @@ unsafe extern "C" fn reg_aux<R: Regularizer>(
     })
 }
 
+#[cfg(feature = "tch")]
 /// The regularizer vtable for `R` (leaked: it lives as long as the library).
 pub fn regularizer_vtable<R: Regularizer>() -> &'static RegularizerVTable {
     let settings: Vec<SettingDesc> = R::settings().iter().map(Setting::to_desc).collect();
@@ -473,6 +488,7 @@ impl DescriptorBuilder {
         self.d.description = Str::leak(d);
         self
     }
+    #[cfg(feature = "tch")]
     pub fn regularizer<R: Regularizer>(mut self) -> Self {
         self.d.kinds |= KIND_REGULARIZER;
         self.d.regularizer = regularizer_vtable::<R>();

@@ -104,9 +104,12 @@ pub mod guest;
 pub mod settings;
 
 pub use abi::StepInfo;
-pub use guest::{Augmenter, Batch, Doc, LawForm, LawParam, Metrics, Model, Regularizer, Request, Result};
+pub use guest::{Augmenter, Doc, LawForm, LawParam, Metrics, Request, Result};
+#[cfg(feature = "tch")]
+pub use guest::{Batch, Model, Regularizer};
 pub use serde_json;
 pub use settings::{Setting, SettingType, SettingValues};
+#[cfg(feature = "tch")]
 pub use tch;
 
 /// The tch version plugins and host are built against. `Cargo.toml` pins

@@ -74,6 +74,7 @@ pub fn model_args(cmd: Command) -> Command {
         .arg(Arg::new("threads").long("threads").value_parser(value_parser!(i32)).help("libtorch CPU threads (default: libtorch's, all cores)"))
 }
 
+#[cfg(feature = "torch")]
 /// Loads the model the [`model_args`] name.
 pub fn open_model(args: &ArgMatches) -> Result<crate::generate::LoadedModel> {
     if let Some(&t) = args.get_one::<i32>("threads") {

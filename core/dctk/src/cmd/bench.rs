@@ -176,7 +176,7 @@ print(`${runs.len()} cells`);
 "#;
 
 /// `dctk plan` wall time (process start included) on a 10,000-cell sweep, alternating
-/// with a 1-cell plan of the same corpus (process start + libtorch load + data planning).
+/// with a 1-cell plan of the same corpus (process start + data planning).
 fn exec_plan(args: &ArgMatches) -> Result<()> {
     let root = args.get_one::<PathBuf>("data-root").unwrap();
     let root = root.canonicalize().with_context(|| format!("data root {}", root.display()))?;
@@ -189,7 +189,8 @@ fn exec_plan(args: &ArgMatches) -> Result<()> {
     std::fs::write(&big, PLAN_SWEEP)?;
     let one = dir.join("one.rhai");
     std::fs::write(&one, "train(#{ name: \"one\", model: \"micro\", corpus: \"data:corpora\", unique_tokens: 10_000, epochs: 1, seq_len: 64, batch_size: 8, val_tokens: 512 });\n")?;
-    let exe = std::env::current_exe()?;
+    // The `dctk` front, as a user runs it (plan needs no libtorch).
+    let exe = env::user_binary()?;
     let plan = |script: &PathBuf| -> Result<f64> {
         let t = std::time::Instant::now();
         let out = Process::new(&exe)
@@ -224,7 +225,7 @@ fn exec_plan(args: &ArgMatches) -> Result<()> {
     };
     let (b, o) = (median(&mut bigs), median(&mut ones));
     println!(
-        "median: 10,000-cell plan {b:.3} s (target < 1 s: {}); 1-cell plan {o:.3} s (process start, libtorch load, data); per cell {:.1} µs",
+        "median: 10,000-cell plan {b:.3} s (target < 1 s: {}); 1-cell plan {o:.3} s (process start, data); per cell {:.1} µs",
         if b < 1.0 { "met" } else { "NOT met" },
         (b - o) / 9_999.0 * 1e6
     );
@@ -242,7 +243,7 @@ fn exec_report(args: &ArgMatches) -> Result<()> {
     let t = std::time::Instant::now();
     let script = crate::bench::report::synthetic_study(&dir, cells, steps)?;
     eprintln!("synthetic study: {cells} cells, {steps} logged steps each, one Chinchilla fit ({:.1} s to write)", t.elapsed().as_secs_f64());
-    let exe = std::env::current_exe()?;
+    let exe = env::user_binary()?;
     let out = dir.join("report.html");
     let run = || -> Result<f64> {
         let t = std::time::Instant::now();

@@ -23,6 +23,8 @@
 //! The trainer sees a [`RunData`]: an open [`dctk_data::Corpus`], the [`dctk_data::MixSpec`]
 //! to build its [`dctk_data::Sampler`] from, and a [`DataManifest`] (recorded in the run
 //! manifest; its `fingerprint` enters the run id).
+use std::path::{Path, PathBuf};
+
 use dctk_data::DataError;
 
 pub mod cache;
@@ -48,5 +50,27 @@ pub fn describe(e: &DataError) -> String {
             format!("{}:{line}: missing string field \"{field}\"", path.display())
         }
         other => other.to_string(),
+    }
+}
+
+/// The run's corpus directory. A corpus dctk ingested lives in the cache beside the runs root
+/// (`<runs root>/../.dctk/corpora/<entry>`), recorded by the path it had from the directory
+/// the study ran in; from anywhere else, the same entry is found beside this run's runs root.
+pub fn locate_corpus(run_dir: &Path, recorded: &str) -> PathBuf {
+    let as_recorded = PathBuf::from(recorded);
+    if as_recorded.is_absolute() || as_recorded.join(dctk_data::manifest::MANIFEST_FILE).exists() {
+        return as_recorded;
+    }
+    let runs_root = run_dir.parent().unwrap_or(Path::new("."));
+    match (recorded.contains(crate::corpus::CORPUS_CACHE_DIR), as_recorded.file_name()) {
+        (true, Some(entry)) => {
+            let beside = crate::corpus::corpus_cache_dir(runs_root).join(entry);
+            if beside.exists() {
+                beside
+            } else {
+                as_recorded
+            }
+        }
+        _ => as_recorded,
     }
 }

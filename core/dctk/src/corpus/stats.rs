@@ -7,6 +7,7 @@
 use anyhow::{bail, Result};
 use dctk_data::{domain_entropy, proxy_mixture, von_neumann_entropy, Corpus, DomainEntropy, EntropyOptions, Normalisation, Proxy};
 use serde::Serialize;
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// One domain's statistics, as printed and returned to scripts.
@@ -49,21 +50,31 @@ pub fn corpus_stats(corpus: &Corpus, domains: &[String], opts: &EntropyOptions) 
         }
         let start = std::time::Instant::now();
         let entropy = domain_entropy(d, vocab, opts).map_err(|e| anyhow::anyhow!("{}: {e}", corpus.dir.display()))?;
-        let von_neumann = vne_of(&entropy);
+        let von_neumann = vne_of(&entropy)?;
         out.push(DomainStats { vne_top_k: entropy.vne_tokens.len(), entropy, von_neumann, seconds: start.elapsed().as_secs_f64() });
     }
     Ok(out)
 }
 
 /// S(ρ) from the eigenvalues of the bucketed density matrix (symmetric, so `eigvalsh`).
-fn vne_of(e: &DomainEntropy) -> f64 {
+#[cfg(feature = "torch")]
+fn vne_of(e: &DomainEntropy) -> Result<f64> {
     if e.bigrams == 0 {
-        return 0.0;
+        return Ok(0.0);
     }
     let dim = e.vne_dim() as i64;
     let rho = Tensor::from_slice(&e.vne_density()).to_kind(Kind::Double).view([dim, dim]);
     let eigenvalues: Vec<f64> = Vec::try_from(rho.linalg_eigvalsh("L")).unwrap_or_default();
-    von_neumann_entropy(&eigenvalues)
+    Ok(von_neumann_entropy(&eigenvalues))
+}
+
+/// The libtorch-free build has no eigensolver: the command goes to `dctk-torch`.
+#[cfg(not(feature = "torch"))]
+fn vne_of(e: &DomainEntropy) -> Result<f64> {
+    if e.bigrams == 0 {
+        return Ok(0.0);
+    }
+    Err(crate::env::needs_torch("the von Neumann entropy (its eigenvalues come from libtorch)"))
 }
 
 /// Proportions over `stats`' domains from one proxy.

@@ -5,7 +5,9 @@
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "torch")]
 use super::decode::GenRequest;
+#[cfg(feature = "torch")]
 use super::loaded::LoadedModel;
 use super::sampling::SamplingParams;
 
@@ -37,6 +39,7 @@ pub trait Generator: Send + Sync {
     fn complete(&self, requests: &[TextRequest], on_done: &(dyn Fn(usize, &Result<TextCompletion>) + Sync)) -> Vec<Result<TextCompletion>>;
 }
 
+#[cfg(feature = "torch")]
 /// A dctk run's checkpoint, in this process: requests are encoded with the run's
 /// tokenizer and decoded `batch_size` at a time by [`LoadedModel::generate`].
 pub struct LocalGenerator {
@@ -53,6 +56,7 @@ pub struct LocalGenerator {
 /// Prompts a local generator decodes together unless told otherwise.
 pub const DEFAULT_LOCAL_BATCH: usize = 8;
 
+#[cfg(feature = "torch")]
 impl LocalGenerator {
     pub fn new(model: LoadedModel, batch_size: usize) -> LocalGenerator {
         let weights_blake3 = model.weights_blake3.clone();
@@ -60,6 +64,7 @@ impl LocalGenerator {
     }
 }
 
+#[cfg(feature = "torch")]
 impl Generator for LocalGenerator {
     fn identity(&self) -> String {
         format!("local:{}", self.weights_blake3)

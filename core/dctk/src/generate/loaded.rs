@@ -39,27 +39,7 @@ pub struct LoadedModel {
     pub(crate) vs: nn::VarStore,
 }
 
-/// The run's corpus directory. A corpus dctk ingested lives in the cache beside the runs root
-/// (`<runs root>/../.dctk/corpora/<entry>`), recorded by the path it had from the directory
-/// the study ran in; from anywhere else, the same entry is found beside this run's runs root.
-pub(crate) fn locate_corpus(run_dir: &Path, recorded: &str) -> PathBuf {
-    let as_recorded = PathBuf::from(recorded);
-    if as_recorded.is_absolute() || as_recorded.join(dctk_data::manifest::MANIFEST_FILE).exists() {
-        return as_recorded;
-    }
-    let runs_root = run_dir.parent().unwrap_or(Path::new("."));
-    match (recorded.contains(crate::corpus::CORPUS_CACHE_DIR), as_recorded.file_name()) {
-        (true, Some(entry)) => {
-            let beside = crate::corpus::corpus_cache_dir(runs_root).join(entry);
-            if beside.exists() {
-                beside
-            } else {
-                as_recorded
-            }
-        }
-        _ => as_recorded,
-    }
-}
+pub(crate) use crate::corpus::locate_corpus;
 
 impl LoadedModel {
     /// Loads `runs/<id>` (a finished cell, or one with a checkpoint) onto `device`.

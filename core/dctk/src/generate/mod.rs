@@ -14,15 +14,19 @@
 pub mod augment;
 pub mod chat;
 pub mod client;
+#[cfg(feature = "torch")]
 pub mod decode;
 pub mod generator;
 pub mod latent;
+#[cfg(feature = "torch")]
 pub mod loaded;
 pub mod request_cache;
 pub mod sampling;
 
+#[cfg(feature = "torch")]
 pub use decode::{Completion, DecodeOptions, FinishReason, Flow, GenRequest, TokenEvent};
+#[cfg(feature = "torch")]
 pub use loaded::LoadedModel;
 pub use sampling::SamplingParams;
-#[cfg(test)]
+#[cfg(all(test, feature = "torch"))]
 mod tests;

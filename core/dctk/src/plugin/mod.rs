@@ -26,7 +26,9 @@ pub mod source;
 pub use augmenter::{load_augmenter, AugmenterInstance, PluginAugmenter};
 pub use law::{load_law, PluginLaw};
 pub use loader::{check_name, declare, discover, find, load, search_path, Discovery, Plugin};
-pub use regularizer::{load_regularizers, validate_regularizers, AuxLoss, LogitsHead, MicroBatch, ModelHead, RegularizerRequest, RegularizerSet};
+pub use regularizer::{load_regularizers, validate_regularizers, RegularizerRequest, RegularizerSet};
+#[cfg(feature = "torch")]
+pub use regularizer::{AuxLoss, LogitsHead, MicroBatch, ModelHead};
 
 use serde::{Deserialize, Serialize};
 

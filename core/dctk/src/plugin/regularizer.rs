@@ -6,13 +6,19 @@
 use super::loader::{find, Plugin};
 use super::PluginRecord;
 use anyhow::{bail, Context, Result};
-use dctk_plugin_sdk::abi::{self, ErrorSink, ForwardFn, MetricSink, RegularizerVTable, StepInfo, Str, TensorHandle};
-use dctk_plugin_sdk::guest::{borrow, error_sink, into_handle, panic_message};
+#[cfg(feature = "torch")]
+use dctk_plugin_sdk::abi::{ErrorSink, ForwardFn, MetricSink, TensorHandle};
+use dctk_plugin_sdk::abi::{self, RegularizerVTable, StepInfo, Str};
+use dctk_plugin_sdk::guest::error_sink;
+#[cfg(feature = "torch")]
+use dctk_plugin_sdk::guest::{borrow, into_handle, panic_message};
 use dctk_plugin_sdk::settings::validate;
 use serde::{Deserialize, Serialize};
 use std::ffi::c_void;
+#[cfg(feature = "torch")]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// One entry of a script's `regularizers`: a plugin name and its settings
@@ -70,6 +76,7 @@ impl RegularizerRequest {
     }
 }
 
+#[cfg(feature = "torch")]
 /// One micro-batch, as the trainer hands it to the regularizers.
 pub struct MicroBatch<'a> {
     pub step: u64,
@@ -87,6 +94,7 @@ pub struct MicroBatch<'a> {
     pub hidden: Option<&'a Tensor>,
 }
 
+#[cfg(feature = "torch")]
 /// How the host turns a forward's final hidden states into logits and a loss, for the
 /// plugins' model callbacks. `dctk`'s model ([`crate::train::Gpt`]) uses its head and the
 /// fused, chunked loss; [`LogitsHead`] is for forwards that return logits themselves.
@@ -97,10 +105,12 @@ pub trait ModelHead {
     fn loss(&self, hidden: &Tensor, targets: &Tensor) -> Tensor;
 }
 
+#[cfg(feature = "torch")]
 /// The head of a forward that already returns logits (toy models, `dctk plugins check`):
 /// "hidden states" are the logits; the loss is the plain cross-entropy over them.
 pub struct LogitsHead;
 
+#[cfg(feature = "torch")]
 impl ModelHead for LogitsHead {
     fn logits(&self, hidden: &Tensor) -> Tensor {
         hidden.shallow_clone()
@@ -112,6 +122,7 @@ impl ModelHead for LogitsHead {
     }
 }
 
+#[cfg(feature = "torch")]
 /// What the regularizers add for one micro-batch.
 pub struct AuxLoss {
     /// Sum of the plugins' weighted auxiliary losses (scalar, autograd), to add to
@@ -245,6 +256,7 @@ impl RegularizerSet {
         StepInfo { seed: self.seed, step, micro, base_vocab, first_extra_id: base_vocab + item.first_extra_id_offset }
     }
 
+    #[cfg(feature = "torch")]
     /// Let each plugin rewrite the batch the main loss sees (in list order).
     pub fn transform_batch(
         &mut self,
@@ -282,6 +294,7 @@ impl RegularizerSet {
         Ok((x, y))
     }
 
+    #[cfg(feature = "torch")]
     /// The regularizers' loss terms for one micro-batch. `hidden_of` is the model in
     /// training mode up to its final hidden states (same dropout/attention mask as the main
     /// pass); plugins reach it through the ABI's forward (logits: `model`'s head on it) and
@@ -332,6 +345,7 @@ impl RegularizerSet {
     }
 }
 
+#[cfg(feature = "torch")]
 /// What the ABI's model callbacks reach: the model (its head), its forward up to the
 /// final hidden states, and the main pass's hidden states.
 struct ForwardCtx<'a> {
@@ -340,6 +354,7 @@ struct ForwardCtx<'a> {
     main_hidden: Option<&'a Tensor>,
 }
 
+#[cfg(feature = "torch")]
 /// Runs a host callback under `catch_unwind`, writing its tensor to `out` or its panic
 /// (or error) to `err`.
 unsafe fn host_call(out: *mut TensorHandle, err: ErrorSink, what: &str, f: impl FnOnce() -> Result<Tensor, String>) -> i32 {
@@ -361,12 +376,14 @@ unsafe fn host_call(out: *mut TensorHandle, err: ErrorSink, what: &str, f: impl 
     }
 }
 
+#[cfg(feature = "torch")]
 unsafe extern "C" fn forward_trampoline(ctx: *mut c_void, input: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32 {
     let c = &mut *(ctx as *mut ForwardCtx);
     let x = borrow(input);
     host_call(out, err, "forward", || Ok(c.model.logits(&(c.hidden_of)(&x))))
 }
 
+#[cfg(feature = "torch")]
 unsafe extern "C" fn loss_trampoline(ctx: *mut c_void, input: TensorHandle, targets: TensorHandle, out: *mut TensorHandle, err: ErrorSink) -> i32 {
     let c = &mut *(ctx as *mut ForwardCtx);
     let (x, y) = (borrow(input), borrow(targets));
@@ -378,6 +395,7 @@ unsafe extern "C" fn loss_trampoline(ctx: *mut c_void, input: TensorHandle, targ
     })
 }
 
+#[cfg(feature = "torch")]
 unsafe extern "C" fn main_logits_trampoline(ctx: *mut c_void, out: *mut TensorHandle, err: ErrorSink) -> i32 {
     let c = &mut *(ctx as *mut ForwardCtx);
     host_call(out, err, "main_logits", || match c.main_hidden {
@@ -386,11 +404,13 @@ unsafe extern "C" fn main_logits_trampoline(ctx: *mut c_void, out: *mut TensorHa
     })
 }
 
+#[cfg(feature = "torch")]
 struct MetricCtx<'a> {
     prefix: &'a str,
     out: &'a mut Vec<(String, f64)>,
 }
 
+#[cfg(feature = "torch")]
 unsafe extern "C" fn emit_metric(ctx: *mut c_void, name: Str, value: f64) {
     let c = &mut *(ctx as *mut MetricCtx);
     c.out.push((format!("{}/{}", c.prefix, name.to_string_lossy()), value));

@@ -57,9 +57,13 @@ use crate::env::{self, Versions};
 use crate::keys::unknown_key;
 use crate::generate::augment::{self, AugAnswer, AugContext, AugDoc, AugRequest, Augmenter, Scorer, SourceText};
 use crate::generate::client::{OpenAiGenerator, OpenAiSettings};
-use crate::generate::generator::{Generator, LocalGenerator, TextRequest, DEFAULT_LOCAL_BATCH};
+#[cfg(feature = "torch")]
+use crate::generate::generator::LocalGenerator;
+use crate::generate::generator::{Generator, TextRequest, DEFAULT_LOCAL_BATCH};
 use crate::generate::request_cache::{request_cache_dir, CachedGenerator, RequestCache};
-use crate::generate::{LoadedModel, SamplingParams};
+#[cfg(feature = "torch")]
+use crate::generate::LoadedModel;
+use crate::generate::SamplingParams;
 use crate::train::ExecOptions;
 
 pub use crate::generate::augment::template::DOCUMENT_PLACEHOLDER;
@@ -703,10 +707,12 @@ fn plan_requests(spec: &GenerateSpec, augmenter: &dyn Augmenter, corpus: &Corpus
     Ok(plan)
 }
 
+#[cfg(feature = "torch")]
 /// Teacher-forced scoring with a local generator's model (its [`Scorer`] impl:
 /// Σ log p(continuation | context) in nats, both sides in the model's tokenizer).
 pub struct LocalScorer<'a>(pub &'a LocalGenerator);
 
+#[cfg(feature = "torch")]
 impl Scorer for LocalScorer<'_> {
     fn score(&self, items: &[(String, String)]) -> Result<Vec<f64>> {
         let model = self.0.model.lock().unwrap_or_else(|p| p.into_inner());
@@ -742,6 +748,7 @@ struct OutDoc {
     out: AugDoc,
 }
 
+#[cfg(feature = "torch")]
 /// Executes a generation cell whose lock the caller holds (see the module doc).
 pub fn execute(dir: &Path, manifest: &GenerateManifest, opts: &ExecOptions) -> Result<GenerateResult> {
     let t0 = Instant::now();

@@ -40,6 +40,7 @@ use serde::Serialize;
 pub mod bundle;
 pub mod cache;
 pub mod cell;
+#[cfg(feature = "torch")]
 pub mod exec_cell;
 pub mod execute;
 pub mod generate_cell;

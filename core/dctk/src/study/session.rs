@@ -305,7 +305,7 @@ impl Session {
                 let path = Path::new(run_dir).join("manifest.ron");
                 let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let manifest: super::plan::Manifest = ron::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                crate::generate::loaded::locate_corpus(Path::new(run_dir), &manifest.data.corpus_dir)
+                crate::corpus::locate_corpus(Path::new(run_dir), &manifest.data.corpus_dir)
             }
             (None, GeneratorSpec::OpenAi(_)) => anyhow::bail!("key \"corpus\": an openai generator needs the corpus to generate from"),
         };

@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use dctk_data::SamplerState;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use safetensors::tensor::{Dtype, View};
+#[cfg(feature = "torch")]
 use tch::{nn::VarStore, Device, Tensor};
 
 use super::model::{ModelConfig, VocabLayout};
+#[cfg(feature = "torch")]
 use super::optim::AdamW;
 
 /// What the checkpoint's tensors are: written as the safetensors metadata key `dctk`, a JSON
@@ -37,6 +40,7 @@ pub struct CheckpointMeta {
     pub vocab: VocabLayout,
 }
 
+#[cfg(feature = "torch")]
 /// A tensor's bytes on the host, for the safetensors writer.
 struct HostTensor {
     dtype: Dtype,
@@ -44,6 +48,7 @@ struct HostTensor {
     bytes: Vec<u8>,
 }
 
+#[cfg(feature = "torch")]
 impl View for HostTensor {
     fn dtype(&self) -> Dtype {
         self.dtype
@@ -59,6 +64,7 @@ impl View for HostTensor {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Writes named tensors as safetensors with `metadata` in the header (tch's writer has none).
 /// The tensor bytes are exactly what `Tensor::write_safetensors` writes, and
 /// `Tensor::read_safetensors` reads the file back.
@@ -106,6 +112,7 @@ fn ckpt_dirs(run_dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (run_dir.join("ckpt"), run_dir.join("ckpt.tmp"), run_dir.join("ckpt.old"))
 }
 
+#[cfg(feature = "torch")]
 /// Writes a checkpoint (see the module docs); on failure the half-written `ckpt.tmp/` is
 /// removed, so it cannot trouble the next attempt.
 pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState, meta: &CheckpointMeta) -> Result<()> {
@@ -116,6 +123,7 @@ pub fn save(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState,
     result
 }
 
+#[cfg(feature = "torch")]
 fn save_swapping(run_dir: &Path, vs: &VarStore, opt: &AdamW, state: &CheckpointState, meta: &CheckpointMeta) -> Result<()> {
     let (live, tmp, old) = ckpt_dirs(run_dir);
     if tmp.exists() {
@@ -175,11 +183,13 @@ pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     ron::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+#[cfg(feature = "torch")]
 /// The tensors of a checkpoint's `model.safetensors`, by name.
 pub fn read_weights(model_path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(model_path).with_context(|| format!("reading {}", model_path.display()))?.into_iter().collect())
 }
 
+#[cfg(feature = "torch")]
 /// Copies `saved` (read from `model_path`) into an already-built model, converting each
 /// tensor to the variable's kind. Every variable must be there with its shape; the error
 /// names the file and the tensor.
@@ -198,6 +208,7 @@ pub fn copy_weights(saved: &BTreeMap<String, Tensor>, model_path: &Path, vs: &Va
     })
 }
 
+#[cfg(feature = "torch")]
 /// Loads weights and optimizer state into an already-built model and optimizer.
 pub fn load(dir: &Path, vs: &mut VarStore, opt: &mut AdamW, state: &CheckpointState) -> Result<()> {
     let model_path = dir.join("model.safetensors");

@@ -195,9 +195,11 @@ pub fn run_vocab(data: &RunData, plugins: &[(String, i64)]) -> VocabLayout {
 /// two moments (plus fp32 master weights in bf16), and the activations autograd keeps for one
 /// micro-batch: per layer and token about 10·d_model + 3·d_ff values (norms, q/k/v, attention
 /// output, SwiGLU's gate, up and product), the attention weights (n_head × seq_len per token)
-/// when a document mask forces the explicit kernel, and the logits with their softmax and
-/// gradient (3 × vocab per token, fp32). Regularizers that run a second forward (MIR) double
-/// the activations. An estimate for refusing absurd sizes, not an allocator.
+/// when a document mask forces the explicit kernel, and the LM head's loss: its logits never
+/// exist whole (the chunked head, `train::head`), so a chunk's buffer (at most 256 MiB) and the
+/// head's gradient (vocab × d_model, fp32) per pass, plus ∂h (d_model per token). Regularizers
+/// that run a second forward (MIR) double the activations. An estimate for refusing absurd
+/// sizes, not an allocator.
 pub fn training_memory_bytes(cfg: &ModelConfig, spec: &TrainSpec, kind: Kind) -> f64 {
     let params = cfg.total_params() as f64;
     let value_bytes = if kind == Kind::BFloat16 { 2.0 } else { 4.0 };
@@ -208,9 +210,10 @@ pub fn training_memory_bytes(cfg: &ModelConfig, spec: &TrainSpec, kind: Kind) ->
     if !spec.cross_doc_attention {
         per_token += (cfg.n_layer * cfg.n_head * spec.seq_len) as f64 * value_bytes;
     }
-    per_token += 3.0 * cfg.vocab_size as f64 * 4.0;
+    per_token += cfg.d_model as f64 * value_bytes;
+    let head_chunk_bytes = (256u64 << 20) as f64 + (cfg.vocab_size * cfg.d_model) as f64 * 4.0;
     let passes = if spec.regularizers.is_empty() { 1.0 } else { 2.0 };
-    state + passes * tokens * per_token
+    state + passes * (tokens * per_token + head_chunk_bytes)
 }
 
 /// Refuses a model whose training cannot fit the device's memory ([`training_memory_bytes`]

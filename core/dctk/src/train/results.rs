@@ -120,6 +120,7 @@ pub struct Divergence {
 
 impl Divergence {
     /// The divergence of step `step` with these numbers, if any is not finite.
+    #[cfg(feature = "torch")]
     pub fn of(step: u64, outcome: &super::step::StepOutcome) -> Option<Divergence> {
         let cause = if !outcome.train_loss.is_finite() {
             "train loss"
