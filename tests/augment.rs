@@ -3,7 +3,7 @@
 //! a stitched megadoc is the concatenation of the same rephrases that `megadoc_simple`
 //! shuffles as separate documents, answered from the request cache; a stretched megadoc
 //! is its source's G+1 equal-token pieces with G rationales between `<think>` delimiters)
-//! and with a plugin augmenter (the `aug_echo` fixture, ABI 2). Errors: a malformed
+//! and with a plugin augmenter (the `aug_echo` fixture, ABI 3). Errors: a malformed
 //! template fails the plan naming the key and style; an augmenter that errors, panics or
 //! returns nothing fails naming the augmenter, the document and the cell; a generator that
 //! fails on some requests keeps the answered ones cached and a rerun sends only the rest.

@@ -100,7 +100,7 @@ fn bad_libraries_are_reported_and_dctk_keeps_going() {
         assert!(t.lines().any(|l| l.starts_with(name)), "{name}:\n{t}");
     }
     let bad = t.lines().find(|l| l.contains("libdctk_plugin_badabi.so:")).unwrap_or_else(|| panic!("{t}"));
-    assert!(bad.contains("plugin ABI version 999") && bad.contains("this dctk speaks ABI version 2") && bad.contains("rebuild the plugin"), "{bad}");
+    assert!(bad.contains("plugin ABI version 999") && bad.contains("this dctk speaks ABI version 3") && bad.contains("rebuild the plugin"), "{bad}");
     let nosym = t.lines().find(|l| l.contains("libdctk_plugin_nosym.so:")).unwrap_or_else(|| panic!("{t}"));
     assert!(nosym.contains("missing symbol `dctk_plugin_descriptor`"), "{nosym}");
 
@@ -243,6 +243,8 @@ fn a_scaffold_from_an_installed_dctk_builds_in_the_shared_directory_and_exports_
     let bin = s.path().join("bin/dctk");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
     std::fs::copy(dctk_bin(), &bin).unwrap();
+    // Installed as the README says: the front and the full build side by side.
+    std::fs::copy(dctk_bin().with_file_name("dctk-torch"), bin.with_file_name("dctk-torch")).unwrap();
     let home = s.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     // The shared build directory, kept warm between test runs (tch compiles once).

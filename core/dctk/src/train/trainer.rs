@@ -374,7 +374,7 @@ mod tests {
                 let mut n = 0u64;
                 while t0.elapsed().as_secs_f64() < 2.0 {
                     let b = sampler.next_batch().unwrap();
-                    let t = BatchTensors::new(&b, Device::Cpu);
+                    let t = BatchTensors::new(&b, tch::Device::Cpu);
                     assert_eq!(t.rows, batch);
                     n += 1;
                 }
@@ -382,7 +382,7 @@ mod tests {
                 // The trainer: one warm-up step, then `steps` timed steps.
                 let cfg = spec.model_config(&VocabLayout::new(GPT2_VOCAB, &[])).unwrap();
                 tch::manual_seed(0);
-                let vs = nn::VarStore::new(Device::Cpu);
+                let vs = nn::VarStore::new(tch::Device::Cpu);
                 let model = Gpt::new(&vs, &cfg, 0.0);
                 let mut opt = AdamW::new(
                     vs.variables().into_iter().collect(),
@@ -394,7 +394,7 @@ mod tests {
                 for i in 0..=steps {
                     let b = sampler.next_batch().unwrap();
                     let t1 = Instant::now();
-                    let t = BatchTensors::new(&b, Device::Cpu);
+                    let t = BatchTensors::new(&b, tch::Device::Cpu);
                     train_step(&model, &mut opt, &mut regs, &t, i, 1e-3, &settings).unwrap();
                     if i > 0 {
                         timed += t1.elapsed().as_secs_f64();
