@@ -24,25 +24,40 @@ for c in $CONFIGS; do
         --rounds "$ROUNDS" --steps "$STEPS" --warmup "$WARMUP" --json "$OUT/${preset}_${seq}.json"
 done
 python3 - "$OUT" $CONFIGS <<'PY'
-import json, sys
+# Medians from the per-round runs themselves (an even count: the mean of the middle two);
+# ratios are the median of the per-round ratios, as `dctk bench train` prints them.
+import json, statistics, sys
 out, configs = sys.argv[1], sys.argv[2:]
-rows = []
+sides = ["dctk", "eager", "eager-alloc", "eager-chunked", "compile"]
+rows, loads, meta = [], [], None
 for c in configs:
     preset, seq = c.split(":")
     d = json.load(open(f"{out}/{preset}_{seq}.json"))
-    s = {r["side"]: r for r in d["summary"]}
-    m = d["machine"]
-    rows.append((preset, seq, s, d, m))
-print(f"machine: {rows[0][4]['cpu']}, {rows[0][4]['nproc']} cores; {rows[0][3]['rounds']} rounds x {rows[0][3]['steps']} timed steps; "
-      f"1-min load {min(r[4]['loadavg_1min_start'] for r in rows):.2f}-{max(r[4]['loadavg_1min_end'] for r in rows):.2f}; {rows[0][3]['date']}")
-sides = ["dctk", "eager", "eager-alloc", "eager-chunked", "compile"]
-print("| preset, seq | " + " | ".join(f"{x} tok/s (RSS GiB, faults/step)" for x in sides) + " | dctk / eager | dctk / compile | dctk RSS / eager RSS |")
+    meta = meta or d
+    loads += [d["machine"]["loadavg_1min_start"], d["machine"]["loadavg_1min_end"]]
+    by = {}
+    for r in d["runs"]:
+        by.setdefault(r["side"], {})[r["round"]] = r
+    rows.append((preset, seq, by))
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+m = meta["machine"]
+print(f"machine: {m['cpu']}, {m['nproc']} cores; {meta['rounds']} rounds x {meta['steps']} timed steps after {meta['warmup']} warm-up; "
+      f"1-min load {min(loads):.2f}-{max(loads):.2f}; started {meta['date']}")
+print("| preset, seq | " + " | ".join(f"{x}: tok/s, peak RSS GiB, faults/step" for x in sides) + " | dctk / eager | dctk / compile | dctk RSS / eager RSS |")
 print("|---" * (len(sides) + 4) + "|")
-for preset, seq, s, d, m in rows:
+for preset, seq, by in rows:
     cells = []
     for x in sides:
-        r = s.get(x)
-        cells.append("—" if r is None else f"{r['tokens_per_s']:,.0f} ({r['peak_rss_kib'] / 2**20:.2f}, {r['minor_faults_per_step']:,.0f})")
-    ratio = lambda x, k: "—" if x not in s else f"{s[x][k]:.2f}"
-    print(f"| {preset}, {seq} | " + " | ".join(cells) + f" | **{ratio('eager', 'dctk_over_side_tokens_per_s')}×** | **{ratio('compile', 'dctk_over_side_tokens_per_s')}×** | **{ratio('eager', 'dctk_over_side_peak_rss')}** |")
+        r = by.get(x, {})
+        if not r:
+            cells.append("—")
+            continue
+        cells.append(f"{med([v['tokens_per_s'] for v in r.values()]):,.0f}, {med([v['peak_rss_kib'] for v in r.values()]) / 2**20:.2f}, {med([v['minor_faults_per_step'] for v in r.values()]):,.0f}")
+    def ratio(x, key, invert=False):
+        if x not in by or "dctk" not in by:
+            return "—"
+        rs = [by["dctk"][k][key] / by[x][k][key] for k in by["dctk"] if k in by[x]]
+        return f"{med(rs):.2f}"
+    print(f"| {preset}, {seq} | " + " | ".join(cells) + f" | **{ratio('eager', 'tokens_per_s')}×** | **{ratio('compile', 'tokens_per_s')}×** | **{ratio('eager', 'peak_rss_kib')}** |")
 PY

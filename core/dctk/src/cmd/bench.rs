@@ -374,7 +374,9 @@ fn median(v: &[f64]) -> Option<f64> {
         return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[v.len() / 2])
+    let n = v.len();
+    // An even count takes the mean of the middle two (two rounds: their mean, not the larger).
+    Some(if n % 2 == 0 { (v[n / 2 - 1] + v[n / 2]) / 2.0 } else { v[n / 2] })
 }
 
 /// UTC date and time now, ISO 8601 (no calendar crate needed).
