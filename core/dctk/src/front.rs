@@ -25,13 +25,7 @@ fn main() -> ExitCode {
         return hand_over(&args);
     }
     dctk_lite::env::tune_allocator();
-    let cli = clap::Command::new("dctk")
-        .about("dctk: the Data-Constrained pretraining ToolKit")
-        .version(dctk_lite::env::DCTK_VERSION)
-        .long_version(&*Box::leak(dctk_lite::env::long_version().into_boxed_str()))
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .subcommands(dctk_lite::cmd::builtin());
+    let cli = dctk_lite::cmd::app();
     let matches = cli.get_matches_from(&args);
     let (name, sub) = matches.subcommand().expect("a subcommand is required");
     let outcome = dctk_lite::cmd::exec(name, sub);
@@ -59,7 +53,8 @@ fn hand_over(args: &[OsString]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let err = std::process::Command::new(&full).args(&args[1..]).exec();
+    // argv[0] stays what the user typed, so usage and errors say `dctk`.
+    let err = std::process::Command::new(&full).arg0(&args[0]).args(&args[1..]).exec();
     eprintln!(
         "error: running {}: {err} (dctk-torch, the full build, belongs beside `dctk`; `cargo build --release` builds both)",
         full.display()

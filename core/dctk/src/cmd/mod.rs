@@ -38,6 +38,17 @@ use clap::Command;
 /// rest go to `dctk-torch`).
 pub const LITE_COMMANDS: &[&str] = &["plan", "report", "status", "data", "fit", "gc"];
 
+/// The `dctk` command line over every command of this build (both binaries parse with it).
+pub fn app() -> Command {
+    Command::new("dctk")
+        .about("dctk: the Data-Constrained pretraining ToolKit")
+        .version(crate::env::DCTK_VERSION)
+        .long_version(&*Box::leak(crate::env::long_version().into_boxed_str()))
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommands(builtin())
+}
+
 /// Every command of this build.
 #[cfg(feature = "torch")]
 pub fn builtin() -> Vec<Command> {
