@@ -10,7 +10,7 @@
 #                   bf16, JSON under $OUT
 #
 # (the resume check runs before the benchmarks, so a short budget still gets the
-# correctness checks.) Needs: a CUDA build of dctk at target/release/dctk (built elsewhere with
+# correctness checks.) Needs: a CUDA build of dctk at target/release/dctk and dctk-torch beside it (built elsewhere with
 # `cargo build --release --features cuda`; no Rust needed here), python3 with torch 2.11
 # (`python3 -c 'import torch'`): dctk's libtorch is resolved from that torch install. Run it
 # from the repository root (the bundled corpus, data/, and bench/train_ref.py are read).
