@@ -9,7 +9,8 @@
 //! answer), or one that turns out to need a tensor (`env::NeedsTorch`, raised before it writes
 //! anything) — is handed whole to `dctk-torch`, the full build installed beside this binary,
 //! by `exec`: same arguments, same environment, same process id, so signals, exit codes and
-//! output are the full build's own. `DCTK_FRONT=torch` always hands over.
+//! output are the full build's own. `DCTK_FRONT=torch` always hands over, and so does a front
+//! built with `--features cuda` (its versions say so; the lite build's cannot).
 //!
 //! `DCTK_REPORT_LIBTORCH=1` makes a command run here say on stderr, at its end, whether
 //! libtorch was mapped into the process (from `/proc/self/maps`): how the tests check that
@@ -21,7 +22,9 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
     let lite_command = matches!(first, "--version" | "-V") || dctk_lite::cmd::LITE_COMMANDS.contains(&first);
-    if !lite_command || std::env::var("DCTK_FRONT").is_ok_and(|v| v == "torch") || nvidia_driver_present() {
+    // A CUDA build (`--features cuda`) hands everything over: its versions record `cuda build:
+    // yes`, which the lite build (no such feature) cannot say, and they enter cell ids.
+    if !lite_command || cfg!(feature = "cuda") || std::env::var("DCTK_FRONT").is_ok_and(|v| v == "torch") || nvidia_driver_present() {
         return hand_over(&args);
     }
     dctk_lite::env::tune_allocator();
