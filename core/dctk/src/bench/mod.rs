@@ -41,28 +41,26 @@ pub struct TrainStats {
     pub minor_faults_per_step: Option<f64>,
 }
 
-/// Minor page faults of this process so far.
-pub fn minor_faults() -> Option<i64> {
+/// This process's resource usage so far (`getrusage(RUSAGE_SELF)`).
+fn rusage_self() -> Option<libc::rusage> {
     #[cfg(unix)]
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
-            return Some(u.ru_minflt as i64);
+            return Some(u);
         }
     }
     None
 }
 
-/// Peak resident set of this process so far, KiB (`getrusage` ru_maxrss on Linux).
+/// Minor page faults of this process so far.
+pub fn minor_faults() -> Option<i64> {
+    rusage_self().map(|u| u.ru_minflt as i64)
+}
+
+/// Peak resident set of this process so far, KiB (ru_maxrss on Linux).
 pub fn peak_rss_kib() -> Option<i64> {
-    #[cfg(unix)]
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
-            return Some(u.ru_maxrss as i64);
-        }
-    }
-    None
+    rusage_self().map(|u| u.ru_maxrss as i64)
 }
 
 /// Tokens per second of training steps ([`train_step`]), median over the timed steps.
@@ -96,7 +94,7 @@ pub fn train_stats(b: &TrainBench) -> Result<TrainStats> {
         let t0 = Instant::now();
         // The step reads its losses and the gradient norm back to the host, which
         // synchronises CUDA like the reference's .item().
-        train_step(&model, &mut opt, &mut regs, &batch, i as u64, 1e-3, &settings)?;
+        train_step(&model, &mut opt, &mut regs, &batch, i as u64, 1e-3, &settings)?.read();
         if i >= b.warmup_steps {
             times.push(t0.elapsed().as_secs_f64());
             faults = match (faults, f0, minor_faults()) {

@@ -55,4 +55,4 @@ pub use results::{EvalPoint, RunResult};
 pub use shape::ModelConfig;
 pub use spec::TrainSpec;
 #[cfg(feature = "torch")]
-pub use step::{train_step, BatchTensors, StepOutcome, StepSettings};
+pub use step::{train_step, BatchTensors, PendingStep, StepOutcome, StepSettings};

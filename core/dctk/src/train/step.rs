@@ -101,24 +101,6 @@ pub fn step_seed(seed: u64, step: u64, micro: i64) -> i64 {
     (u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap()) >> 1) as i64
 }
 
-/// One optimizer step at learning rate `lr` on `batch` (step `step` of the run; 0-based).
-///
-/// The step reads nothing back from the device until it is over (nanoGPT's rule: the
-/// host syncs only to log): the losses accumulate in device scalars, clipping scales the
-/// gradients by a device-side coefficient, and the one read is [`PendingStep::read`] of
-/// what the log records. (A regularizer plugin that logs metrics reads its own.)
-pub fn train_step(
-    model: &Gpt,
-    opt: &mut AdamW,
-    regs: &mut RegularizerSet,
-    batch: &BatchTensors,
-    step: u64,
-    lr: f64,
-    s: &StepSettings,
-) -> Result<StepOutcome> {
-    Ok(train_step_pending(model, opt, regs, batch, step, lr, s)?.read())
-}
-
 /// What a step leaves on the device until it is read: the summed main and auxiliary
 /// losses over the micro-batches, and the gradient norm before clipping.
 pub struct PendingStep {
@@ -142,8 +124,13 @@ impl PendingStep {
     }
 }
 
-/// [`train_step`] without its read: the whole step is queued on the device.
-pub fn train_step_pending(
+/// One optimizer step at learning rate `lr` on `batch` (step `step` of the run; 0-based).
+///
+/// The step reads nothing back from the device (nanoGPT's rule: the host syncs only to
+/// log): the losses accumulate in device scalars and clipping scales the gradients by a
+/// device-side coefficient. The caller reads what it logs with [`PendingStep::read`], one
+/// device-to-host copy. (A regularizer plugin that logs metrics reads its own.)
+pub fn train_step(
     model: &Gpt,
     opt: &mut AdamW,
     regs: &mut RegularizerSet,
@@ -231,7 +218,7 @@ mod tests {
         let optim = include_str!("optim.rs");
         let head = include_str!("head.rs");
         let bodies = [
-            ("train_step_pending", body(step, "pub fn train_step_pending(")),
+            ("train_step", body(step, "pub fn train_step(")),
             ("accumulate", body(step, "fn accumulate(")),
             ("clip_grad_norm_on_device", body(optim, "pub fn clip_grad_norm_on_device(")),
             ("AdamW::step", body(optim, "pub fn step(&mut self, lr: f64)")),

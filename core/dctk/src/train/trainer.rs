@@ -212,7 +212,7 @@ fn train_locked(spec: &TrainSpec, data: &RunData, run_id: &str, run_dir: &Path, 
         };
         let tensors = BatchTensors::new(&batch, device);
         let lr = schedule.lr(step);
-        let outcome = train_step(&model, &mut opt, &mut regs, &tensors, step, lr, &step_settings)?;
+        let outcome = train_step(&model, &mut opt, &mut regs, &tensors, step, lr, &step_settings)?.read();
         step += 1;
         let (train_loss, grad_norm) = (outcome.train_loss, outcome.grad_norm);
         final_train_loss = train_loss;
@@ -395,7 +395,7 @@ mod tests {
                     let b = sampler.next_batch().unwrap();
                     let t1 = Instant::now();
                     let t = BatchTensors::new(&b, tch::Device::Cpu);
-                    train_step(&model, &mut opt, &mut regs, &t, i, 1e-3, &settings).unwrap();
+                    train_step(&model, &mut opt, &mut regs, &t, i, 1e-3, &settings).unwrap().read();
                     if i > 0 {
                         timed += t1.elapsed().as_secs_f64();
                     }
