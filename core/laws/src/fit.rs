@@ -10,6 +10,7 @@
 
 use crate::error::{LawError, Result};
 pub use crate::law::Method;
+use crate::lanes::Padded;
 use crate::law::{Inputs, LawForm, Loss, Objective, ParamSpec, Space};
 use crate::optim::{minimize_bounded, LbfgsOptions, OptResult, Status};
 use crate::evaluate::Metrics;
@@ -111,6 +112,10 @@ pub(crate) struct Problem<'a> {
     /// Bounds of the free coordinates (law params, then log_sigma for MLE).
     pub lower: Vec<f64>,
     pub upper: Vec<f64>,
+    /// The points padded for the law's fused kernel
+    /// ([`LawForm::log_huber_into`]), when the objective is Huber on ln
+    /// residuals and the law has one.
+    pub(crate) padded: Option<Padded>,
 }
 
 /// Per-thread scratch buffers.
@@ -119,11 +124,14 @@ pub(crate) struct Work {
     pred: Vec<f64>,
     jac: Vec<f64>,
     psi: Vec<f64>,
+    full_grad: Vec<f64>,
 }
 
 impl<'a> Problem<'a> {
     pub fn work(&self) -> Work {
-        Work { full: self.template.clone(), pred: vec![0.0; self.inputs.len()], jac: vec![0.0; self.inputs.len() * self.n_params], psi: vec![0.0; self.inputs.len()] }
+        // The fused path needs no per-point buffers.
+        let n = if self.padded.is_some() { 0 } else { self.inputs.len() };
+        Work { full: self.template.clone(), pred: vec![0.0; n], jac: vec![0.0; n * self.n_params], psi: vec![0.0; n], full_grad: vec![0.0; self.n_params] }
     }
 
     /// Full law parameters from free coordinates.
@@ -148,7 +156,26 @@ impl<'a> Problem<'a> {
             template: self.template.clone(),
             lower: self.lower.clone(),
             upper: self.upper.clone(),
+            padded: None,
         }
+        .with_fused_kernel()
+    }
+
+    /// Pad the points for the law's fused kernel when the objective is Huber
+    /// on ln residuals and the law has one (probed once here, at the frozen
+    /// values and 0.5 clamped into the bounds elsewhere).
+    fn with_fused_kernel(mut self) -> Self {
+        let Loss::Huber { delta } = self.objective.loss else { return self };
+        if self.objective.space != Space::Log {
+            return self;
+        }
+        let Some(padded) = Padded::new(&self.inputs, &self.target) else { return self };
+        let probe: Vec<f64> = self.template.iter().zip(self.law.params()).map(|(&v, s)| if v.is_finite() { v } else { 0.5f64.clamp(s.lower, s.upper) }).collect();
+        let mut grad = vec![0.0; self.n_params];
+        if self.law.log_huber_into(&probe, &padded.inputs, &padded.huber(1.0, delta), &mut grad).is_some() {
+            self.padded = Some(padded);
+        }
+        self
     }
 
     fn delta(&self) -> f64 {
@@ -163,12 +190,18 @@ impl<'a> Problem<'a> {
         for (k, &j) in self.free.iter().enumerate() {
             w.full[j] = x[k];
         }
+        let nf = self.free.len();
+        if let (Some(padded), Loss::Huber { delta }) = (&self.padded, self.objective.loss) {
+            let inv_s = if self.mle { (-x[nf]).exp() } else { 1.0 };
+            if let Some((f, psi_z)) = self.law.log_huber_into(&w.full, &padded.inputs, &padded.huber(inv_s, delta), &mut w.full_grad) {
+                return self.finish(x, f, -psi_z, &w.full_grad, grad);
+            }
+        }
         match self.objective.space {
             Space::Log => self.law.log_jacobian_into(&w.full, &self.inputs, &mut w.pred, &mut w.jac),
             Space::Linear => self.law.jacobian_into(&w.full, &self.inputs, &mut w.pred, &mut w.jac),
         }
         grad.iter_mut().for_each(|g| *g = 0.0);
-        let nf = self.free.len();
         let mut f = 0.0;
         let (inv_s, mut g_sigma) = if self.mle { ((-x[nf]).exp(), 0.0) } else { (1.0, 0.0) };
         let n = self.target.len();
@@ -188,8 +221,19 @@ impl<'a> Problem<'a> {
                 }
             }
         }
+        for &j in &self.free {
+            w.full_grad[j] = reduce::dot(&w.jac[j * n..(j + 1) * n], &w.psi[..n]);
+        }
+        self.finish(x, f, g_sigma, &w.full_grad, grad)
+    }
+
+    /// The objective from the loss sum `f`, ∂f/∂σ's loss part `g_sigma` and
+    /// the gradient over all law parameters: picks the free ones and adds
+    /// the likelihood's normaliser for the MLE.
+    fn finish(&self, x: &[f64], mut f: f64, g_sigma: f64, full_grad: &[f64], grad: &mut [f64]) -> f64 {
+        let nf = self.free.len();
         for (k, &j) in self.free.iter().enumerate() {
-            grad[k] = reduce::dot(&w.jac[j * n..(j + 1) * n], &w.psi[..n]);
+            grad[k] = full_grad[j];
         }
         if self.mle {
             let n = self.target.len() as f64;
@@ -385,7 +429,7 @@ pub(crate) fn prepare<'a>(law: &'a dyn LawForm, points: &Points, opts: &FitOptio
         lower.push(-60.0);
         upper.push(10.0);
     }
-    Ok(Problem { law, inputs, target, objective, mle, n_params: specs.len(), free, template, lower, upper })
+    Ok(Problem { law, inputs, target, objective, mle, n_params: specs.len(), free, template, lower, upper, padded: None }.with_fused_kernel())
 }
 
 fn specs_names(specs: &[ParamSpec]) -> String {

@@ -306,6 +306,19 @@ pub trait LawForm: Send + Sync {
         }
     }
 
+    /// Optional fast path for the most common objective, the Huber loss on
+    /// ln residuals: one fused pass computing ln L̂, its derivatives and the
+    /// loss, written with [`crate::lanes::reduce`]. Returns
+    /// (Σ ρ_δ(z_i), Σ ψ(z_i)·z_i) and writes ∂Σρ/∂p_j for every law
+    /// parameter into `grad` (len = `params().len()`). `inputs` are padded to
+    /// a multiple of [`crate::lanes::LANES`] points (see
+    /// [`crate::lanes::chunked`]). The default, `None`, makes the fitter use
+    /// `log_jacobian_into` and separate reductions; a law that overrides this
+    /// must agree with its Jacobian (`lanes`' tests check the built-in ones).
+    fn log_huber_into(&self, _params: &[f64], _inputs: &Inputs, _objective: &crate::lanes::HuberLog, _grad: &mut [f64]) -> Option<(f64, f64)> {
+        None
+    }
+
     /// Derived quantities worth reporting with intervals (e.g. A = e^a).
     fn derived(&self, _params: &[f64]) -> Vec<(String, f64)> {
         Vec::new()

@@ -41,6 +41,7 @@ pub mod evaluate;
 pub mod fastmath;
 pub mod fit;
 pub mod hitchhiker;
+pub mod lanes;
 pub mod law;
 pub mod laws;
 pub mod mixture;

@@ -102,6 +102,9 @@ where
     let mut s_hist: VecDeque<Vec<f64>> = VecDeque::with_capacity(opts.memory);
     let mut y_hist: VecDeque<Vec<f64>> = VecDeque::with_capacity(opts.memory);
     let mut rho_hist: VecDeque<f64> = VecDeque::with_capacity(opts.memory);
+    // Curvature-pair vectors no longer in the history, reused so that an
+    // iteration allocates nothing (a grid fit runs ~10^5–10^6 iterations).
+    let mut spare: Vec<Vec<f64>> = Vec::with_capacity(2 * opts.memory + 2);
     let mut alpha = vec![0.0; opts.memory.max(1)];
     let mut d = vec![0.0; n];
     let mut free = vec![true; n];
@@ -159,8 +162,7 @@ where
         if gd >= 0.0 || !gd.is_finite() {
             // Not a descent direction (stale curvature after an active-set
             // change): restart from steepest descent.
-            s_hist.clear();
-            y_hist.clear();
+            spare.extend(s_hist.drain(..).chain(y_hist.drain(..)));
             rho_hist.clear();
             for i in 0..n {
                 d[i] = if free[i] { -g[i] } else { 0.0 };
@@ -237,22 +239,25 @@ where
         let f_new = if accepted { f_acc } else { f_lo };
         iter += 1;
         // Curvature pair.
-        let mut s = vec![0.0; n];
-        let mut y = vec![0.0; n];
+        let mut s = spare.pop().unwrap_or_else(|| vec![0.0; n]);
+        let mut y = spare.pop().unwrap_or_else(|| vec![0.0; n]);
         for i in 0..n {
             s[i] = xt[i] - x[i];
             y[i] = gt[i] - g[i];
         }
         let sy = dot(&s, &y);
-        if sy > 1e-12 * dot(&y, &y).max(1e-300) && sy > 0.0 {
+        // memory 0 keeps no pairs: steepest descent with the same line search.
+        if opts.memory > 0 && sy > 1e-12 * dot(&y, &y).max(1e-300) && sy > 0.0 {
             if s_hist.len() == opts.memory {
-                s_hist.pop_front();
-                y_hist.pop_front();
+                spare.extend(s_hist.pop_front().into_iter().chain(y_hist.pop_front()));
                 rho_hist.pop_front();
             }
             s_hist.push_back(s);
             y_hist.push_back(y);
             rho_hist.push_back(1.0 / sy);
+        } else {
+            spare.push(s);
+            spare.push(y);
         }
         let decrease = f - f_new;
         x.copy_from_slice(&xt);

@@ -13,9 +13,13 @@
 //! `#[inline(always)]` (the kernel, [`crate::fastmath`]'s `exp`/`ln`) are
 //! inlined into that function and so compiled with its features; a kernel
 //! must be branch-free straight-line arithmetic over slices for LLVM to
-//! vectorise it. Results do not depend on the path taken beyond the order of
-//! floating-point reductions the kernel itself fixes (no FMA contraction:
-//! Rust does not contract `a * b + c`).
+//! vectorise it. Results do not depend on the path taken: Rust never
+//! contracts `a * b + c` into an FMA by itself, and where [`crate::fastmath`]
+//! asks for one (`f64::mul_add`, in its polynomials) every path computes the
+//! same exactly rounded fused multiply-add — an instruction on the AVX2/AVX-512
+//! paths (both require FMA, which every AVX2 CPU since 2013 has), a slow but
+//! bit-identical libm call on the baseline. The reductions' order is fixed
+//! by the kernels themselves (see [`crate::lanes`]).
 //!
 //! A law author writes the per-point loop as an `#[inline(always)]` fn and
 //! calls it through an `#[inline(always)]` closure. Both attributes matter:
@@ -37,19 +41,19 @@
 //! simd::dispatch(#[inline(always)] || kernel(&ln_x, 0.5, &mut out));
 //! ```
 
-/// Run `kernel` compiled for the widest vector unit the CPU has (AVX-512F,
-/// else AVX2, else the baseline target). Detection is cached by std, so the
-/// check costs a load and a branch per call.
+/// Run `kernel` compiled for the widest vector unit the CPU has (AVX-512F
+/// with FMA, else AVX2 with FMA, else the baseline target). Detection is
+/// cached by std, so the check costs a load and a branch per call.
 #[inline(always)]
 pub fn dispatch<R>(kernel: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked just above).
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX-512F and FMA (checked just above).
             return unsafe { with_avx512(kernel) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { with_avx2(kernel) };
         }
     }
@@ -74,25 +78,25 @@ pub fn columns<const K: usize>(jac: &mut [f64], n: usize) -> [&mut [f64]; K] {
 pub fn level() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "avx512f";
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            return "avx512f+fma";
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2";
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "avx2+fma";
         }
     }
     "baseline"
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn with_avx2<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 #[inline]
 unsafe fn with_avx512<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
@@ -114,6 +118,6 @@ mod tests {
         let s = super::dispatch(#[inline(always)] || kernel(&x, &mut y));
         let want: f64 = x.iter().map(|v| v.exp()).sum();
         assert!((s - want).abs() < 1e-12 * want, "{s} vs {want}");
-        assert!(["avx512f", "avx2", "baseline"].contains(&super::level()));
+        assert!(["avx512f+fma", "avx2+fma", "baseline"].contains(&super::level()));
     }
 }

