@@ -233,7 +233,12 @@ impl Objective {
 ///    scalar), and split the Jacobian with [`crate::simd::columns`];
 /// 3. call it as `crate::simd::dispatch(#[inline(always)] || kernel(..))`,
 ///    which compiles it for AVX-512, AVX2 and the baseline and picks one at
-///    run time (see [`crate::simd`]).
+///    run time (see [`crate::simd`]);
+/// 4. for the Huber loss on ln residuals (the default objective), also
+///    override [`LawForm::log_huber_into`] with the same per-point formulas
+///    through [`crate::lanes::reduce`]: one pass, no Jacobian in memory, no
+///    scalar remainder (Chinchilla's grid fit: 0.68 → 0.40 s with the FMA
+///    polynomials, 2 cores).
 ///
 /// `laws/power.rs` is the shortest example, `laws/muennighoff.rs` the one
 /// with kinks.
