@@ -106,6 +106,17 @@ pub fn reduce<const P: usize>(obj: &HuberLog, point: impl Fn(usize, usize) -> (f
     (lane_sum(&rho), lane_sum(&psi_z))
 }
 
+/// [`reduce`] compiled for the CPU's vector unit ([`crate::simd::dispatch`]):
+/// what a law's [`crate::law::LawForm::log_huber_into`] calls, with `point`
+/// written as an `#[inline(always)]` closure argument.
+#[inline(always)]
+pub fn fused<const P: usize>(obj: &HuberLog, point: impl Fn(usize, usize) -> (f64, [f64; P]), grad: &mut [f64; P]) -> (f64, f64) {
+    crate::simd::dispatch(
+        #[inline(always)]
+        || reduce(obj, point, grad),
+    )
+}
+
 /// The columns of a padded input, in chunks of [`LANES`] (the fitter pads
 /// every column to a multiple of [`LANES`], so nothing is left over).
 #[inline(always)]
@@ -183,9 +194,9 @@ mod tests {
             },
         );
         let (mut f0, mut pz0, mut g0) = (0.0, 0.0, 0.0);
-        for i in 0..11 {
+        for (i, &t) in target.iter().enumerate() {
             let xi = (i + 1) as f64;
-            let z: f64 = 0.002 * xi + 0.004 - target[i];
+            let z: f64 = 0.002 * xi + 0.004 - t;
             let (rho, psi) = if z.abs() <= 1e-3 {
                 (0.5 * z * z, z)
             } else {
@@ -215,7 +226,9 @@ mod tests {
             .collect();
         let y: Vec<f64> = (0..n_pts).map(|i| 2.0 + 3.0 / (1.0 + i as f64)).collect();
         let ln_y: Vec<f64> = y.iter().map(|v| v.ln()).collect();
-        let cases: Vec<(Box<dyn LawForm>, crate::law::Inputs, Vec<Vec<f64>>)> = vec![
+        // (law, its inputs, parameter vectors to check at)
+        type Case = (Box<dyn LawForm>, crate::law::Inputs, Vec<Vec<f64>>);
+        let cases: Vec<Case> = vec![
             (
                 Box::new(Chinchilla),
                 crate::law::Inputs::new(vec!["N".into(), "D".into()], vec![n.clone(), d.clone()]),

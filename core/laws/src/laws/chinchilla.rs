@@ -97,26 +97,19 @@ impl LawForm for Chinchilla {
         let (ln_n, ln_d) = (&lanes::chunked(inputs.log_col(0))[..chunks], &lanes::chunked(inputs.log_col(1))[..chunks]);
         let grad: &mut [f64; 5] = grad.get_mut(..5)?.try_into().ok()?;
         let (a, b, big_e, alpha, beta) = (p[0], p[1], p[2].exp(), p[3], p[4]);
-        // `point` as a closure argument: Rust accepts `#[inline(always)]` on a
-        // closure only there (see crate::simd).
-        Some(crate::simd::dispatch(
+        Some(lanes::fused(
+            objective,
             #[inline(always)]
-            || {
-                lanes::reduce(
-                    objective,
-                    #[inline(always)]
-                    |c, k| {
-                        let (x, y) = (ln_n[c][k], ln_d[c][k]);
-                        let t1 = fm::exp(a - alpha * x);
-                        let t2 = fm::exp(b - beta * y);
-                        let s = t1 + t2 + big_e;
-                        let inv = 1.0 / s;
-                        let (w1, w2) = (t1 * inv, t2 * inv);
-                        (fm::ln(s), [w1, w2, big_e * inv, -w1 * x, -w2 * y])
-                    },
-                    grad,
-                )
+            |c, k| {
+                let (x, y) = (ln_n[c][k], ln_d[c][k]);
+                let t1 = fm::exp(a - alpha * x);
+                let t2 = fm::exp(b - beta * y);
+                let s = t1 + t2 + big_e;
+                let inv = 1.0 / s;
+                let (w1, w2) = (t1 * inv, t2 * inv);
+                (fm::ln(s), [w1, w2, big_e * inv, -w1 * x, -w2 * y])
             },
+            grad,
         ))
     }
     fn derived(&self, p: &[f64]) -> Vec<(String, f64)> {

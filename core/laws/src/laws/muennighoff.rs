@@ -167,26 +167,18 @@ impl LawForm for Muennighoff {
         let consts = Consts::of(&q);
         if self.tie_exponents {
             let grad: &mut [f64; 6] = grad.get_mut(..6)?.try_into().ok()?;
-            Some(crate::simd::dispatch(
+            Some(lanes::fused(
+                objective,
                 #[inline(always)]
-                || {
-                    lanes::reduce(
-                        objective,
-                        #[inline(always)]
-                        |c, k| {
-                            let (lp, d) = point(&consts, cols[0][c][k], cols[1][c][k], cols[2][c][k], cols[3][c][k]);
-                            (lp, [d[0], d[1], d[2], d[3] + d[4], d[5], d[6]])
-                        },
-                        grad,
-                    )
+                |c, k| {
+                    let (lp, d) = point_at(&consts, &cols, c, k);
+                    (lp, [d[0], d[1], d[2], d[3] + d[4], d[5], d[6]])
                 },
+                grad,
             ))
         } else {
             let grad: &mut [f64; 7] = grad.get_mut(..7)?.try_into().ok()?;
-            Some(crate::simd::dispatch(
-                #[inline(always)]
-                || lanes::reduce(objective, #[inline(always)] |c, k| point(&consts, cols[0][c][k], cols[1][c][k], cols[2][c][k], cols[3][c][k]), grad),
-            ))
+            Some(lanes::fused(objective, #[inline(always)] |c, k| point_at(&consts, &cols, c, k), grad))
         }
     }
     fn derived(&self, p: &[f64]) -> Vec<(String, f64)> {
@@ -274,6 +266,12 @@ fn point_with<const JAC: bool>(k: &Consts, ln_n: f64, ln_u: f64, d: f64, u: f64)
 #[inline(always)]
 fn point(k: &Consts, ln_n: f64, ln_u: f64, d: f64, u: f64) -> (f64, [f64; 7]) {
     point_with::<true>(k, ln_n, ln_u, d, u)
+}
+
+/// [`point`] at point `lane` of chunk `c` of the padded columns (ln N, ln U, D, U).
+#[inline(always)]
+fn point_at(k: &Consts, cols: &[&[[f64; lanes::LANES]]; 4], c: usize, lane: usize) -> (f64, [f64; 7]) {
+    point(k, cols[0][c][lane], cols[1][c][lane], cols[2][c][lane], cols[3][c][lane])
 }
 
 /// ln L̂ at every point and, when `JAC`, its column-major Jacobian (7
